@@ -1,0 +1,157 @@
+"""Run an experiment: every session of a scenario, in parallel across processes, in session order.
+
+Sessions are independent and each draws from its own seeded stream (engine.seeds), so the result is the same
+bit for bit whatever the number of worker processes; only the wall time changes. Processes are forked after
+the kernel is loaded, so workers start with the compiled code in memory.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Callable
+
+import numpy as np
+
+from algocomp.engine.build import CompiledScenario, compile_scenario
+from algocomp.engine.results import ExperimentResult, ProgressEvent, SessionResult
+from algocomp.engine.seeds import session_seeds
+from algocomp.engine.session import run_session
+from algocomp.metrics.summary import summarise
+from algocomp.scenarios import scenario_hash
+from algocomp.scenarios.model import Scenario
+
+_worker_compiled: CompiledScenario | None = None
+
+
+def warm_up() -> None:
+    """Load (or compile, the first time on a machine) the kernel by running a tiny session."""
+    tiny = Scenario.model_validate(
+        {
+            "sessions": 1,
+            "horizon": {"max_periods": 64, "convergence_periods": 8},
+            "logging": {"interval": 8, "tail": 4, "cycle_search": 16, "impulse_periods": 2},
+        }
+    )
+    run_session(compile_scenario(tiny), 0, 1)
+
+
+def _init_worker(compiled: CompiledScenario) -> None:
+    global _worker_compiled
+    _worker_compiled = compiled
+
+
+def _run_in_worker(index: int, seed: int) -> SessionResult | None:
+    assert _worker_compiled is not None, "worker not initialised"
+    return run_session(_worker_compiled, index, seed)
+
+
+def resolve_workers(workers: int | None) -> int:
+    """0 or None mean one process per core."""
+    if not workers:
+        return os.cpu_count() or 1
+    if workers < 0:
+        raise ValueError(f"workers must be 0 (one per core) or a positive number, got {workers}")
+    return workers
+
+
+def run_experiment(
+    scenario: Scenario,
+    *,
+    workers: int | None = 1,
+    progress: Callable[[ProgressEvent], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    compiled: CompiledScenario | None = None,
+) -> ExperimentResult:
+    """Simulate scenario.sessions sessions seeded from scenario.seed and summarise them.
+
+    progress is called after every finished session; should_stop is polled between sessions (and between
+    chunks of a session when running in this process) and, if it returns True, the experiment stops early
+    with result.cancelled set and the finished sessions kept.
+    """
+    started = time.perf_counter()
+    cs = compiled if compiled is not None else compile_scenario(scenario)
+    n_workers = min(resolve_workers(workers), scenario.sessions)
+    seeds = session_seeds(scenario.seed, scenario.sessions)
+    results: dict[int, SessionResult] = {}
+    gains: list[float] = []
+    prices: list[float] = []
+    periods_done = 0
+    cancelled = False
+
+    def finished(result: SessionResult) -> None:
+        nonlocal periods_done
+        results[result.session] = result
+        periods_done += result.metrics["periods"]
+        if result.metrics["profit_gain"] is not None:
+            gains.append(result.metrics["profit_gain"])
+        prices.append(result.metrics["mean_price"])
+        if progress is not None:
+            progress(
+                ProgressEvent(
+                    sessions_done=len(results),
+                    sessions_total=scenario.sessions,
+                    periods_done=periods_done,
+                    mean_price=float(np.mean(prices)),
+                    profit_gain=float(np.mean(gains)) if gains else float("nan"),
+                    elapsed_s=time.perf_counter() - started,
+                )
+            )
+
+    if n_workers <= 1:
+        for index, seed in enumerate(seeds):
+            if should_stop is not None and should_stop():
+                cancelled = True
+                break
+            result = run_session(cs, index, seed, should_stop=should_stop)
+            if result is None:
+                cancelled = True
+                break
+            finished(result)
+    else:
+        warm_up()  # forked workers inherit the loaded kernel instead of each loading it
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(n_workers, mp_context=context, initializer=_init_worker, initargs=(cs,)) as pool:
+            pending: set[Future] = set()
+            queue = iter(enumerate(seeds))
+            # Keep a short queue per worker: dynamic balancing (sessions differ in length) and prompt cancel.
+            for index, seed in queue:
+                pending.add(pool.submit(_run_in_worker, index, seed))
+                if len(pending) >= 2 * n_workers:
+                    break
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    finished(future.result())
+                if should_stop is not None and should_stop():
+                    cancelled = True
+                    for future in pending:
+                        future.cancel()
+                    break
+                for index, seed in queue:
+                    pending.add(pool.submit(_run_in_worker, index, seed))
+                    if len(pending) >= 2 * n_workers:
+                        break
+
+    ordered = [results[i] for i in sorted(results)]
+    elapsed = time.perf_counter() - started
+    summary = summarise(
+        cs,
+        [r.metrics for r in ordered],
+        impulse=ExperimentResult(scenario, cs.benchmarks, cs.grid, ordered).impulse,
+        scenario_hash=scenario_hash(scenario),
+        elapsed_s=elapsed,
+        sessions_requested=scenario.sessions,
+    )
+    summary["cancelled"] = cancelled
+    return ExperimentResult(
+        scenario=scenario,
+        benchmarks=cs.benchmarks,
+        grid=cs.grid,
+        sessions=ordered,
+        summary=summary,
+        elapsed_s=elapsed,
+        cancelled=cancelled,
+    )

@@ -1,0 +1,370 @@
+"""One session: allocate its state, run the learning phase in chunks, then read off its converged strategies.
+
+A session's memory is bounded whatever its horizon: the agents' tables, a fixed number of panel rows (which
+merge pairwise when full), and a ring buffer for the tail. After learning, copies of the state are played
+greedily with learning frozen: once to find the limit cycle, and twice more from the same point on it, with and
+without a forced one-period deviation, for the impulse response.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Callable
+
+import numpy as np
+
+from algocomp.engine import kernel as K
+from algocomp.engine.build import (
+    ACTOR_CRITIC,
+    EPSILON_GREEDY,
+    EXPECTED_SARSA,
+    F_EPS0,
+    I_BASE,
+    I_KIND,
+    I_MEMORY,
+    I_QOFF,
+    I_SOFF,
+    I_STATES,
+    KLEIN,
+    QLEARNING,
+    QLEARNING_SYNC,
+    CompiledScenario,
+)
+from algocomp.engine.results import PANEL_COLUMNS, SessionResult
+from algocomp.engine.seeds import splitmix64
+
+# Learning runs in chunks of this many periods between checks for cancellation and progress.
+DEFAULT_CHUNK = 1 << 21
+_MASK = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+@dataclass
+class SessionState:
+    """Every mutable array of one session (argument order of kernel.run_periods)."""
+
+    Q: np.ndarray
+    N: np.ndarray
+    V: np.ndarray
+    G: np.ndarray
+    eps: np.ndarray
+    act: np.ndarray
+    state: np.ndarray
+    last_change: np.ndarray
+    flags: np.ndarray
+    seq_acc: np.ndarray
+    seq_disc: np.ndarray
+    prev_state: np.ndarray
+    prev_act: np.ndarray
+    rng: np.ndarray
+    clock: np.ndarray
+    scratch: np.ndarray
+    log_f: np.ndarray
+    log_i: np.ndarray
+    acc_f: np.ndarray
+    tail_a: np.ndarray
+    tail_q: np.ndarray
+    tail_pi: np.ndarray
+    visits: np.ndarray  # per price profile visit counts of the open interval (Q-learning loop only)
+
+    def copy(self) -> "SessionState":
+        return SessionState(**{f.name: getattr(self, f.name).copy() for f in fields(self)})
+
+    def arrays(self) -> tuple:
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+    @property
+    def period(self) -> int:
+        return int(self.clock[K.C_T])
+
+    @property
+    def converged_at(self) -> int:
+        return int(self.clock[K.C_CONVERGED_AT])
+
+
+class _Stream:
+    """The session's splitmix64 stream on the Python side (initial prices), continued by the kernel."""
+
+    def __init__(self, seed: int) -> None:
+        self.state = seed & _MASK
+
+    def below(self, k: int) -> int:
+        # Same draw as kernel._below after `rs += golden`: splitmix64(x) is mix(x + golden).
+        r = splitmix64(self.state)
+        self.state = (self.state + _GOLDEN) & _MASK
+        return ((r >> 32) * k) >> 32
+
+
+def new_state(cs: CompiledScenario, seed: int) -> SessionState:
+    n, m = cs.n_firms, cs.n_prices
+    scenario = cs.scenario
+    stream = _Stream(seed)
+    Q = cs.q_init.copy()
+    V = np.zeros(cs.s_size)
+    G = np.zeros(cs.s_size, dtype=np.int64)
+    eps = np.zeros(n)
+    for i in range(n):
+        kind = int(cs.ipar[i, I_KIND])
+        states, qo, so = (int(cs.ipar[i, c]) for c in (I_STATES, I_QOFF, I_SOFF))
+        rows = Q[qo : qo + states * m].reshape(states, m)
+        G[so : so + states] = np.argmax(rows, axis=1)  # first maximum, forbidden prices hold -inf
+        V[so : so + states] = rows.max(axis=1) if kind != ACTOR_CRITIC else 0.0
+        if kind in (QLEARNING, QLEARNING_SYNC, EXPECTED_SARSA, KLEIN):
+            eps[i] = 1.0
+        elif kind in (EPSILON_GREEDY, ACTOR_CRITIC):
+            eps[i] = cs.fpar[i, F_EPS0]
+
+    # A random initial state: `memory` random price profiles among the allowed prices (Calvano et al.).
+    depth = max(1, int(cs.ipar[:, I_MEMORY].max()))
+    history = np.array(
+        [[cs.allowed[i, stream.below(int(cs.n_allowed[i]))] for i in range(n)] for _ in range(depth)], dtype=np.int64
+    )  # history[0] is the most recent profile
+    act = history[0].copy()
+    state = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        kind = int(cs.ipar[i, I_KIND])
+        memory, base = int(cs.ipar[i, I_MEMORY]), int(cs.ipar[i, I_BASE])
+        if kind == KLEIN:
+            state[i] = sum(int(act[k]) * m ** (k - (k > i)) for k in range(n) if k != i)
+        else:
+            s = 0
+            for lag in range(memory):
+                digit = int(history[lag] @ cs.powers) if base != m else int(history[lag, i])
+                s += digit * base**lag
+            state[i] = s
+
+    lg = scenario.logging
+    clock = np.zeros(K.N_CLOCK, dtype=np.int64)
+    clock[K.C_CONVERGED_AT] = -1
+    clock[K.C_INTERVAL] = lg.interval
+    n_fields = 3 * n + 1
+    return SessionState(
+        Q=Q,
+        N=np.zeros(cs.q_size),
+        V=V,
+        G=G,
+        eps=eps,
+        act=act,
+        state=state,
+        last_change=np.full(n, -cs.reprice_every, dtype=np.int64),
+        flags=np.zeros(n, dtype=np.int64),
+        seq_acc=np.zeros(n),
+        seq_disc=np.ones(n),
+        prev_state=np.zeros(n, dtype=np.int64),
+        prev_act=np.full(n, -1, dtype=np.int64),
+        rng=np.array([stream.state], dtype=np.uint64),
+        clock=clock,
+        scratch=np.zeros((n, m)),
+        log_f=np.zeros((lg.max_intervals, n_fields)),
+        log_i=np.zeros((lg.max_intervals, 2), dtype=np.int64),
+        acc_f=np.zeros(n_fields),
+        tail_a=np.zeros((lg.tail, n), dtype=np.int64),
+        tail_q=np.zeros((lg.tail, n)),
+        tail_pi=np.zeros((lg.tail, n)),
+        visits=np.zeros(cs.n_profiles if _count_visits(cs) else 0, dtype=np.int64),
+    )
+
+
+def _count_visits(cs: CompiledScenario) -> bool:
+    """Counting profile visits beats summing outcomes each period when an interval is long enough to amortise
+    reading every profile once when it closes."""
+    return cs.qlearning_only and cs.n_profiles * (3 * cs.n_firms + 1) <= cs.scenario.logging.interval
+
+
+_NO_RECORD = np.zeros((0, 1), dtype=np.int64)
+
+
+def advance(cs: CompiledScenario, st: SessionState, periods: int, *, learn: bool = True,
+            record: np.ndarray | None = None, force_step: int = -1, force_firm: int = 0,
+            general: bool = False, log: bool = True) -> int:
+    """Run the kernel on this session for up to `periods` periods; returns how many it ran.
+
+    Learning populations of plain Q-learners take the specialised loop unless general=True (tests use it to
+    hold the two loops to the same results); log=False skips the panel and tail there (benchmarks use it to
+    measure what logging costs)."""
+    h = cs.scenario.horizon
+    if learn and cs.qlearning_only and not general:
+        return int(
+            K.run_qlearning(
+                cs.profit, cs.quantity, cs.consumer_surplus, cs.grid, cs.powers, cs.allowed, cs.n_allowed,
+                cs.ipar, cs.fpar, st.Q, st.V, st.G, st.eps, st.act, st.state, st.rng, st.clock, st.log_f,
+                st.log_i, st.acc_f, st.tail_a, st.visits, periods, h.convergence_periods,
+                h.stop_at_convergence, log,
+            )
+        )
+    return int(
+        K.run_periods(
+            cs.profit, cs.quantity, cs.consumer_surplus, cs.expected_fine, cs.grid, cs.costs, cs.powers,
+            cs.allowed, cs.n_allowed, cs.ipar, cs.fpar, cs.sequential, cs.reprice_every, cs.noise_kind,
+            cs.noise_sd, cs.audit_probability, cs.audit_fine, cs.audit_threshold,
+            *st.arrays()[:-1],
+            periods, learn, h.convergence_periods, h.stop_at_convergence,
+            record if record is not None else _NO_RECORD, force_step, force_firm,
+        )
+    )
+
+
+def learn(cs: CompiledScenario, st: SessionState, *, chunk: int = DEFAULT_CHUNK,
+          should_stop: Callable[[], bool] | None = None,
+          on_chunk: Callable[[SessionState], None] | None = None) -> bool:
+    """The learning phase, until convergence (if the scenario stops there) or the horizon.
+
+    Returns False if should_stop() asked to stop between chunks.
+    """
+    h = cs.scenario.horizon
+    while st.period < h.max_periods:
+        advance(cs, st, min(chunk, h.max_periods - st.period))
+        if on_chunk is not None:
+            on_chunk(st)
+        if h.stop_at_convergence and st.converged_at >= 0:
+            break
+        if should_stop is not None and should_stop():
+            return False
+    return True
+
+
+def play_greedy(cs: CompiledScenario, st: SessionState, periods: int, *, deviate_firm: int = -1) -> np.ndarray:
+    """Play the frozen greedy strategies from a copy of `st` (which `st` itself is advanced to the end of);
+    with deviate_firm >= 0 that firm plays its static best response in the first period. Returns the actions."""
+    record = np.zeros((periods, cs.n_firms), dtype=np.int64)
+    advance(cs, st, periods, learn=False, record=record, force_step=0 if deviate_firm >= 0 else -1,
+            force_firm=max(deviate_firm, 0))
+    return record
+
+
+def find_cycle(actions: np.ndarray) -> int:
+    """Length of the cycle the end of a deterministic path has settled into, or 0 if none shows.
+
+    The second half of the path must repeat with period P (the shortest such P is returned); as the dynamics
+    depend only on recent prices, a path that repeats for longer than P plus the memory has reached a cycle.
+    """
+    length = actions.shape[0]
+    half = length // 2
+    tail = actions[half:]
+    for period in range(1, half // 2 + 1):
+        if np.array_equal(tail[period:], tail[:-period]):
+            return period
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- panel rows
+
+
+def _expand(session: int, kind: str, period: np.ndarray, periods: np.ndarray, price: np.ndarray,
+            quantity: np.ndarray, profit: np.ndarray, cs_value: np.ndarray, costs: np.ndarray) -> dict:
+    """Rows x firms arrays to the long panel's columns (one row per logged row and firm)."""
+    rows, n = price.shape
+    welfare = cs_value + profit.sum(axis=1)
+    return {
+        "session": np.full(rows * n, session, dtype=np.int32),
+        "kind": np.full(rows * n, kind, dtype=object),
+        "period": np.repeat(period, n).astype(np.int64),
+        "periods": np.repeat(periods, n).astype(np.int64),
+        "firm": np.tile(np.arange(n, dtype=np.int16), rows),
+        "price": price.reshape(-1),
+        "cost": np.tile(costs, rows),
+        "quantity": quantity.reshape(-1),
+        "profit": profit.reshape(-1),
+        "consumer_surplus": np.repeat(cs_value, n),
+        "total_welfare": np.repeat(welfare, n),
+    }
+
+
+def interval_means(cs: CompiledScenario, st: SessionState) -> tuple[np.ndarray, np.ndarray]:
+    """The logged intervals, the last (partial) one included: (period_end_and_count (rows, 2), means)."""
+    rows = int(st.clock[K.C_LOG_ROWS])
+    log_f = st.log_f[:rows]
+    log_i = st.log_i[:rows]
+    pending = int(st.clock[K.C_ACC_COUNT])
+    if pending > 0:
+        log_f = np.vstack([log_f, st.acc_f[None, :]])
+        log_i = np.vstack([log_i, [[st.period - 1, pending]]])
+    return log_i, log_f / np.maximum(log_i[:, 1:2].astype(float), 1.0)
+
+
+def panel_columns(cs: CompiledScenario, st: SessionState, session: int,
+                  intervals: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+    """The session's interval means and its tail, period by period, as panel columns."""
+    n = cs.n_firms
+    log_i, means = intervals
+    parts = [
+        _expand(session, "interval", log_i[:, 0] + 1, log_i[:, 1], means[:, :n], means[:, n : 2 * n],
+                means[:, 2 * n : 3 * n], means[:, 3 * n], cs.costs)
+    ]
+    tail_len = cs.scenario.logging.tail
+    kept = min(tail_len, st.period)
+    if kept > 0:
+        start = st.period - kept
+        slots = np.arange(start, st.period) % tail_len
+        acts = st.tail_a[slots]
+        joint = acts @ cs.powers
+        if cs.qlearning_only:  # the specialised loop keeps only the prices; outcomes are table entries
+            tail_q, tail_pi = cs.quantity[joint], cs.profit[joint]
+        else:
+            tail_q, tail_pi = st.tail_q[slots], st.tail_pi[slots]
+        parts.append(
+            _expand(session, "tail", np.arange(start, st.period) + 1, np.ones(kept, dtype=np.int64),
+                    cs.grid[np.arange(n)[None, :], acts], tail_q, tail_pi, cs.consumer_surplus[joint], cs.costs)
+        )
+    return {c: np.concatenate([p[c] for p in parts]) for c in PANEL_COLUMNS}
+
+
+# ------------------------------------------------------------------------------------------- session
+
+
+def run_session(cs: CompiledScenario, session: int, seed: int, *, chunk: int = DEFAULT_CHUNK,
+                should_stop: Callable[[], bool] | None = None) -> SessionResult | None:
+    """Simulate one session end to end; None if should_stop() interrupted it."""
+    from algocomp.metrics.session import session_metrics  # metrics import the engine's results, not vice versa
+
+    st = new_state(cs, seed)
+    if not learn(cs, st, chunk=chunk, should_stop=should_stop):
+        return None
+    intervals = interval_means(cs, st)
+
+    lg = cs.scenario.logging
+    frozen = st.copy()
+    path = play_greedy(cs, frozen, lg.cycle_search)
+    cycle_length = find_cycle(path)
+    cycle = path[-cycle_length:] if cycle_length else path[path.shape[0] // 2 :]
+
+    # Impulse response from the point reached on the cycle. With alternating moves the deviation must fall on
+    # the deviating firm's turn, so play on until it is.
+    if cs.sequential:
+        while frozen.period % cs.n_firms != lg.deviating_firm:
+            play_greedy(cs, frozen, 1)
+    before = frozen.act.copy()
+    counterfactual = np.vstack([before[None, :], play_greedy(cs, frozen.copy(), lg.impulse_periods + 1)])
+    deviation = np.vstack(
+        [before[None, :], play_greedy(cs, frozen.copy(), lg.impulse_periods + 1, deviate_firm=lg.deviating_firm)]
+    )
+    metrics = session_metrics(
+        cs, session=session, seed=seed, periods=st.period, converged_at=st.converged_at, cycle=cycle,
+        cycle_length=cycle_length, path=path, interval_prices=intervals[1][:, : cs.n_firms],
+        deviation=deviation, counterfactual=counterfactual,
+    )
+    return SessionResult(
+        session=session,
+        seed=seed,
+        panel_columns=panel_columns(cs, st, session, intervals),
+        impulse_columns=_impulse_columns(cs, session, deviation, counterfactual),
+        metrics=metrics,
+    )
+
+
+def _impulse_columns(cs: CompiledScenario, session: int, deviation: np.ndarray,
+                     counterfactual: np.ndarray) -> dict[str, np.ndarray]:
+    """Rows tau = -1 (before), 0 (the deviation), 1, ... of both paths, as impulse-table columns."""
+    n = cs.n_firms
+    firms = np.arange(n)
+    net = cs.profit - cs.expected_fine
+    steps = deviation.shape[0]
+    return {
+        "session": np.full(steps * n, session, dtype=np.int32),
+        "firm": np.tile(firms.astype(np.int16), steps),
+        "tau": np.repeat(np.arange(-1, steps - 1), n).astype(np.int64),
+        "price": cs.grid[firms[None, :], deviation].reshape(-1),
+        "profit": net[deviation @ cs.powers].reshape(-1),
+        "counterfactual_price": cs.grid[firms[None, :], counterfactual].reshape(-1),
+        "counterfactual_profit": net[counterfactual @ cs.powers].reshape(-1),
+    }

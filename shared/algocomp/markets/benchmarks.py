@@ -1,0 +1,358 @@
+"""The static benchmarks every outcome is measured against: one-shot Bertrand–Nash and joint monopoly.
+
+They are solved on continuous prices, not on the price grid (Calvano et al. 2020), because the grid itself is
+built from them and because the profit gain Delta = (pi - pi_N) / (pi_M - pi_N) must not depend on how finely
+prices are discretised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+from scipy.optimize import brentq, minimize, root
+
+from algocomp.markets.demand import consumer_surplus, cost_array, outside_share, profits, quality_array, quantities
+from algocomp.scenarios.model import BertrandDemand, LinearDemand, LogitDemand, MarketSpec
+
+__all__ = ["Benchmarks", "compute_benchmarks"]
+
+# Convergence targets of the numerical (logit) solvers. The published figures have 5 decimals; these leave
+# several orders of magnitude of headroom so rounding, not the solver, decides the last digit.
+_FOC_TOLERANCE = 1e-10
+_GRADIENT_TOLERANCE = 1e-9
+
+_ARRAY_FIELDS = (
+    "nash_price",
+    "monopoly_price",
+    "nash_profit",
+    "monopoly_profit",
+    "nash_quantity",
+    "monopoly_quantity",
+)
+_SCALAR_FIELDS = (
+    "nash_consumer_surplus",
+    "monopoly_consumer_surplus",
+    "nash_welfare",
+    "monopoly_welfare",
+)
+
+
+@dataclass(frozen=True, eq=False)
+class Benchmarks:
+    """Static Nash and joint-monopoly outcomes of one market, per firm where they differ across firms.
+
+    Equality is identity (eq=False): field-wise equality of numpy arrays is ambiguous, and two benchmark sets
+    are compared with np.allclose when it matters. The arrays are stored as read-only copies, so "frozen" also
+    protects their contents from an agent that would otherwise mutate a shared benchmark in place.
+    """
+
+    nash_price: np.ndarray
+    monopoly_price: np.ndarray
+    nash_profit: np.ndarray
+    monopoly_profit: np.ndarray
+    nash_quantity: np.ndarray
+    monopoly_quantity: np.ndarray
+    nash_consumer_surplus: float
+    monopoly_consumer_surplus: float
+    nash_welfare: float
+    monopoly_welfare: float
+
+    def __post_init__(self) -> None:
+        shape = None
+        for name in _ARRAY_FIELDS:
+            value = np.array(getattr(self, name), dtype=float)
+            if value.ndim != 1:
+                raise ValueError(f"{name} must be one value per firm (1-D); got shape {value.shape}")
+            if shape is not None and value.shape != shape:
+                raise ValueError(f"{name} has shape {value.shape} but nash_price has shape {shape}")
+            shape = value.shape
+            value.setflags(write=False)
+            object.__setattr__(self, name, value)
+        for name in _SCALAR_FIELDS:
+            object.__setattr__(self, name, float(getattr(self, name)))
+
+    @property
+    def n_firms(self) -> int:
+        return int(self.nash_price.shape[0])
+
+    def to_dict(self) -> dict[str, list[float] | float]:
+        """Plain lists and floats, so the benchmarks can go straight into a JSON or YAML results file."""
+        out: dict[str, list[float] | float] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = [float(x) for x in value] if f.name in _ARRAY_FIELDS else float(value)
+        return out
+
+
+def compute_benchmarks(market: MarketSpec) -> Benchmarks:
+    """Solve the static Bertrand–Nash equilibrium and the joint-profit optimum of `market`.
+
+    logit: Nash where every firm satisfies p_i - c_i = mu / (1 - q_i) (exact best responses iterated to their
+        fixed point, polished by scipy root); monopoly by
+        maximising joint profit over the price vector (scipy BFGS with the analytic gradient).
+    linear: both from their first-order conditions, which are linear in prices and so solved exactly; this is
+        valid while every firm sells at the solution, and a ValueError says so when it does not.
+    bertrand: Nash at marginal cost (limit pricing by a strictly cheapest firm); monopoly at the price a monopolist
+        with the lowest cost would charge, set by every firm. See `_bertrand_prices` for the conventions.
+    """
+    demand = market.demand
+    if isinstance(demand, LogitDemand):
+        nash_price = _logit_nash_price(market)
+        monopoly_price = _logit_monopoly_price(market)
+        return _assemble(market, nash_price, monopoly_price)
+    if isinstance(demand, LinearDemand):
+        nash_price, monopoly_price = _linear_prices(market)
+        return _assemble(market, nash_price, monopoly_price)
+    if isinstance(demand, BertrandDemand):
+        nash_price, monopoly_price, nash_quantity = _bertrand_prices(market)
+        return _assemble(market, nash_price, monopoly_price, nash_quantity=nash_quantity)
+    raise TypeError(f"unsupported demand model: {type(demand).__name__}")
+
+
+def _assemble(
+    market: MarketSpec,
+    nash_price: np.ndarray,
+    monopoly_price: np.ndarray,
+    nash_quantity: np.ndarray | None = None,
+) -> Benchmarks:
+    """Evaluate quantities, profits and surplus at the benchmark prices with the same demand functions the
+    simulation uses, so a firm that plays the benchmark price earns exactly the benchmark profit. The only
+    exception is an explicit `nash_quantity` (Bertrand limit pricing, where the equilibrium is a limit)."""
+    costs = cost_array(market)
+    if nash_quantity is None:
+        nash_quantity = quantities(market, nash_price)
+        nash_profit = profits(market, nash_price)
+    else:
+        nash_profit = (nash_price - costs) * nash_quantity
+    monopoly_quantity = quantities(market, monopoly_price)
+    monopoly_profit = profits(market, monopoly_price)
+    nash_cs = float(consumer_surplus(market, nash_price))
+    monopoly_cs = float(consumer_surplus(market, monopoly_price))
+    return Benchmarks(
+        nash_price=nash_price,
+        monopoly_price=monopoly_price,
+        nash_profit=nash_profit,
+        monopoly_profit=monopoly_profit,
+        nash_quantity=nash_quantity,
+        monopoly_quantity=monopoly_quantity,
+        nash_consumer_surplus=nash_cs,
+        monopoly_consumer_surplus=monopoly_cs,
+        nash_welfare=nash_cs + float(nash_profit.sum()),
+        monopoly_welfare=monopoly_cs + float(monopoly_profit.sum()),
+    )
+
+
+# --------------------------------------------------------------------------------------------- logit
+
+
+def _lambert_w_of_exp(z: np.ndarray) -> np.ndarray:
+    """W(e^z), the x > 0 with x e^x = e^z, for any real z without forming e^z (which overflows for z > 709).
+
+    Writing x = e^y turns it into g(y) = e^y + y - z = 0; g is increasing and convex, so Newton's method
+    converges from any start (monotonically after at most one overshoot).
+    """
+    y = np.where(z > 1.0, np.log(np.maximum(z, 1.0)), z)
+    for _ in range(100):
+        step = (np.exp(y) + y - z) / (np.exp(y) + 1.0)
+        y = y - step
+        if np.all(np.abs(step) <= 1e-15 * np.maximum(1.0, np.abs(y))):
+            break
+    return np.exp(y)
+
+
+def _logit_best_response(market: MarketSpec, costs: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Every firm's exact best response to the others' prices in `p`.
+
+    Firm i's FOC p_i - c_i = mu / (1 - q_i) = mu (1 + E_i / R_i), with E_i = exp((a_i - p_i)/mu) and R_i the
+    rest of the logit denominator, is solved by markup mu (1 + x) with x e^x = exp((a_i - c_i)/mu - 1) / R_i,
+    i.e. x = W(e^z_i), z_i = (a_i - c_i)/mu - 1 - ln R_i. ln R_i is a log-sum-exp, so nothing overflows even when
+    one firm holds almost the whole market (where mu / (1 - q_i) itself is numerically useless).
+    """
+    demand = market.demand
+    assert isinstance(demand, LogitDemand)
+    mu = demand.mu
+    quality = quality_array(demand, market.n_firms)
+    utilities = (quality - p) / mu
+    outside = demand.outside_quality / mu
+    # ln R_i = ln(sum_{j != i} e^{u_j} + e^{u_0}), by log-sum-exp over a matrix with firm i's own term masked.
+    terms = np.broadcast_to(utilities, (market.n_firms, market.n_firms)).copy()
+    np.fill_diagonal(terms, -np.inf)
+    terms = np.concatenate([terms, np.full((market.n_firms, 1), outside)], axis=1)
+    shift = terms.max(axis=1)
+    log_rest = shift + np.log(np.exp(terms - shift[:, None]).sum(axis=1))
+    z = (quality - costs) / mu - 1.0 - log_rest
+    return costs + mu * (1.0 + _lambert_w_of_exp(z))
+
+
+def _logit_nash_price(market: MarketSpec) -> np.ndarray:
+    """The static Nash equilibrium: the fixed point of the exact best responses, for any qualities and costs.
+
+    Logit price competition is a supermodular game (best responses rise with rivals' prices) with a unique
+    equilibrium, so iterating best responses from p = c + mu, which lies below every best response, climbs
+    monotonically to it. A joint root of p = BR(p) (Powell's hybrid method) then polishes the last digits and
+    rescues the rare case where the iteration is slow; whichever solution has the smaller residual is kept.
+    """
+    demand = market.demand
+    assert isinstance(demand, LogitDemand)
+    costs = cost_array(market)
+    mu = demand.mu
+
+    def residual(p: np.ndarray) -> np.ndarray:
+        return p - _logit_best_response(market, costs, p)
+
+    price = costs + mu
+    for _ in range(5_000):
+        updated = _logit_best_response(market, costs, price)
+        converged = np.max(np.abs(updated - price)) <= 1e-14 * max(1.0, float(np.max(np.abs(updated))))
+        price = updated
+        if converged:
+            break
+    polished = root(residual, price, method="hybr", options={"xtol": 1e-14})
+    if np.all(np.isfinite(polished.x)) and np.max(np.abs(residual(polished.x))) < np.max(np.abs(residual(price))):
+        price = polished.x
+    error = float(np.max(np.abs(residual(price))))
+    if not np.isfinite(error) or error > _FOC_TOLERANCE * max(1.0, mu):
+        raise RuntimeError(f"logit Nash solver did not converge (max best-response gap {error:.3g})")
+    return price
+
+
+def _logit_joint_profit(market: MarketSpec, costs: np.ndarray, mu: float, p: np.ndarray) -> tuple[float, np.ndarray]:
+    """Negative joint profit and its gradient, for a minimiser.
+
+    With markups m_i = p_i - c_i and dq_i/dp_j = q_i (q_j - [i = j]) / mu, the gradient of sum_j m_j q_j is
+    d/dp_i = q_i (1 - (m_i - sum_j m_j q_j) / mu).
+    """
+    q = quantities(market, p)
+    markup = p - costs
+    total = float(markup @ q)
+    gradient = q * (1.0 - (markup - total) / mu)
+    return -total, -gradient
+
+
+def _logit_common_markup(market: MarketSpec, costs: np.ndarray, mu: float) -> float:
+    """The markup m solving m (1 - Q(c + m)) = mu, Q the total inside share (1 - Q is the outside share,
+    computed directly so it keeps its precision when Q is close to 1).
+
+    Setting the joint-profit gradient to zero gives m_i = mu + sum_j m_j q_j for every i, so the joint optimum
+    has one common markup even with asymmetric qualities and costs; for a symmetric market this is the
+    symmetric solution. The left side rises from 0 to infinity in m, so the root is unique and brentq finds it.
+    """
+
+    def excess(markup: float) -> float:
+        return markup * float(outside_share(market, costs + markup)) - mu
+
+    upper = mu
+    while excess(upper) <= 0.0:
+        upper *= 2.0
+    return brentq(excess, 0.0, upper, xtol=1e-15, rtol=4 * np.finfo(float).eps)
+
+
+def _logit_monopoly_price(market: MarketSpec) -> np.ndarray:
+    """Maximise joint profit over the whole price vector, starting from the common-markup solution.
+
+    The common-markup start is exact when the derivation in `_logit_common_markup` is right (the logit joint
+    profit has a single stationary point, its maximum); the generic optimiser over the full vector is the
+    independent safeguard that would move away from it if it were not, and the gradient check below turns
+    any remaining failure into an error instead of a silently wrong benchmark.
+    """
+    demand = market.demand
+    assert isinstance(demand, LogitDemand)
+    costs = cost_array(market)
+    mu = demand.mu
+    start = costs + _logit_common_markup(market, costs, mu)
+    result = minimize(
+        lambda p: _logit_joint_profit(market, costs, mu, p),
+        start,
+        jac=True,
+        method="BFGS",
+        options={"gtol": 1e-12, "maxiter": 1000},
+    )
+    # BFGS may stop with a "precision loss" flag when it starts at the optimum; judge it by the objective
+    # and the gradient instead of its success flag.
+    candidates = [start, result.x]
+    price = min(candidates, key=lambda p: _logit_joint_profit(market, costs, mu, p)[0])
+    gradient = _logit_joint_profit(market, costs, mu, price)[1]
+    if not np.all(np.isfinite(price)) or np.max(np.abs(gradient)) > _GRADIENT_TOLERANCE:
+        raise RuntimeError(
+            f"logit joint-profit solver did not converge (max gradient {np.max(np.abs(gradient)):.3g}): "
+            f"{result.message}"
+        )
+    return np.asarray(price, dtype=float)
+
+
+# --------------------------------------------------------------------------------------------- linear
+
+
+def _linear_prices(market: MarketSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Nash and joint-monopoly prices of Singh–Vives demand from their (linear) first-order conditions.
+
+    With q = a 1 - M p, M = (b + d) I - d 1 1^T:
+      Nash, dpi_i/dp_i = q_i - b (p_i - c_i) = 0   =>  ((2b + d) I - d 1 1^T) p = a 1 + b c;
+      joint, grad sum_i pi_i = q - M (p - c) = 0   =>  p = (M^-1 a 1 + c) / 2.
+    With a symmetric cost c these are p_N = (a + b c) / (2b - (n-1) d) and
+    p_M = (a + (b - (n-1) d) c) / (2 (b - (n-1) d)). The model requires b > (n-1) d, which makes both matrices
+    positive definite, so the solutions are unique and the joint profit is concave. They ignore the floor at
+    zero quantity, so they are the benchmarks only if every firm sells at them; otherwise a ValueError names the
+    firm (costs too high or too asymmetric for this intercept).
+    """
+    demand = market.demand
+    assert isinstance(demand, LinearDemand)
+    a, b, d, n = demand.intercept, demand.own_slope, demand.cross_slope, market.n_firms
+    costs = cost_array(market)
+    identity, ones = np.eye(n), np.ones((n, n))
+    demand_matrix = (b + d) * identity - d * ones
+    nash_price = np.linalg.solve((2 * b + d) * identity - d * ones, a + b * costs)
+    monopoly_price = (np.linalg.solve(demand_matrix, np.full(n, a)) + costs) / 2.0
+    for label, price in (("Nash", nash_price), ("joint-monopoly", monopoly_price)):
+        unfloored = a - demand_matrix @ price
+        if np.any(unfloored <= 0.0):
+            firm = int(np.argmin(unfloored))
+            raise ValueError(
+                f"linear demand: firm {firm} would sell nothing at the {label} prices {price.round(6).tolist()} "
+                f"(a = {a}, b = {b}, d = {d}, costs = {costs.tolist()}); the closed-form benchmarks assume every "
+                "firm sells, so raise the intercept or lower that firm's cost"
+            )
+    return nash_price, monopoly_price
+
+
+# --------------------------------------------------------------------------------------------- bertrand
+
+
+def _bertrand_prices(market: MarketSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nash and collusive prices for the homogeneous good, and the Nash quantities.
+
+    Nash: with equal lowest costs, those firms price at that cost and split demand (zero profit), and every
+    other firm prices at its own cost. With a strictly cheapest firm L, L limit-prices at the second-lowest
+    cost c_2 (or at its own monopoly price (A/B + c_L)/2 if that is lower) and serves the whole market, the others
+    price at cost. That equilibrium is the limit of L undercutting c_2 by epsilon, so its quantities are returned
+    explicitly: the demand function would split an exact tie at c_2, which is not the equilibrium outcome.
+
+    Monopoly: every firm sets (A/B + c_min)/2, the monopoly price of the lowest-cost technology, and demand is
+    split equally, so with symmetric costs each of n firms earns 1/n of the monopoly profit. With asymmetric
+    costs this is the common-price cartel the grid and profit gain are built around, not the side-payment
+    optimum (which would let only the cheapest firm sell).
+    """
+    demand = market.demand
+    assert isinstance(demand, BertrandDemand)
+    costs = cost_array(market)
+    choke_price = demand.intercept / demand.slope
+    order = np.argsort(costs, kind="stable")
+    lowest_cost, second_cost = costs[order[0]], costs[order[1]]
+    if choke_price <= lowest_cost:
+        raise ValueError(
+            f"bertrand demand: the choke price A/B = {choke_price} is not above the lowest cost {lowest_cost}, "
+            "so no firm can sell at a profit and the benchmarks are undefined"
+        )
+
+    nash_price = costs.copy()
+    if second_cost > lowest_cost:
+        leader = int(order[0])
+        nash_price[leader] = min(second_cost, (choke_price + lowest_cost) / 2.0)
+        nash_quantity = np.zeros(market.n_firms)
+        nash_quantity[leader] = max(0.0, demand.intercept - demand.slope * nash_price[leader])
+    else:
+        nash_quantity = quantities(market, nash_price)
+
+    monopoly_price = np.full(market.n_firms, (choke_price + lowest_cost) / 2.0)
+    return nash_price, monopoly_price, nash_quantity
