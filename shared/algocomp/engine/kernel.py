@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from algocomp.engine.build import (
+from algocomp.agents.catalog import (
     ACTOR_CRITIC,
     EPSILON_GREEDY,
     EXPECTED_SARSA,
@@ -44,14 +44,13 @@ from algocomp.engine.build import (
     I_SOFF,
     KLEIN,
     MYOPIC,
-    NOISE_ADDITIVE,
-    NOISE_MULTIPLICATIVE,
     QLEARNING,
     QLEARNING_SYNC,
     THOMPSON,
     TIT_FOR_TAT,
     UCB1,
 )
+from algocomp.engine.build import NOISE_ADDITIVE, NOISE_MULTIPLICATIVE
 
 # Clock slots (an int64 array per session).
 C_T, C_STABLE, C_CONVERGED_AT, C_LOG_ROWS, C_INTERVAL, C_ACC_COUNT = range(6)

@@ -13,8 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from algocomp.engine import kernel as K
-from algocomp.engine.build import (
+from algocomp.agents.catalog import (
     ACTOR_CRITIC,
     EPSILON_GREEDY,
     EXPECTED_SARSA,
@@ -28,8 +27,9 @@ from algocomp.engine.build import (
     KLEIN,
     QLEARNING,
     QLEARNING_SYNC,
-    CompiledScenario,
 )
+from algocomp.engine import kernel as K
+from algocomp.engine.build import CompiledScenario
 from algocomp.engine.results import PANEL_COLUMNS, SessionResult
 from algocomp.engine.seeds import splitmix64
 
@@ -315,7 +315,9 @@ def panel_columns(cs: CompiledScenario, st: SessionState, session: int,
 def run_session(cs: CompiledScenario, session: int, seed: int, *, chunk: int = DEFAULT_CHUNK,
                 should_stop: Callable[[], bool] | None = None) -> SessionResult | None:
     """Simulate one session end to end; None if should_stop() interrupted it."""
-    from algocomp.metrics.session import session_metrics  # metrics import the engine's results, not vice versa
+    from algocomp.metrics.session import (
+        session_metrics,  # metrics import the engine's results, not vice versa
+    )
 
     st = new_state(cs, seed)
     if not learn(cs, st, chunk=chunk, should_stop=should_stop):
