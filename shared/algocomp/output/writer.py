@@ -1,0 +1,175 @@
+"""A run folder: the results of one experiment, as files a reader can open without algocomp.
+
+    out_dir/
+      config.json      provenance: seeds, versions, commit, command (output.provenance)
+      scenario.json    the scenario exactly as run; `algocomp simulate scenario.json` reruns it
+      panel.parquet    the long panel (engine.results), fixed schema (output.panel)
+      impulse.parquet  the impulse responses
+      plots/prices.png, plots/impulse.png
+      summary.json     the experiment summary plus "sessions": one summary per session; written last
+
+Every file is written under a temporary name in the same folder and renamed into place (os.replace is atomic on
+one file system), so an interrupted or failed run leaves whole files or none, never a truncated one. summary.json
+goes last, so its presence means the folder is complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from algocomp.engine.results import ExperimentResult
+from algocomp.output.panel import write_table
+from algocomp.output.plots import plot_impulse_response, plot_price_paths
+from algocomp.output.provenance import run_config
+
+CONFIG_FILE = "config.json"
+SCENARIO_FILE = "scenario.json"
+PANEL_FILE = "panel.parquet"
+IMPULSE_FILE = "impulse.parquet"
+SUMMARY_FILE = "summary.json"
+PLOTS_DIR = "plots"
+PRICES_PLOT_FILE = f"{PLOTS_DIR}/prices.png"
+IMPULSE_PLOT_FILE = f"{PLOTS_DIR}/impulse.png"
+
+TEMP_MARKER = ".tmp"
+
+
+def write_run(
+    result: ExperimentResult,
+    out_dir: str | Path,
+    *,
+    workers: int,
+    command: list[str] | None = None,
+) -> dict[str, Path]:
+    """Write the run folder for `result` into `out_dir` (created with its parents if missing; existing files of a
+    previous run there are replaced). Returns the written files by name: config, scenario, panel, impulse,
+    prices_plot, impulse_plot, summary.
+
+    `workers` and `command` are recorded in config.json; they describe how the run was made, not its results.
+    """
+    out_dir = Path(out_dir)
+    (out_dir / PLOTS_DIR).mkdir(parents=True, exist_ok=True)
+    scenario = result.scenario
+    written: dict[str, Path] = {}
+
+    config = run_config(scenario, workers=workers, command=command)
+    written["config"] = write_json(config, out_dir / CONFIG_FILE)
+    written["scenario"] = write_json(scenario.model_dump(mode="json"), out_dir / SCENARIO_FILE)
+
+    panel = result.panel
+    impulse = result.impulse
+    written["panel"] = atomic_write(out_dir / PANEL_FILE, lambda path: write_table(panel, path))
+    written["impulse"] = atomic_write(out_dir / IMPULSE_FILE, lambda path: write_table(impulse, path))
+
+    written["prices_plot"] = atomic_write(
+        out_dir / PRICES_PLOT_FILE,
+        lambda path: plot_price_paths(panel, result.benchmarks, path, scenario_name=scenario.name),
+    )
+    written["impulse_plot"] = atomic_write(
+        out_dir / IMPULSE_PLOT_FILE,
+        lambda path: plot_impulse_response(
+            impulse,
+            result.benchmarks,
+            path,
+            deviating_firm=scenario.logging.deviating_firm,
+            scenario_name=scenario.name,
+        ),
+    )
+
+    summary = dict(result.summary)
+    summary.setdefault("cancelled", result.cancelled)
+    summary["sessions"] = result.session_summaries
+    written["summary"] = write_json(summary, out_dir / SUMMARY_FILE)
+    return written
+
+
+# --------------------------------------------------------------------------------------------- atomic files
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Produce `path` all at once: `write` is called with a temporary path next to it (same suffix, so writers that
+    pick the format from the name still work), the result is flushed to disk and renamed over `path`.
+
+    If `write` raises (or the process is interrupted with Ctrl-C), the temporary file is removed and `path` keeps
+    its previous content, if any.
+    """
+    path = Path(path)
+    temporary = path.with_name(f".{path.stem}.{secrets.token_hex(4)}{TEMP_MARKER}{path.suffix}")
+    try:
+        write(temporary)
+        if not temporary.exists():
+            raise RuntimeError(f"the writer for {path.name} returned without creating {temporary.name}")
+        _fsync(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(document: Any, path: str | Path) -> Path:
+    """Write `document` as indented UTF-8 JSON, atomically; NaN and infinities become null (see json_ready)."""
+    text = dumps_json(document) + "\n"
+    return atomic_write(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+
+
+def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+# --------------------------------------------------------------------------------------------- JSON
+
+
+def dumps_json(document: Any, *, indent: int | None = 2) -> str:
+    """Strict JSON for `document`: what other tools (jq, JavaScript, R) can read, so no NaN literals."""
+    return json.dumps(json_ready(document), indent=indent, allow_nan=False, ensure_ascii=False)
+
+
+def json_ready(value: Any) -> Any:
+    """`value` with only JSON types left: NumPy scalars and arrays become numbers and lists, NaN and infinities
+    become None (a metric that is undefined, e.g. the convergence period of a session that never converged),
+    paths and dates become strings, dataclasses and pydantic models become dicts.
+
+    Anything else raises TypeError: a summary holding an object nobody planned for is a bug to fix, not to hide
+    behind its repr.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, np.integer)) and not isinstance(value, np.bool_):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, (float, np.floating)):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    if isinstance(value, Mapping):
+        return {str(key): json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return json_ready(value.tolist())
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if hasattr(value, "model_dump"):
+        return json_ready(value.model_dump(mode="json"))
+    if hasattr(value, "to_dict") and callable(value.to_dict):
+        return json_ready(value.to_dict())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return json_ready(dataclasses.asdict(value))
+    raise TypeError(f"cannot write a {type(value).__name__} as JSON: {value!r}")
