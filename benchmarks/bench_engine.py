@@ -92,9 +92,9 @@ def cli_start(repeats: int) -> dict[str, object]:
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as out:
             env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-            for bucket in (cold, warm):
+            for name, bucket in (("cold", cold), ("warm", warm)):
                 started = time.perf_counter()
-                subprocess.run([*command, "--out", out], env=env, check=True, capture_output=True)
+                subprocess.run([*command, "--out", str(Path(out) / name)], env=env, check=True, capture_output=True)
                 bucket.append(time.perf_counter() - started)
     return {"cold_s": statistics.median(cold), "warm_s": statistics.median(warm), "cold_all": cold, "warm_all": warm}
 

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from algocomp.engine.seeds import session_seeds
 
 TIMEOUT_S = 120

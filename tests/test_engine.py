@@ -10,10 +10,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from algocomp.engine.build import compile_scenario
 from algocomp.engine.experiment import run_experiment
-from algocomp.engine.session import advance, find_cycle, new_state, run_session
+from algocomp.engine.session import (
+    advance,
+    find_cycle,
+    new_state,
+    play_greedy,
+    run_session,
+)
 from algocomp.scenarios import ScenarioError, apply_overrides, load_scenario
 
 TIMING_KEYS = {"elapsed_s", "periods_per_second"}
@@ -142,6 +147,13 @@ def test_specialised_loop_matches_the_general_loop():
         np.testing.assert_array_equal(getattr(fast, name), getattr(general, name), err_msg=name)
     # Interval sums are formed in a different order (visit counts), equal to rounding.
     np.testing.assert_allclose(fast.log_f, general.log_f, rtol=1e-12)
+    # The frozen greedy play, with and without a forced deviation.
+    for deviate in (-1, 0, 1):
+        a, b = fast.copy(), general.copy()
+        np.testing.assert_array_equal(
+            play_greedy(cs, a, 60, deviate_firm=deviate), play_greedy(cs, b, 60, deviate_firm=deviate, general=True)
+        )
+        np.testing.assert_array_equal(a.state, b.state)
 
 
 # --------------------------------------------------------------------------------------------- regulation

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-
 from algocomp.markets import (
     Benchmarks,
     compute_benchmarks,

@@ -15,8 +15,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-
-from algocomp.engine.results import IMPULSE_COLUMNS, PANEL_COLUMNS, ExperimentResult, SessionResult
+from algocomp.engine.results import (
+    IMPULSE_COLUMNS,
+    PANEL_COLUMNS,
+    ExperimentResult,
+    SessionResult,
+)
 from algocomp.engine.seeds import session_seeds
 from algocomp.markets import compute_benchmarks, price_grid
 from algocomp.output import (

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from algocomp.scenarios import (
     ScenarioError,
     apply_overrides,

@@ -21,18 +21,18 @@ from algocomp.engine.seeds import session_seeds
 from algocomp.engine.session import run_session
 from algocomp.metrics.summary import summarise
 from algocomp.scenarios import scenario_hash
-from algocomp.scenarios.model import Scenario
+from algocomp.scenarios.model import Horizon, LoggingSpec, Scenario
 
 _worker_compiled: CompiledScenario | None = None
 
 
-def warm_up() -> None:
-    """Load (or compile, the first time on a machine) the kernel by running a tiny session."""
-    tiny = Scenario.model_validate(
-        {
-            "sessions": 1,
-            "horizon": {"max_periods": 64, "convergence_periods": 8},
-            "logging": {"interval": 8, "tail": 4, "cycle_search": 16, "impulse_periods": 2},
+def warm_up(scenario: Scenario) -> None:
+    """Load (or compile, the first time on a machine) the kernels this scenario uses, with a tiny session."""
+    tiny = scenario.model_copy(
+        update={
+            "horizon": Horizon(max_periods=64, convergence_periods=8),
+            "logging": LoggingSpec(interval=8, tail=4, cycle_search=16, impulse_periods=2,
+                                   deviating_firm=scenario.logging.deviating_firm),
         }
     )
     run_session(compile_scenario(tiny), 0, 1)
@@ -111,7 +111,7 @@ def run_experiment(
                 break
             finished(result)
     else:
-        warm_up()  # forked workers inherit the loaded kernel instead of each loading it
+        warm_up(scenario)  # forked workers inherit the loaded kernel instead of each loading it
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(n_workers, mp_context=context, initializer=_init_worker, initargs=(cs,)) as pool:
             pending: set[Future] = set()

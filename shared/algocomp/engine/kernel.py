@@ -116,6 +116,18 @@ def _row_argmax(Q, base, allowed, n_allowed, i):
 
 
 @njit(cache=True)
+def _row_top2(Q, base, allowed, n_allowed, i):
+    """First maximum over firm i's allowed prices, its value and the largest value among the other prices."""
+    best, best_v = _row_argmax(Q, base, allowed, n_allowed, i)
+    second = -np.inf
+    for k in range(n_allowed[i]):
+        a = allowed[i, k]
+        if a != best and Q[base + a] > second:
+            second = Q[base + a]
+    return best, best_v, second
+
+
+@njit(cache=True)
 def best_response(i, acts, profit, expected_fine, powers, allowed, n_allowed):
     """Firm i's most profitable allowed price against the others' prices in `acts` (ties: lowest price)."""
     rest = 0
@@ -605,6 +617,7 @@ def run_qlearning(
     fpar,
     Q,
     V,
+    U2,
     G,
     eps,
     act,
@@ -678,18 +691,22 @@ def run_qlearning(
             Q[cell] = new
             g = G[row]
             if a == g:
-                if new >= V[row]:
-                    V[row] = new
+                if new >= V[row] or new > U2[row]:
+                    V[row] = new  # still the best price: no rescan
                 else:
-                    g2, gv = _row_argmax(Q, q_off[i] + s * m, allowed, n_allowed, i)
+                    g2, gv, second = _row_top2(Q, q_off[i] + s * m, allowed, n_allowed, i)
                     G[row] = g2
                     V[row] = gv
+                    U2[row] = second
                     if g2 != g:
                         stable = -1
             elif new > V[row]:
+                U2[row] = V[row]
                 G[row] = a
                 V[row] = new
                 stable = -1
+            elif new > U2[row]:
+                U2[row] = new
             eps[i] *= decay[i]
             act[i] = a
             state[i] = new_state[i]
@@ -749,3 +766,29 @@ def _add_visits(visits, acc_f, grid, powers, quantity, profit, cs_table):
             acc_f[2 * n + i] += c * profit[j, i]
         acc_f[3 * n] += c * cs_table[j]
         visits[j] = 0
+
+
+@njit(cache=True)
+def play_qlearning(profit, expected_fine, grid, powers, allowed, n_allowed, ipar, G, act, state, clock, record,
+                   n_periods, force_step, force_firm):
+    """Greedy play with learning frozen, for populations of plain Q-learners: what run_periods does with
+    learn=False, without compiling (or loading) the general loop for the most common experiments."""
+    n = act.shape[0]
+    m = grid.shape[1]
+    new_act = np.empty(n, dtype=np.int64)
+    t = clock[C_T]
+    for step in range(n_periods):
+        for i in range(n):
+            new_act[i] = G[ipar[i, I_SOFF] + state[i]]
+        if step == force_step:
+            new_act[force_firm] = best_response(force_firm, new_act, profit, expected_fine, powers, allowed, n_allowed)
+        j = 0
+        for i in range(n):
+            record[step, i] = new_act[i]
+            j += new_act[i] * powers[i]
+        for i in range(n):
+            state[i] = _next_state(i, state[i], j, new_act[i], ipar, powers, m)
+            act[i] = new_act[i]
+        t += 1
+    clock[C_T] = t
+    return n_periods

@@ -41,11 +41,12 @@ _GOLDEN = 0x9E3779B97F4A7C15
 
 @dataclass
 class SessionState:
-    """Every mutable array of one session (argument order of kernel.run_periods)."""
+    """Every mutable array of one session."""
 
     Q: np.ndarray
     N: np.ndarray
     V: np.ndarray
+    U2: np.ndarray  # per state, an upper bound on the best non-greedy value (Q-learning loop only)
     G: np.ndarray
     eps: np.ndarray
     act: np.ndarray
@@ -70,8 +71,9 @@ class SessionState:
     def copy(self) -> "SessionState":
         return SessionState(**{f.name: getattr(self, f.name).copy() for f in fields(self)})
 
-    def arrays(self) -> tuple:
-        return tuple(getattr(self, f.name) for f in fields(self))
+    def general_arguments(self) -> tuple:
+        """The state arrays in kernel.run_periods' argument order (U2 and visits serve only run_qlearning)."""
+        return tuple(getattr(self, f.name) for f in fields(self) if f.name not in ("U2", "visits"))
 
     @property
     def period(self) -> int:
@@ -101,6 +103,7 @@ def new_state(cs: CompiledScenario, seed: int) -> SessionState:
     stream = _Stream(seed)
     Q = cs.q_init.copy()
     V = np.zeros(cs.s_size)
+    U2 = np.zeros(cs.s_size)
     G = np.zeros(cs.s_size, dtype=np.int64)
     eps = np.zeros(n)
     for i in range(n):
@@ -109,6 +112,8 @@ def new_state(cs: CompiledScenario, seed: int) -> SessionState:
         rows = Q[qo : qo + states * m].reshape(states, m)
         G[so : so + states] = np.argmax(rows, axis=1)  # first maximum, forbidden prices hold -inf
         V[so : so + states] = rows.max(axis=1) if kind != ACTOR_CRITIC else 0.0
+        if m > 1:
+            U2[so : so + states] = np.sort(rows, axis=1)[:, -2]
         if kind in (QLEARNING, QLEARNING_SYNC, EXPECTED_SARSA, KLEIN):
             eps[i] = 1.0
         elif kind in (EPSILON_GREEDY, ACTOR_CRITIC):
@@ -142,6 +147,7 @@ def new_state(cs: CompiledScenario, seed: int) -> SessionState:
         Q=Q,
         N=np.zeros(cs.q_size),
         V=V,
+        U2=U2,
         G=G,
         eps=eps,
         act=act,
@@ -179,15 +185,22 @@ def advance(cs: CompiledScenario, st: SessionState, periods: int, *, learn: bool
             general: bool = False, log: bool = True) -> int:
     """Run the kernel on this session for up to `periods` periods; returns how many it ran.
 
-    Learning populations of plain Q-learners take the specialised loop unless general=True (tests use it to
-    hold the two loops to the same results); log=False skips the panel and tail there (benchmarks use it to
+    Populations of plain Q-learners take the specialised loops (learning and frozen) unless general=True
+    (tests use it to hold them to the general loop's results); log=False skips the panel and tail there (benchmarks use it to
     measure what logging costs)."""
     h = cs.scenario.horizon
+    if not learn and cs.qlearning_only and not general:
+        return int(
+            K.play_qlearning(
+                cs.profit, cs.expected_fine, cs.grid, cs.powers, cs.allowed, cs.n_allowed, cs.ipar, st.G, st.act,
+                st.state, st.clock, record, periods, force_step, force_firm,
+            )
+        )
     if learn and cs.qlearning_only and not general:
         return int(
             K.run_qlearning(
                 cs.profit, cs.quantity, cs.consumer_surplus, cs.grid, cs.powers, cs.allowed, cs.n_allowed,
-                cs.ipar, cs.fpar, st.Q, st.V, st.G, st.eps, st.act, st.state, st.rng, st.clock, st.log_f,
+                cs.ipar, cs.fpar, st.Q, st.V, st.U2, st.G, st.eps, st.act, st.state, st.rng, st.clock, st.log_f,
                 st.log_i, st.acc_f, st.tail_a, st.visits, periods, h.convergence_periods,
                 h.stop_at_convergence, log,
             )
@@ -197,7 +210,7 @@ def advance(cs: CompiledScenario, st: SessionState, periods: int, *, learn: bool
             cs.profit, cs.quantity, cs.consumer_surplus, cs.expected_fine, cs.grid, cs.costs, cs.powers,
             cs.allowed, cs.n_allowed, cs.ipar, cs.fpar, cs.sequential, cs.reprice_every, cs.noise_kind,
             cs.noise_sd, cs.audit_probability, cs.audit_fine, cs.audit_threshold,
-            *st.arrays()[:-1],
+            *st.general_arguments(),
             periods, learn, h.convergence_periods, h.stop_at_convergence,
             record if record is not None else _NO_RECORD, force_step, force_firm,
         )
@@ -223,12 +236,13 @@ def learn(cs: CompiledScenario, st: SessionState, *, chunk: int = DEFAULT_CHUNK,
     return True
 
 
-def play_greedy(cs: CompiledScenario, st: SessionState, periods: int, *, deviate_firm: int = -1) -> np.ndarray:
+def play_greedy(cs: CompiledScenario, st: SessionState, periods: int, *, deviate_firm: int = -1,
+                general: bool = False) -> np.ndarray:
     """Play the frozen greedy strategies from a copy of `st` (which `st` itself is advanced to the end of);
     with deviate_firm >= 0 that firm plays its static best response in the first period. Returns the actions."""
     record = np.zeros((periods, cs.n_firms), dtype=np.int64)
     advance(cs, st, periods, learn=False, record=record, force_step=0 if deviate_firm >= 0 else -1,
-            force_firm=max(deviate_firm, 0))
+            force_firm=max(deviate_firm, 0), general=general)
     return record
 
 

@@ -10,10 +10,21 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import numpy as np
-from scipy.optimize import brentq, minimize, root
 
-from algocomp.markets.demand import consumer_surplus, cost_array, outside_share, profits, quality_array, quantities
-from algocomp.scenarios.model import BertrandDemand, LinearDemand, LogitDemand, MarketSpec
+from algocomp.markets.demand import (
+    consumer_surplus,
+    cost_array,
+    outside_share,
+    profits,
+    quality_array,
+    quantities,
+)
+from algocomp.scenarios.model import (
+    BertrandDemand,
+    LinearDemand,
+    LogitDemand,
+    MarketSpec,
+)
 
 __all__ = ["Benchmarks", "compute_benchmarks"]
 
@@ -208,9 +219,13 @@ def _logit_nash_price(market: MarketSpec) -> np.ndarray:
         price = updated
         if converged:
             break
-    polished = root(residual, price, method="hybr", options={"xtol": 1e-14})
-    if np.all(np.isfinite(polished.x)) and np.max(np.abs(residual(polished.x))) < np.max(np.abs(residual(price))):
-        price = polished.x
+    if not np.max(np.abs(residual(price))) <= 1e-13 * max(1.0, mu):
+        # scipy is imported only here: most markets never need it, and it costs a CLI start ~0.3 s.
+        from scipy.optimize import root
+
+        polished = root(residual, price, method="hybr", options={"xtol": 1e-14})
+        if np.all(np.isfinite(polished.x)) and np.max(np.abs(residual(polished.x))) < np.max(np.abs(residual(price))):
+            price = polished.x
     error = float(np.max(np.abs(residual(price))))
     if not np.isfinite(error) or error > _FOC_TOLERANCE * max(1.0, mu):
         raise RuntimeError(f"logit Nash solver did not converge (max best-response gap {error:.3g})")
@@ -236,7 +251,8 @@ def _logit_common_markup(market: MarketSpec, costs: np.ndarray, mu: float) -> fl
 
     Setting the joint-profit gradient to zero gives m_i = mu + sum_j m_j q_j for every i, so the joint optimum
     has one common markup even with asymmetric qualities and costs; for a symmetric market this is the
-    symmetric solution. The left side rises from 0 to infinity in m, so the root is unique and brentq finds it.
+    symmetric solution. The left side rises from 0 to infinity in m, so the root is unique; bisection finds it
+    to the last representable digit.
     """
 
     def excess(markup: float) -> float:
@@ -245,7 +261,15 @@ def _logit_common_markup(market: MarketSpec, costs: np.ndarray, mu: float) -> fl
     upper = mu
     while excess(upper) <= 0.0:
         upper *= 2.0
-    return brentq(excess, 0.0, upper, xtol=1e-15, rtol=4 * np.finfo(float).eps)
+    lower = 0.0
+    while True:
+        middle = 0.5 * (lower + upper)
+        if middle <= lower or middle >= upper:
+            return middle
+        if excess(middle) <= 0.0:
+            lower = middle
+        else:
+            upper = middle
 
 
 def _logit_monopoly_price(market: MarketSpec) -> np.ndarray:
@@ -261,6 +285,12 @@ def _logit_monopoly_price(market: MarketSpec) -> np.ndarray:
     costs = cost_array(market)
     mu = demand.mu
     start = costs + _logit_common_markup(market, costs, mu)
+    if np.max(np.abs(_logit_joint_profit(market, costs, mu, start)[1])) <= 1e-3 * _GRADIENT_TOLERANCE:
+        return start  # already stationary, and the logit joint profit has no other stationary point
+    from scipy.optimize import (
+        minimize,  # only when the start is not already the optimum (see above)
+    )
+
     result = minimize(
         lambda p: _logit_joint_profit(market, costs, mu, p),
         start,

@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from algocomp.scenarios.model import BertrandDemand, LinearDemand, LogitDemand, MarketSpec
+from algocomp.scenarios.model import (
+    BertrandDemand,
+    LinearDemand,
+    LogitDemand,
+    MarketSpec,
+)
 
 __all__ = [
     "cost_array",

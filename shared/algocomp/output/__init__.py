@@ -7,7 +7,13 @@ a table or redraw a figure on its own. matplotlib is only imported when a figure
 from algocomp.output.panel import read_table, write_table
 from algocomp.output.plots import plot_impulse_response, plot_price_paths
 from algocomp.output.provenance import run_config
-from algocomp.output.writer import atomic_write, dumps_json, json_ready, write_json, write_run
+from algocomp.output.writer import (
+    atomic_write,
+    dumps_json,
+    json_ready,
+    write_json,
+    write_run,
+)
 
 __all__ = [
     "atomic_write",

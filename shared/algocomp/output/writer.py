@@ -20,6 +20,8 @@ import json
 import math
 import os
 import secrets
+import sys
+import traceback
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from pathlib import Path
@@ -68,29 +70,67 @@ def write_run(
 
     panel = result.panel
     impulse = result.impulse
+
+    def draw_plots() -> None:
+        atomic_write(
+            out_dir / PRICES_PLOT_FILE,
+            lambda path: plot_price_paths(panel, result.benchmarks, path, scenario_name=scenario.name),
+        )
+        atomic_write(
+            out_dir / IMPULSE_PLOT_FILE,
+            lambda path: plot_impulse_response(
+                impulse,
+                result.benchmarks,
+                path,
+                deviating_firm=scenario.logging.deviating_firm,
+                scenario_name=scenario.name,
+            ),
+        )
+
+    # Importing matplotlib and rendering take most of a short run's writing time: a forked child draws the
+    # plots while this process writes the tables.
+    plots_done = _concurrently(draw_plots)
     written["panel"] = atomic_write(out_dir / PANEL_FILE, lambda path: write_table(panel, path))
     written["impulse"] = atomic_write(out_dir / IMPULSE_FILE, lambda path: write_table(impulse, path))
-
-    written["prices_plot"] = atomic_write(
-        out_dir / PRICES_PLOT_FILE,
-        lambda path: plot_price_paths(panel, result.benchmarks, path, scenario_name=scenario.name),
-    )
-    written["impulse_plot"] = atomic_write(
-        out_dir / IMPULSE_PLOT_FILE,
-        lambda path: plot_impulse_response(
-            impulse,
-            result.benchmarks,
-            path,
-            deviating_firm=scenario.logging.deviating_firm,
-            scenario_name=scenario.name,
-        ),
-    )
+    plots_done()
+    written["prices_plot"] = out_dir / PRICES_PLOT_FILE
+    written["impulse_plot"] = out_dir / IMPULSE_PLOT_FILE
 
     summary = dict(result.summary)
     summary.setdefault("cancelled", result.cancelled)
     summary["sessions"] = result.session_summaries
     written["summary"] = write_json(summary, out_dir / SUMMARY_FILE)
     return written
+
+
+def _concurrently(work: Callable[[], None]) -> Callable[[], None]:
+    """Run `work` in a forked child and return the function that waits for it (and raises if it failed).
+
+    Where fork is unavailable, `work` runs at once in this process.
+    """
+    if not hasattr(os, "fork"):
+        work()
+        return lambda: None
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: do the work, report only through the exit status (and stderr)
+        status = 0
+        try:
+            work()
+        except BaseException:
+            traceback.print_exc()
+            status = 1
+        finally:
+            sys.stderr.flush()
+            os._exit(status)
+
+    def wait() -> None:
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError("drawing the plots failed (the reason is printed above)")
+
+    return wait
 
 
 # --------------------------------------------------------------------------------------------- atomic files

@@ -21,7 +21,12 @@ from typing import Any
 
 import yaml
 
-from algocomp.scenarios.loader import ScenarioError, describe_yaml_error, load_scenario, parse_yaml
+from algocomp.scenarios.loader import (
+    ScenarioError,
+    describe_yaml_error,
+    load_scenario,
+    parse_yaml,
+)
 from algocomp.scenarios.model import Scenario
 
 Segment = str | int
