@@ -243,25 +243,28 @@ def run_simulate(args: argparse.Namespace) -> int:
     created = prepare_out_dir(out_dir)
 
     from algocomp.engine.experiment import run_experiment
-    from algocomp.output import dumps_json, write_run
+    from algocomp.output import PlotProcess, dumps_json, write_run
 
+    plotter = PlotProcess()  # loads matplotlib in a child while the sessions run
     try:
         with progress_bar(scenario.sessions, enabled=sys.stderr.isatty()) as on_progress:
             with stop_on_interrupt() as should_stop:
                 result = run_experiment(scenario, workers=workers, progress=on_progress, should_stop=should_stop)
-    except KeyboardInterrupt:
+    except BaseException:
+        plotter.close()
         if created:
             _remove_empty_dirs(out_dir)  # aborted: do not leave an empty run folder behind
         raise
 
     sessions_done = len(result.sessions)
     if result.cancelled and sessions_done == 0:
+        plotter.close()
         if created:
             _remove_empty_dirs(out_dir)
         print(f"{PROG}: interrupted before any session finished; nothing written", file=sys.stderr)
         return EXIT_INTERRUPTED
 
-    write_run(result, out_dir, workers=workers, command=args.command_line)
+    write_run(result, out_dir, workers=workers, command=args.command_line, plotter=plotter)
     if result.cancelled:
         print(
             f"{PROG}: interrupted after {sessions_done} of {scenario.sessions} sessions; "

@@ -8,6 +8,7 @@ from algocomp.output.panel import read_table, write_table
 from algocomp.output.plots import plot_impulse_response, plot_price_paths
 from algocomp.output.provenance import run_config
 from algocomp.output.writer import (
+    PlotProcess,
     atomic_write,
     dumps_json,
     json_ready,
@@ -16,6 +17,7 @@ from algocomp.output.writer import (
 )
 
 __all__ = [
+    "PlotProcess",
     "atomic_write",
     "dumps_json",
     "json_ready",

@@ -19,7 +19,9 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 import secrets
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Mapping
@@ -52,12 +54,14 @@ def write_run(
     *,
     workers: int,
     command: list[str] | None = None,
+    plotter: "PlotProcess | None" = None,
 ) -> dict[str, Path]:
     """Write the run folder for `result` into `out_dir` (created with its parents if missing; existing files of a
     previous run there are replaced). Returns the written files by name: config, scenario, panel, impulse,
     prices_plot, impulse_plot, summary.
 
     `workers` and `command` are recorded in config.json; they describe how the run was made, not its results.
+    `plotter`, a PlotProcess started before the simulation, draws the plots; without it one is started here.
     """
     out_dir = Path(out_dir)
     (out_dir / PLOTS_DIR).mkdir(parents=True, exist_ok=True)
@@ -71,28 +75,15 @@ def write_run(
     panel = result.panel
     impulse = result.impulse
 
-    def draw_plots() -> None:
-        atomic_write(
-            out_dir / PRICES_PLOT_FILE,
-            lambda path: plot_price_paths(panel, result.benchmarks, path, scenario_name=scenario.name),
-        )
-        atomic_write(
-            out_dir / IMPULSE_PLOT_FILE,
-            lambda path: plot_impulse_response(
-                impulse,
-                result.benchmarks,
-                path,
-                deviating_firm=scenario.logging.deviating_firm,
-                scenario_name=scenario.name,
-            ),
-        )
-
+    job = (panel, impulse, result.benchmarks, out_dir, scenario.name, scenario.logging.deviating_firm)
     # Importing matplotlib and rendering take most of a short run's writing time: a forked child draws the
-    # plots while this process writes the tables.
-    plots_done = _concurrently(draw_plots)
+    # plots while this process writes the tables (started earlier by the caller, it has matplotlib loaded).
+    if plotter is None:
+        plotter = PlotProcess()
+    plotter.draw(*job)
     written["panel"] = atomic_write(out_dir / PANEL_FILE, lambda path: write_table(panel, path))
     written["impulse"] = atomic_write(out_dir / IMPULSE_FILE, lambda path: write_table(impulse, path))
-    plots_done()
+    plotter.wait()
     written["prices_plot"] = out_dir / PRICES_PLOT_FILE
     written["impulse_plot"] = out_dir / IMPULSE_PLOT_FILE
 
@@ -103,21 +94,55 @@ def write_run(
     return written
 
 
-def _concurrently(work: Callable[[], None]) -> Callable[[], None]:
-    """Run `work` in a forked child and return the function that waits for it (and raises if it failed).
+def draw_plots(panel, impulse, benchmarks, out_dir: Path, scenario_name: str, deviating_firm: int) -> None:
+    atomic_write(
+        out_dir / PRICES_PLOT_FILE,
+        lambda path: plot_price_paths(panel, benchmarks, path, scenario_name=scenario_name),
+    )
+    atomic_write(
+        out_dir / IMPULSE_PLOT_FILE,
+        lambda path: plot_impulse_response(
+            impulse, benchmarks, path, deviating_firm=deviating_firm, scenario_name=scenario_name
+        ),
+    )
 
-    Where fork is unavailable, `work` runs at once in this process.
+
+class PlotProcess:
+    """Draws a run's plots in a forked child.
+
+    Start it before the simulation: the child imports matplotlib (half a second) while the parent simulates,
+    then waits for the data on a pipe. `draw` hands it the tables; `wait` waits for the PNGs (and raises if
+    drawing failed); `close` ends a child that will get no data. Where fork is unavailable, everything happens
+    in this process at `draw`.
     """
-    if not hasattr(os, "fork"):
-        work()
-        return lambda: None
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # the child: do the work, report only through the exit status (and stderr)
+
+    def __init__(self) -> None:
+        self._pid = 0
+        self._pipe = None
+        if not hasattr(os, "fork"):
+            return
+        read_end, write_end = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            os.close(write_end)
+            self._child(read_end)
+        os.close(read_end)
+        self._pid = pid
+        self._pipe = os.fdopen(write_end, "wb")
+
+    @staticmethod
+    def _child(read_end: int) -> None:
         status = 0
         try:
-            work()
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt means
+            import matplotlib.figure  # noqa: F401  (the point: load it while the parent simulates)
+
+            with os.fdopen(read_end, "rb") as pipe:
+                data = pipe.read()
+            if data:
+                draw_plots(*pickle.loads(data))
         except BaseException:
             traceback.print_exc()
             status = 1
@@ -125,12 +150,32 @@ def _concurrently(work: Callable[[], None]) -> Callable[[], None]:
             sys.stderr.flush()
             os._exit(status)
 
-    def wait() -> None:
-        _, status = os.waitpid(pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise RuntimeError("drawing the plots failed (the reason is printed above)")
+    def draw(self, *job: Any) -> None:
+        if self._pipe is None:
+            draw_plots(*job)
+            return
+        with self._pipe:
+            pickle.dump(job, self._pipe, protocol=pickle.HIGHEST_PROTOCOL)
+        self._pipe = None
 
-    return wait
+    def wait(self) -> None:
+        if self._pipe is not None:
+            self.close()
+            return
+        if self._pid:
+            _, status = os.waitpid(self._pid, 0)
+            self._pid = 0
+            if os.waitstatus_to_exitcode(status) != 0:
+                raise RuntimeError("drawing the plots failed (the reason is printed above)")
+
+    def close(self) -> None:
+        """End the child without drawing anything."""
+        if self._pipe is not None:
+            self._pipe.close()
+            self._pipe = None
+        if self._pid:
+            os.waitpid(self._pid, 0)
+            self._pid = 0
 
 
 # --------------------------------------------------------------------------------------------- atomic files
