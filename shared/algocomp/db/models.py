@@ -1,0 +1,124 @@
+"""The tables: scenarios, runs, their results and the aggregator's per-run indicators.
+
+The schema is created only by the Alembic migrations in migrations/; these models are how code reads and writes
+it. A result's primary key is its run's id, so a run can never have two result sets.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class RunStatus(str, enum.Enum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+TERMINAL_STATUSES = frozenset({RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled})
+
+_now = func.now()
+
+
+class ScenarioRecord(Base):
+    __tablename__ = "scenarios"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    scenario_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now)
+
+    runs: Mapped[list["Run"]] = relationship(back_populates="scenario")
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    scenario_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("scenarios.id"), index=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    scenario_hash: Mapped[str] = mapped_column(String(64))
+    seed: Mapped[int] = mapped_column(BigInteger)
+    sessions: Mapped[int] = mapped_column(Integer)
+    overrides: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    status: Mapped[RunStatus] = mapped_column(
+        Enum(RunStatus, name="run_status"), index=True, default=RunStatus.queued
+    )
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    sessions_done: Mapped[int] = mapped_column(Integer, default=0)
+    periods_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now)
+    queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), server_default=_now)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    scenario: Mapped[ScenarioRecord] = relationship(back_populates="runs")
+    result: Mapped["Result | None"] = relationship(back_populates="run")
+
+
+class Result(Base):
+    __tablename__ = "results"
+
+    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    artifacts: Mapped[dict[str, str]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now)
+
+    run: Mapped[Run] = relationship(back_populates="result")
+
+
+class RunMetrics(Base):
+    """One row of coordination indicators per finished run (written by the aggregator)."""
+
+    __tablename__ = "run_metrics"
+
+    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    scenario_hash: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(20))
+    sessions: Mapped[int] = mapped_column(Integer)
+    profit_gain: Mapped[float | None] = mapped_column(Float)
+    price_index: Mapped[float | None] = mapped_column(Float)
+    consumer_surplus_loss: Mapped[float | None] = mapped_column(Float)
+    converged_share: Mapped[float | None] = mapped_column(Float)
+    punishment_share: Mapped[float | None] = mapped_column(Float)
+    indicators: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now)

@@ -1,0 +1,53 @@
+"""The Celery application shared by the api (which only sends), the worker and the aggregator.
+
+Task names and queues are constants here so that the api can send a task without importing the worker's code.
+Long tasks acknowledge late, one at a time, with a visibility timeout longer than the longest run: a worker that
+dies mid-run has its task redelivered, and the run's claim (see docs/architecture.md) keeps that from producing
+a second result.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from algocomp.settings import Settings, get_settings
+
+RUN_TASK = "algocomp.run"
+RUN_FINISHED_TASK = "algocomp.run_finished"
+REQUEUE_TASK = "algocomp.requeue_stale"
+RUNS_QUEUE = "runs"
+AGGREGATE_QUEUE = "aggregate"
+
+
+def create_celery(settings: Settings | None = None, *, name: str = "algocomp") -> Celery:
+    settings = settings or get_settings()
+    app = Celery(name, broker=settings.redis_url)
+    prefix = settings.key_prefix
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=settings.run_time_limit_s + 60,
+        task_soft_time_limit=settings.run_time_limit_s,
+        broker_transport_options={
+            "visibility_timeout": settings.run_time_limit_s + 600,
+            "global_keyprefix": prefix,
+        },
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        task_default_queue=RUNS_QUEUE,
+        task_routes={
+            RUN_TASK: {"queue": RUNS_QUEUE},
+            REQUEUE_TASK: {"queue": RUNS_QUEUE},
+            RUN_FINISHED_TASK: {"queue": AGGREGATE_QUEUE},
+        },
+        beat_schedule={
+            "requeue-stale-runs": {"task": REQUEUE_TASK, "schedule": max(5.0, settings.requeue_after_s / 5)},
+        },
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+    )
+    return app

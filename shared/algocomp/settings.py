@@ -1,0 +1,51 @@
+"""The one settings object of every service, read from ALGOCOMP_* environment variables and an optional .env.
+
+Defaults suit a developer's machine (`make dev`): local Postgres, Redis, an S3 endpoint on :9000 and MLflow on
+:5001. Outside development the validators refuse the development S3 secret, so a team deployment cannot run on
+it by accident.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEVELOPMENT_S3_SECRET = "algocomp-secret"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ALGOCOMP_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/algocomp"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = Field("algocomp:", description="prefix of every Redis key and queue name")
+    s3_endpoint_url: str | None = "http://127.0.0.1:9000"
+    s3_bucket: str = "algocomp"
+    s3_access_key: str = "algocomp"
+    s3_secret_key: SecretStr = SecretStr(DEVELOPMENT_S3_SECRET)
+    s3_region: str = "us-east-1"
+    mlflow_tracking_uri: str = Field("http://127.0.0.1:5001", description="empty: no tracking")
+    mlflow_experiment: str = "algocomp"
+    mlflow_timeout_s: float = 5.0
+    progress_maxlen: int = Field(10_000, ge=10, description="events kept in each run's Redis stream")
+    progress_interval_s: float = Field(0.5, gt=0, description="least time between two progress events of a run")
+    run_time_limit_s: int = Field(6 * 3600, ge=60, description="hard time limit of one run task")
+    lease_s: int = Field(600, ge=10, description="a running run without a heartbeat for this long may be reclaimed")
+    requeue_after_s: int = Field(300, ge=5, description="a run queued this long without a worker is re-sent")
+    api_page_size_max: int = 500
+
+    @model_validator(mode="after")
+    def _no_development_secrets_outside_development(self) -> "Settings":
+        if self.environment == "production" and self.s3_secret_key.get_secret_value() == DEVELOPMENT_S3_SECRET:
+            raise ValueError("ALGOCOMP_S3_SECRET_KEY must be set in production (the development secret is public)")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()
