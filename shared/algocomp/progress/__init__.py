@@ -1,0 +1,25 @@
+"""Per-run progress events: a capped Redis stream (replay, resumable SSE) and a pub/sub channel (live fan-out)."""
+
+from algocomp.progress.channel import (
+    EVENT_NAMES,
+    STREAM_START,
+    TERMINAL_EVENTS,
+    AsyncProgressChannel,
+    ProgressChannel,
+    ProgressEvent,
+    channel_key,
+    is_terminal,
+    stream_key,
+)
+
+__all__ = [
+    "EVENT_NAMES",
+    "STREAM_START",
+    "TERMINAL_EVENTS",
+    "AsyncProgressChannel",
+    "ProgressChannel",
+    "ProgressEvent",
+    "channel_key",
+    "is_terminal",
+    "stream_key",
+]

@@ -1,0 +1,66 @@
+"""The one place that knows where a run's files live in S3: `runs/{run_id}/<artifact>`.
+
+Keys are deterministic per run, so a redelivered run task overwrites the same objects instead of producing a
+second result set, and every service finds a run's files from its id alone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from algocomp.storage.s3 import Storage
+
+# artifact name -> path relative to the run's prefix (and to the run folder written by algocomp.output.writer)
+ARTIFACTS: dict[str, str] = {
+    "panel": "panel.parquet",
+    "impulse": "impulse.parquet",
+    "summary": "summary.json",
+    "scenario": "scenario.json",
+    "config": "config.json",
+    "log": "run.log",
+    "prices_plot": "plots/prices.png",
+    "impulse_plot": "plots/impulse.png",
+}
+
+_CONTENT_TYPES: dict[str, str] = {
+    ".parquet": "application/vnd.apache.parquet",
+    ".json": "application/json",
+    ".log": "text/plain; charset=utf-8",
+    ".png": "image/png",
+}
+
+
+def run_prefix(run_id: uuid.UUID | str) -> str:
+    """The prefix under which every file of one run lives."""
+    return f"runs/{run_id}/"
+
+
+def run_key(run_id: uuid.UUID | str, name: str) -> str:
+    """The S3 key of artifact `name` (a key of ARTIFACTS) of a run."""
+    try:
+        relative = ARTIFACTS[name]
+    except KeyError:
+        raise KeyError(f"unknown artifact {name!r}; known artifacts: {', '.join(ARTIFACTS)}") from None
+    return run_prefix(run_id) + relative
+
+
+def content_type(name: str) -> str:
+    """The HTTP content type of an artifact (by name from ARTIFACTS, or by a file name's suffix)."""
+    relative = ARTIFACTS.get(name, name)
+    return _CONTENT_TYPES.get(Path(relative).suffix.lower(), "application/octet-stream")
+
+
+def upload_run_folder(storage: Storage, run_id: uuid.UUID | str, folder: Path | str) -> dict[str, str]:
+    """Upload every known artifact present in a run folder; returns artifact name -> S3 key of what was uploaded."""
+    folder = Path(folder)
+    uploaded: dict[str, str] = {}
+    for name, relative in ARTIFACTS.items():
+        path = folder / relative
+        if path.is_file():
+            key = run_key(run_id, name)
+            storage.put_file(key, path, content_type(name))
+            uploaded[name] = key
+    return uploaded

@@ -1,0 +1,356 @@
+"""Real services for the service-stack tests: a fresh Postgres database, a unique Redis key prefix, an S3
+endpoint over HTTP (`rclone serve s3` on a temporary folder), and on demand the worker, aggregator and API as
+real processes.
+
+Nothing is shared with an earlier run: the database is created and migrated per test session and dropped at
+the end, every Redis key lives under `algocomp-test-<hex>:` and is deleted at the end, and the S3 folder is a
+temporary directory. Settings reach child processes through the ALGOCOMP_* environment variables set here.
+
+Fixtures: service_env (the Settings), db_engine, db_session, redis_client, storage, start_service (a factory of
+processes stopped after the test), worker_process, aggregator_process, api_server (its base URL).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import redis
+from algocomp import db as algocomp_db
+from algocomp.devstack import REPO_ROOT, free_port, migrate, port_open, rclone_s3_argv
+from algocomp.settings import Settings, get_settings
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session
+
+POSTGRES_ADMIN_URL = os.environ.get("ALGOCOMP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("ALGOCOMP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+S3_ACCESS_KEY = "algocomp-test"
+S3_SECRET_KEY = "algocomp-test-secret"
+PROCESS_START_TIMEOUT_S = 90.0
+OUTPUT_TAIL_CHARS = 6000
+
+
+class ServiceStartError(RuntimeError):
+    """A service process died or did not become ready; the message carries its captured output."""
+
+
+class ServiceProcess:
+    """A child process started by a test, its output captured in a file, stopped as a whole process group."""
+
+    def __init__(self, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.argv = argv
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.popen = subprocess.Popen(
+            argv,
+            cwd=REPO_ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stop() reaches Celery's pool children too
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def output(self, tail_chars: int = OUTPUT_TAIL_CHARS) -> str:
+        """The last `tail_chars` characters the process wrote (stdout and stderr)."""
+        self._log.flush()
+        text = self.log_path.read_text(errors="replace")
+        return text[-tail_chars:]
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        """SIGTERM the process group (warm shutdown), SIGKILL it after `grace_s`."""
+        if self.alive():
+            try:
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.popen.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                pass
+        # the leader may be gone while pool children linger in its group
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.popen.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        self._log.close()
+
+
+def start_process(
+    argv: list[str],
+    ready: Callable[[], bool],
+    timeout: float = PROCESS_START_TIMEOUT_S,
+    *,
+    log_dir: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> ServiceProcess:
+    """Start `argv` from the repository root and wait until `ready()` is true.
+
+    Raises ServiceStartError with the process's output if it exits first or is not ready within `timeout`
+    seconds (and stops it then). Exceptions raised by `ready` count as "not ready yet".
+    """
+    log_dir = log_dir or Path(tempfile.mkdtemp(prefix="algocomp-test-proc-"))
+    name = Path(argv[0]).name + "-" + "-".join(a for a in argv[1:4] if not a.startswith("-"))[:60]
+    process = ServiceProcess(argv, log_dir / f"{name.replace('/', '_')}-{uuid.uuid4().hex[:6]}.log", env)
+    deadline = time.monotonic() + timeout
+    while True:
+        if not process.alive():
+            code = process.popen.returncode
+            output = process.output()
+            process.stop()
+            raise ServiceStartError(f"{' '.join(argv)} exited with code {code} before it was ready:\n{output}")
+        try:
+            if ready():
+                return process
+        except Exception:  # noqa: BLE001, S110 - a probe that raises (refused, 503, half-started) means not ready yet
+            pass
+        if time.monotonic() > deadline:
+            output = process.output()
+            process.stop()
+            raise ServiceStartError(f"{' '.join(argv)} was not ready after {timeout:.0f} s:\n{output}")
+        time.sleep(0.3)
+
+
+# --------------------------------------------------------------------------------------------- the services
+
+
+def _admin_connection() -> psycopg.Connection:
+    return psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
+
+
+def _drop_database(name: str) -> None:
+    with _admin_connection() as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _database_url(name: str) -> str:
+    base = psycopg.conninfo.conninfo_to_dict(POSTGRES_ADMIN_URL)
+    user = base.get("user", "postgres")
+    password = f":{base['password']}" if base.get("password") else ""
+    host = base.get("host", "127.0.0.1")
+    port = base.get("port", "5432")
+    return f"postgresql+psycopg://{user}{password}@{host}:{port}/{name}"
+
+
+def _delete_redis_keys(prefix: str) -> None:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=f"{prefix}*", count=500):
+            batch.append(key)
+            if len(batch) >= 500:
+                client.delete(*batch)
+                batch.clear()
+        if batch:
+            client.delete(*batch)
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def service_env() -> Iterator[Settings]:
+    """A fresh migrated database, a unique Redis prefix and a live S3 endpoint, exported as ALGOCOMP_* variables."""
+    token = uuid.uuid4().hex[:12]
+    database_name = f"algocomp_test_{token}"
+    key_prefix = f"algocomp-test-{token}:"
+    s3_folder = Path(tempfile.mkdtemp(prefix="algocomp-test-s3-"))
+    s3_port = free_port()
+    saved_environment = dict(os.environ)
+    rclone: subprocess.Popen[bytes] | None = None
+    rclone_log = s3_folder.parent / f"{s3_folder.name}-rclone.log"
+    database_created = False
+    try:
+        with _admin_connection() as admin:
+            admin.execute(f'CREATE DATABASE "{database_name}"')
+        database_created = True
+        database_url = _database_url(database_name)
+        migrate(database_url)
+
+        with rclone_log.open("wb") as log:
+            rclone = subprocess.Popen(
+                rclone_s3_argv(s3_folder, s3_port, S3_ACCESS_KEY, S3_SECRET_KEY),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 30
+        while not port_open(s3_port):
+            if rclone.poll() is not None or time.monotonic() > deadline:
+                raise ServiceStartError(f"rclone serve s3 did not start:\n{rclone_log.read_text(errors='replace')}")
+            time.sleep(0.1)
+
+        os.environ.update(
+            {
+                "ALGOCOMP_ENVIRONMENT": "test",
+                "ALGOCOMP_DATABASE_URL": database_url,
+                "ALGOCOMP_REDIS_URL": REDIS_URL,
+                "ALGOCOMP_KEY_PREFIX": key_prefix,
+                "ALGOCOMP_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
+                "ALGOCOMP_S3_BUCKET": "algocomp-test",
+                "ALGOCOMP_S3_ACCESS_KEY": S3_ACCESS_KEY,
+                "ALGOCOMP_S3_SECRET_KEY": S3_SECRET_KEY,
+                "ALGOCOMP_S3_REGION": "us-east-1",
+                "ALGOCOMP_MLFLOW_TRACKING_URI": "",
+                "ALGOCOMP_PROGRESS_INTERVAL_S": "0.05",
+            }
+        )
+        get_settings.cache_clear()
+        algocomp_db.reset_engine()
+        settings = get_settings()
+
+        from algocomp.storage import Storage
+
+        Storage(settings).ensure_bucket()
+        yield settings
+    finally:
+        algocomp_db.reset_engine()
+        os.environ.clear()
+        os.environ.update(saved_environment)
+        get_settings.cache_clear()
+        if rclone is not None:
+            rclone.terminate()
+            try:
+                rclone.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                rclone.kill()
+                rclone.wait(timeout=5)
+        shutil.rmtree(s3_folder, ignore_errors=True)
+        rclone_log.unlink(missing_ok=True)
+        _delete_redis_keys(key_prefix)
+        if database_created:
+            _drop_database(database_name)
+
+
+@pytest.fixture(scope="session")
+def db_engine(service_env: Settings) -> Iterator[Engine]:
+    engine = create_engine(service_env.database_url, pool_pre_ping=True)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def db_session(db_engine: Engine) -> Iterator[Session]:
+    """A session inside an outer transaction that is rolled back after the test; its commits are savepoints."""
+    connection = db_engine.connect()
+    outer = connection.begin()
+    session = Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    try:
+        yield session
+    finally:
+        session.close()
+        if outer.is_active:
+            outer.rollback()
+        connection.close()
+
+
+@pytest.fixture
+def redis_client(service_env: Settings) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(service_env.redis_url, decode_responses=False)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def storage(service_env: Settings):  # -> algocomp.storage.Storage
+    from algocomp.storage import Storage
+
+    return Storage(service_env)
+
+
+@pytest.fixture
+def start_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
+    """start_service(argv, ready, timeout=...) -> ServiceProcess, stopped after the test."""
+    started: list[ServiceProcess] = []
+
+    def start(argv: list[str], ready: Callable[[], bool], timeout: float = PROCESS_START_TIMEOUT_S,
+              env: dict[str, str] | None = None) -> ServiceProcess:
+        process = start_process(argv, ready, timeout, log_dir=tmp_path, env=env)
+        started.append(process)
+        return process
+
+    yield start
+    for process in reversed(started):
+        process.stop()
+
+
+def _celery_ping(settings: Settings, nodename: str) -> Callable[[], bool]:
+    """A readiness check: the worker `nodename` answers a broadcast ping over the (prefixed) broker."""
+    from algocomp.queue import create_celery
+
+    app = create_celery(settings, name="algocomp-test-ping")
+
+    def ready() -> bool:
+        return bool(app.control.ping(destination=[nodename], timeout=1.0))
+
+    return ready
+
+
+def _celery_worker(settings: Settings, app_path: str, queue: str, concurrency: int, node: str,
+                   log_dir: Path) -> Iterator[ServiceProcess]:
+    nodename = f"{node}-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
+    argv = [sys.executable, "-m", "celery", "-A", app_path, "worker", "-Q", queue, "-c", str(concurrency),
+            "--loglevel", "INFO", "-n", nodename, "--without-gossip", "--without-mingle"]
+    process = start_process(argv, _celery_ping(settings, nodename), PROCESS_START_TIMEOUT_S, log_dir=log_dir)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def worker_process(service_env: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """The run worker (queue "runs", 2 processes) as a real Celery worker process."""
+    yield from _celery_worker(service_env, "algocomp_worker.app:celery_app", "runs", 2, "runs",
+                              tmp_path_factory.mktemp("worker"))
+
+
+@pytest.fixture(scope="session")
+def aggregator_process(service_env: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """The aggregator (queue "aggregate", 1 process) as a real Celery worker process."""
+    yield from _celery_worker(service_env, "algocomp_aggregator.app:celery_app", "aggregate", 1, "aggregate",
+                              tmp_path_factory.mktemp("aggregator"))
+
+
+@pytest.fixture(scope="session")
+def api_server(service_env: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The API under uvicorn on a free port; yields its base URL (ready once GET /healthz answers 200)."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        return httpx.get(f"{base_url}/healthz", timeout=1.0).status_code == 200
+
+    argv = [sys.executable, "-m", "uvicorn", "algocomp_api.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    process = start_process(argv, ready, PROCESS_START_TIMEOUT_S, log_dir=tmp_path_factory.mktemp("api"))
+    try:
+        yield base_url
+    finally:
+        process.stop()

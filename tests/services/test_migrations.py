@@ -1,0 +1,113 @@
+"""The schema exists only through Alembic: upgrade and downgrade both work on an empty database, and the
+migrated schema is exactly the one the models describe."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from algocomp.db.models import Base
+from algocomp.devstack import ALEMBIC_INI, REPO_ROOT
+from sqlalchemy import Engine, create_engine, inspect, text
+
+from .conftest import POSTGRES_ADMIN_URL, _database_url, _drop_database
+
+TABLES = {"scenarios", "runs", "results", "run_metrics"}
+
+
+@pytest.fixture
+def empty_database() -> Iterator[str]:
+    """A brand-new database of its own (not the session's migrated one), dropped afterwards."""
+    name = f"algocomp_test_migrations_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _database_url(name)
+    finally:
+        _drop_database(name)
+
+
+def alembic_config(url: str) -> Config:
+    config = Config(str(ALEMBIC_INI))
+    config.set_main_option("script_location", str(REPO_ROOT / "migrations"))
+    config.set_main_option("sqlalchemy.url", url)
+    config.attributes["configure_logger"] = False
+    return config
+
+
+def schema(engine: Engine) -> tuple[set[str], set[str]]:
+    """(tables, enum types) in the public schema."""
+    with engine.connect() as connection:
+        enums = set(connection.execute(text("SELECT typname FROM pg_type WHERE typtype = 'e'")).scalars())
+    return set(inspect(engine).get_table_names()), enums
+
+
+def test_upgrade_downgrade_upgrade_on_an_empty_database(empty_database: str) -> None:
+    config = alembic_config(empty_database)
+    engine = create_engine(empty_database)
+    try:
+        assert schema(engine) == (set(), set())
+
+        command.upgrade(config, "head")
+        tables, enums = schema(engine)
+        assert tables == TABLES | {"alembic_version"}
+        assert enums == {"run_status"}
+
+        command.downgrade(config, "base")
+        engine.dispose()
+        assert schema(engine) == ({"alembic_version"}, set())
+
+        command.upgrade(config, "head")
+        engine.dispose()
+        tables, enums = schema(engine)
+        assert tables == TABLES | {"alembic_version"}
+        with engine.connect() as connection:
+            labels = connection.execute(text("SELECT unnest(enum_range(NULL::run_status))::text")).scalars().all()
+        assert labels == ["queued", "running", "succeeded", "failed", "cancelled"]
+    finally:
+        engine.dispose()
+
+
+def test_migrated_schema_matches_the_models(empty_database: str) -> None:
+    command.upgrade(alembic_config(empty_database), "head")
+    engine = create_engine(empty_database)
+    try:
+        with engine.connect() as connection:
+            differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        assert differences == [], f"models and migrations disagree; write a migration for: {differences}"
+    finally:
+        engine.dispose()
+
+
+def test_server_defaults_let_a_minimal_run_row_be_inserted(empty_database: str) -> None:
+    """A run inserted with only its required facts (a repair script, psql) starts queued at attempt 0."""
+    command.upgrade(alembic_config(empty_database), "head")
+    engine = create_engine(empty_database)
+    try:
+        with engine.begin() as connection:
+            scenario_id = uuid.uuid4()
+            run_id = uuid.uuid4()
+            connection.execute(
+                text("INSERT INTO scenarios (id, name, scenario_hash, spec) VALUES (:id, 'baseline', 'h', '{}')"),
+                {"id": scenario_id},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO runs (id, scenario_id, spec, scenario_hash, seed, sessions) "
+                    "VALUES (:id, :scenario_id, '{}', 'h', 1, 2)"
+                ),
+                {"id": run_id, "scenario_id": scenario_id},
+            )
+            row = connection.execute(
+                text("SELECT status::text, attempt, progress, cancel_requested, overrides FROM runs WHERE id = :id"),
+                {"id": run_id},
+            ).one()
+        assert tuple(row) == ("queued", 0, 0.0, False, [])
+    finally:
+        engine.dispose()
