@@ -1,0 +1,160 @@
+"""Every error the API returns has one shape: {"error": {"code", "message", "field"?, ...}}.
+
+Clients (the Python client, the CLI, a browser) then handle failures in one place, whatever raised them: a domain
+error (ApiError), a scenario that does not validate (ScenarioError), a malformed request (RequestValidationError),
+a routing error (HTTPException) or a bug (anything else: 500, logged with the run id, no traceback in the body).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from algocomp.scenarios import ScenarioError
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("algocomp.api")
+
+_CODES_BY_STATUS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "too_many_requests",
+    503: "unavailable",
+}
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable machine-readable code, e.g. invalid_scenario, run_not_found, not_ready")
+    message: str = Field(description="what went wrong and what to do about it")
+    field: str | None = Field(None, description="dotted path of the field at fault, e.g. agents.alpha")
+
+    model_config = {"extra": "allow"}
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorDetail
+
+
+class ApiError(Exception):
+    """A failure the client can act on: an HTTP status, a stable code, a message and optionally the field at
+    fault; `extra` adds members to the error object (e.g. the run's status for `not_ready`)."""
+
+    def __init__(
+        self, status_code: int, code: str, message: str, *, field: str | None = None, **extra: Any
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+        self.field = field
+        self.extra = extra
+
+
+def error_body(code: str, message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The JSON body of an error response."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if field is not None:
+        error["field"] = field
+    error.update(extra)
+    return {"error": error}
+
+
+def not_found(what: str, identifier: object, *, field: str | None = None) -> ApiError:
+    """404 for a missing scenario, run or artifact."""
+    return ApiError(404, f"{what}_not_found", f"no {what} with id {identifier}", field=field)
+
+
+def _field_from_loc(loc: tuple[Any, ...] | list[Any]) -> str:
+    """"body.agents.0.alpha" -> "agents.0.alpha": where in the request, without the request part's name."""
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:]
+    return ".".join(str(part) for part in parts)
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return JSONResponse(
+        error_body(exc.code, exc.message, exc.field, **exc.extra), status_code=exc.status_code
+    )
+
+
+async def _scenario_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ScenarioError)
+    return JSONResponse(
+        error_body("invalid_scenario", exc.problem, exc.field or None), status_code=422
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    field = _field_from_loc(first.get("loc", ()))
+    message = str(first.get("msg", "invalid request"))
+    if field:
+        message = f"{field}: {message}"
+    details = [{"field": _field_from_loc(e.get("loc", ())), "message": str(e.get("msg", ""))} for e in errors]
+    return JSONResponse(
+        error_body("invalid_request", message, field or None, details=details), status_code=422
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _CODES_BY_STATUS.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"no route {request.method} {request.url.path}; see /docs for the API"
+    return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    run_id = request.path_params.get("run_id")
+    log.error(
+        "unhandled error in %s %s",
+        request.method,
+        request.url.path,
+        exc_info=exc,
+        extra={"run_id": str(run_id)} if run_id is not None else {},
+    )
+    return JSONResponse(
+        error_body("internal_error", "the server failed to handle this request; the error is in its logs"),
+        status_code=500,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Make every error response of `app` use the shape of `error_body`."""
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(ScenarioError, _scenario_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+
+
+def error_responses(responses: dict[int, dict[str, Any]] | None = None) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses of a route: its own, with every 4xx/5xx given the ErrorResponse schema, plus a 422
+    (FastAPI would otherwise document its own validation-error shape, which this API never returns)."""
+    documented: dict[int | str, dict[str, Any]] = {
+        422: {"description": "the request does not validate; error.field names the field"}
+    }
+    documented.update(responses or {})
+    for status_code, response in list(documented.items()):
+        if int(status_code) >= 400 and "model" not in response:
+            documented[status_code] = {**response, "model": ErrorResponse}
+    return documented

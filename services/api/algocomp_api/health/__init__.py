@@ -1,0 +1,1 @@
+"""Health: liveness (/healthz) and readiness (/readyz: Postgres, Redis and S3 reachable)."""

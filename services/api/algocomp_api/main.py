@@ -1,0 +1,80 @@
+"""The FastAPI application: `create_app(settings)` wires the domain routers, the error handlers and the
+process's clients (opened in the lifespan, closed at shutdown). `app` is what uvicorn serves:
+
+    uvicorn algocomp_api.main:app --host 0.0.0.0 --port 8000
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from algocomp.logs import configure_logging
+from algocomp.settings import Settings, get_settings
+from fastapi import FastAPI
+
+from algocomp_api.deps import ApiResources
+from algocomp_api.errors import install_error_handlers
+from algocomp_api.health.routes import router as health_router
+from algocomp_api.results.routes import router as results_router
+from algocomp_api.runs.routes import router as runs_router
+from algocomp_api.scenarios.routes import router as scenarios_router
+from algocomp_api.streams.routes import router as streams_router
+
+API_VERSION = "0.1.0"
+
+DESCRIPTION = """Simulate AI-driven pricing in oligopoly markets as a service.
+
+1. **POST /scenarios** stores a scenario (a built-in preset or an inline document, validated by the engine);
+2. **POST /runs** queues a run of it (seed, sessions, overrides) and answers 202 with links;
+3. **GET /streams/{id}** follows its progress as Server-Sent Events (resumable with Last-Event-ID);
+4. **GET /results/{id}** returns the summary and links to the panel (Parquet), plots and logs on S3.
+
+Every error is JSON: `{"error": {"code", "message", "field"?}}`.
+"""
+
+# uvicorn installs its own handlers on these loggers; routing them through the root logger makes the access
+# and error lines structured (JSON off a terminal) like the rest of the API's logs.
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+
+TAGS = [
+    {"name": "scenarios", "description": "validated experiment descriptions, stored once per fingerprint"},
+    {"name": "runs", "description": "queued, running and finished simulations of a scenario"},
+    {"name": "results", "description": "a succeeded run's summary and files"},
+    {"name": "streams", "description": "live progress of a run as Server-Sent Events"},
+    {"name": "health", "description": "liveness and readiness probes"},
+]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The API for `settings` (default: from the ALGOCOMP_* environment, read when the app starts)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging("api")
+        for name in UVICORN_LOGGERS:
+            logging.getLogger(name).handlers.clear()
+            logging.getLogger(name).propagate = True
+        resources = ApiResources.open(settings or get_settings())
+        app.state.resources = resources
+        try:
+            yield
+        finally:
+            app.state.resources = None
+            await resources.close()
+
+    app = FastAPI(
+        title="algocomp API",
+        description=DESCRIPTION,
+        version=API_VERSION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for router in (scenarios_router, runs_router, results_router, streams_router, health_router):
+        app.include_router(router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,89 @@
+"""HTTP routes of /results."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from algocomp.logs import bind_run
+from algocomp.storage import ARTIFACTS, content_type
+from fastapi import APIRouter, Query
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
+
+from algocomp_api.deps import DbSession, StorageDep
+from algocomp_api.errors import ApiError, error_responses
+from algocomp_api.results import service
+from algocomp_api.results.schemas import ResultOut
+
+router = APIRouter(prefix="/results", tags=["results"])
+
+_NOT_READY = {
+    404: {"description": "no run with this id, or no such artifact"},
+    409: {"description": "the run has not succeeded (error.code = not_ready, error.status = its status)"},
+}
+
+
+@router.get("/{run_id}", response_model=ResultOut, responses=error_responses(_NOT_READY), summary="A succeeded run's summary and files")
+def get_result(session: DbSession, storage: StorageDep, run_id: uuid.UUID) -> ResultOut:
+    with bind_run(run_id):
+        return service.result_out(service.get_result(session, run_id), storage)
+
+
+def _artifact_response(
+    session: DbSession, storage: StorageDep, run_id: uuid.UUID, name: str, redirect: bool
+) -> Response:
+    with bind_run(run_id):
+        key = service.artifact_key(service.get_result(session, run_id), name)
+        if redirect:
+            return RedirectResponse(
+                storage.presigned_url(key, expires_s=service.PRESIGNED_URL_EXPIRES_S), status_code=307
+            )
+        try:
+            chunks, length, _ = storage.open_stream(key)
+        except KeyError as missing:
+            raise ApiError(
+                404, "artifact_not_found", f"{name!r} of run {run_id} is recorded but missing from storage", field="name"
+            ) from missing
+        return StreamingResponse(
+            chunks,
+            media_type=content_type(name),
+            headers={
+                "Content-Length": str(length),
+                "Content-Disposition": f'attachment; filename="{service.download_name(run_id, name)}"',
+            },
+        )
+
+
+Redirect = Annotated[bool, Query(description="answer 307 to a presigned S3 URL instead of streaming the file")]
+
+
+@router.get(
+    "/{run_id}/panel",
+    responses=error_responses(
+        {
+            200: {"content": {"application/vnd.apache.parquet": {}}, "description": "the panel as Parquet"},
+            307: {"description": "redirect=true: a presigned S3 URL"},
+            **_NOT_READY,
+        }
+    ),
+    response_class=StreamingResponse,
+    summary="The run's panel (Parquet)",
+)
+def get_panel(session: DbSession, storage: StorageDep, run_id: uuid.UUID, redirect: Redirect = False) -> Response:
+    """The per-interval panel of every session, streamed from S3, or with `redirect=true` a 307 to a
+    presigned URL so large files bypass the API."""
+    return _artifact_response(session, storage, run_id, "panel", redirect)
+
+
+@router.get(
+    "/{run_id}/artifacts/{name}",
+    responses=error_responses(
+        {200: {"description": "the file"}, 307: {"description": "redirect=true: a presigned S3 URL"}, **_NOT_READY}
+    ),
+    response_class=StreamingResponse,
+    summary="One of the run's files: " + ", ".join(ARTIFACTS),
+)
+def get_artifact(
+    session: DbSession, storage: StorageDep, run_id: uuid.UUID, name: str, redirect: Redirect = False
+) -> Response:
+    return _artifact_response(session, storage, run_id, name, redirect)

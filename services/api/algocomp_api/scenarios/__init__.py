@@ -1,0 +1,1 @@
+"""Scenarios: validate with the engine's scenario model, store once per fingerprint, list and fetch."""

@@ -1,0 +1,75 @@
+"""HTTP routes of /scenarios."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from algocomp.scenarios import list_presets
+from fastapi import APIRouter, Body, Response, status
+
+from algocomp_api.deps import DbSession
+from algocomp_api.errors import error_responses
+from algocomp_api.pagination import Page, Pagination
+from algocomp_api.scenarios import service
+from algocomp_api.scenarios.schemas import (
+    EXAMPLE_INLINE_SCENARIO,
+    PresetOut,
+    ScenarioOut,
+    ScenarioSource,
+)
+
+router = APIRouter(prefix="/scenarios", tags=["scenarios"])
+
+SOURCE_EXAMPLES: dict[str, Any] = {
+    "preset": {"summary": "a built-in preset", "value": {"preset": "calvano-2020-baseline"}},
+    "inline": {"summary": "an inline scenario", "value": {"scenario": EXAMPLE_INLINE_SCENARIO}},
+}
+
+_ERRORS = {422: {"description": "the scenario does not validate; error.field names the field at fault"}}
+
+
+@router.post(
+    "",
+    response_model=ScenarioOut,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses({200: {"model": ScenarioOut, "description": "the same scenario was stored before"}, **_ERRORS}),
+    summary="Validate and store a scenario",
+)
+def create_scenario(
+    session: DbSession,
+    response: Response,
+    source: Annotated[ScenarioSource, Body(openapi_examples=SOURCE_EXAMPLES)],
+) -> ScenarioOut:
+    """Store a scenario given as a preset name or inline. A scenario equal to one stored before (same
+    fingerprint, however it was written) returns the existing record with 200 instead of a duplicate."""
+    scenario = service.resolve_source(source.preset, source.scenario)
+    record, created = service.store_scenario(session, scenario)
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    response.headers["Location"] = f"/scenarios/{record.id}"
+    return service.scenario_out(record)
+
+
+@router.get(
+    "", response_model=Page[ScenarioOut], responses=error_responses(), summary="List stored scenarios, newest first"
+)
+def list_scenarios(session: DbSession, page: Pagination) -> Page[ScenarioOut]:
+    records, total = service.list_scenarios(session, page.limit, page.offset)
+    return Page[ScenarioOut](
+        items=[service.scenario_out(r) for r in records], total=total, limit=page.limit, offset=page.offset
+    )
+
+
+@router.get("/presets", response_model=list[PresetOut], summary="The built-in presets")
+def presets() -> list[PresetOut]:
+    return [PresetOut(name=name, description=description) for name, description in list_presets().items()]
+
+
+@router.get(
+    "/{scenario_id}",
+    response_model=ScenarioOut,
+    responses=error_responses({404: {"description": "no scenario with this id"}}),
+    summary="One stored scenario",
+)
+def get_scenario(session: DbSession, scenario_id: uuid.UUID) -> ScenarioOut:
+    return service.scenario_out(service.get_scenario(session, scenario_id))

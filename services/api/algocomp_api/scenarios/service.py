@@ -1,0 +1,91 @@
+"""Scenario service functions: turn a request into a validated Scenario and store it once per fingerprint."""
+
+from __future__ import annotations
+
+import uuid
+
+from algocomp.db import ScenarioRecord
+from algocomp.scenarios import Scenario, ScenarioError, load_scenario, scenario_hash
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from algocomp_api.errors import ApiError, not_found
+from algocomp_api.scenarios.schemas import ScenarioLinks, ScenarioOut
+
+
+def resolve_source(preset: str | None, document: dict | None) -> Scenario:
+    """The validated scenario named by exactly one of a preset name or an inline document.
+
+    Raises ScenarioError (→ 422 with the field at fault) when it does not validate, ApiError when the request
+    names neither or both."""
+    if (preset is None) == (document is None):
+        raise ApiError(
+            422,
+            "invalid_request",
+            "give exactly one of 'preset' (a built-in preset's name) or 'scenario' (an inline scenario)",
+            field="preset" if preset is None else "scenario",
+        )
+    if preset is not None:
+        if "/" in preset or "\\" in preset or "." in preset:
+            # load_scenario would read a file by that path; the API only offers the built-in presets
+            raise ApiError(422, "invalid_scenario", f"{preset!r} is not a preset name", field="preset")
+        try:
+            return load_scenario(preset)
+        except ScenarioError as error:
+            raise ScenarioError(error.field or "preset", error.problem) from error
+    assert document is not None
+    return load_scenario(document)
+
+
+def store_scenario(session: Session, scenario: Scenario) -> tuple[ScenarioRecord, bool]:
+    """The record of `scenario`, inserted unless one with the same fingerprint exists; (record, created).
+
+    INSERT ... ON CONFLICT DO NOTHING on the unique hash makes two concurrent posts of one scenario end with
+    one row, without an IntegrityError for the slower one."""
+    fingerprint = scenario_hash(scenario)
+    inserted_id = session.execute(
+        insert(ScenarioRecord)
+        .values(
+            id=uuid.uuid4(),
+            name=scenario.name,
+            scenario_hash=fingerprint,
+            spec=scenario.model_dump(mode="json"),
+        )
+        .on_conflict_do_nothing(index_elements=[ScenarioRecord.scenario_hash])
+        .returning(ScenarioRecord.id)
+    ).scalar_one_or_none()
+    record = session.execute(
+        select(ScenarioRecord).where(ScenarioRecord.scenario_hash == fingerprint)
+    ).scalar_one()
+    return record, inserted_id is not None
+
+
+def get_scenario(session: Session, scenario_id: uuid.UUID, *, field: str | None = None) -> ScenarioRecord:
+    record = session.get(ScenarioRecord, scenario_id)
+    if record is None:
+        raise not_found("scenario", scenario_id, field=field)
+    return record
+
+
+def list_scenarios(session: Session, limit: int, offset: int) -> tuple[list[ScenarioRecord], int]:
+    """A page of scenarios, newest first, and the total count."""
+    total = session.execute(select(func.count()).select_from(ScenarioRecord)).scalar_one()
+    records = session.execute(
+        select(ScenarioRecord)
+        .order_by(ScenarioRecord.created_at.desc(), ScenarioRecord.id)
+        .limit(limit)
+        .offset(offset)
+    ).scalars()
+    return list(records), total
+
+
+def scenario_out(record: ScenarioRecord) -> ScenarioOut:
+    return ScenarioOut(
+        id=record.id,
+        name=record.name,
+        scenario_hash=record.scenario_hash,
+        spec=record.spec,
+        created_at=record.created_at,
+        links=ScenarioLinks(self=f"/scenarios/{record.id}", runs=f"/runs?scenario_id={record.id}"),
+    )

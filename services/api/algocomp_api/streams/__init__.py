@@ -1,0 +1,1 @@
+"""Streams: a run's progress as Server-Sent Events, replayed from its Redis stream and resumable."""

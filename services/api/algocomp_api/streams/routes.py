@@ -1,0 +1,83 @@
+"""HTTP route of /streams: Server-Sent Events of a run's progress."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import redis
+from algocomp.logs import bind_run
+from algocomp.progress import AsyncProgressChannel
+from fastapi import APIRouter, Header, Query
+from sse_starlette import EventSourceResponse
+from starlette.concurrency import run_in_threadpool
+
+from algocomp_api.deps import Resources
+from algocomp_api.errors import error_responses, not_found
+from algocomp_api.streams import service
+
+log = logging.getLogger("algocomp.api.streams")
+
+router = APIRouter(prefix="/streams", tags=["streams"])
+
+PING_INTERVAL_S = 15
+
+_SSE_DESCRIPTION = """Server-Sent Events of a run's progress. Each message has `id` (the Redis stream id, send it
+back as `Last-Event-ID` to resume), `event` (`queued`, `started`, `progress`, then one of `succeeded`, `failed`,
+`cancelled`) and `data` (JSON; `progress` carries sessions_done, sessions_total, share_done, periods_done,
+mean_price, profit_gain, elapsed_s). The stream closes after the terminal event; comments are sent as
+keep-alive pings."""
+
+
+@router.get(
+    "/{run_id}",
+    response_class=EventSourceResponse,
+    responses=error_responses(
+        {
+            200: {
+                "content": {
+                    "text/event-stream": {
+                        "example": 'id: 1764112345678-0\nevent: progress\ndata: {"share_done": 0.5, "mean_price": 1.81}\n\n'
+                    }
+                },
+                "description": "the event stream",
+            },
+            404: {"description": "no run with this id"},
+            422: {"description": "Last-Event-ID is not a stream id"},
+        }
+    ),
+    summary="Follow a run's progress (SSE)",
+    description=_SSE_DESCRIPTION,
+)
+async def stream_run(
+    resources: Resources,
+    run_id: uuid.UUID,
+    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event_id: Annotated[
+        str | None, Query(description="resume after this event id (for clients that cannot set Last-Event-ID)")
+    ] = None,
+) -> EventSourceResponse:
+    after_id = service.check_last_event_id(last_event_id_header or last_event_id)
+    if not await run_in_threadpool(service.run_exists, resources.sessions, run_id):
+        raise not_found("run", run_id)
+    settings = resources.settings
+    channel = AsyncProgressChannel.from_settings(settings, run_id, client=resources.async_redis)
+    load_state = service.run_state_loader(resources.sessions, run_id)
+
+    async def messages() -> AsyncIterator[dict[str, Any]]:
+        with bind_run(run_id):
+            try:
+                async for event in service.run_events(channel, after_id, load_state):
+                    message: dict[str, Any] = {"event": event.event, "data": json.dumps(event.data)}
+                    if event.id:  # a synthetic terminal event has no stream id; the client keeps its last one
+                        message["id"] = event.id
+                    yield message
+            except redis.RedisError:
+                # the headers are sent, so no error response is possible: end the stream; an EventSource
+                # reconnects with its Last-Event-ID and misses nothing once Redis is back
+                log.warning("lost Redis while streaming the events of run %s", run_id, exc_info=True)
+
+    return EventSourceResponse(messages(), ping=PING_INTERVAL_S, headers={"Cache-Control": "no-store"})
