@@ -109,12 +109,14 @@ def test_db_session_rolls_back_after_each_test_part_one(db_session: Session) -> 
     db_session.commit()  # a savepoint inside the outer transaction
     db_session.add(Run(scenario_id=scenario.id, spec={}, scenario_hash="plumbing-hash", seed=1, sessions=1))
     db_session.commit()
-    run = db_session.scalars(select(Run)).one()
+    run = db_session.scalars(select(Run).where(Run.scenario_hash == "plumbing-hash")).one()
     assert run.status is RunStatus.queued and run.attempt == 0
 
 
 def test_db_session_rolls_back_after_each_test_part_two(db_session: Session) -> None:
-    assert db_session.scalar(select(func.count()).select_from(ScenarioRecord)) == 0
+    # Other modules share the session's database, so look only for what part one wrote.
+    rows = select(func.count()).select_from(ScenarioRecord).where(ScenarioRecord.scenario_hash == "plumbing-hash")
+    assert db_session.scalar(rows) == 0
 
 
 def test_the_session_database_is_fresh_and_migrated(db_session: Session, service_env: Settings) -> None:
