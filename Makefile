@@ -9,7 +9,7 @@ INSTALLED = $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install test test-slow bench demo clean distclean
+.PHONY: help install test test-slow bench demo dev stop up down bench-stack clean distclean
 
 help: ## list the targets
 	@echo "algocomp: make TARGET"
@@ -32,13 +32,25 @@ test-slow: $(INSTALLED) ## run only the slow reproduction tests
 bench: $(INSTALLED) ## time the simulation engine (benchmarks/bench_engine.py)
 	$(BIN)/python benchmarks/bench_engine.py
 
-demo: $(INSTALLED) ## simulate the Calvano baseline and a myopic-vs-bandit market into out/
-	rm -rf out/demo out/demo-bandit
-	$(BIN)/algocomp simulate calvano-2020-baseline --sessions 100 --workers 2 --out out/demo
-	$(BIN)/algocomp simulate myopic-vs-bandit --sessions 20 --out out/demo-bandit
-	@echo
-	@echo "Results: out/demo (Calvano et al. 2020 baseline, 100 sessions) and out/demo-bandit (myopic vs bandit)."
-	@echo "Each folder holds summary.json, panel.parquet, impulse.parquet, scenario.json, config.json and plots/."
+dev: $(INSTALLED) ## start the native stack (api, worker, aggregator, beat, Flower, MLflow, S3) and print its URLs
+	$(BIN)/python -m algocomp.devstack up
+
+stop: ## stop the native stack started by `make dev`
+	$(BIN)/python -m algocomp.devstack down
+
+demo: $(INSTALLED) ## through the API: the Calvano baseline and myopic-vs-bandit, 3 seeds each, live, then a table
+	$(BIN)/python -m algocomp.devstack up
+	$(BIN)/python scripts/demo.py
+
+up: ## start the whole stack in Docker (docker compose up -d --build)
+	docker compose up -d --build
+
+down: ## stop the Docker stack (data stays in its volumes)
+	docker compose down
+
+bench-stack: $(INSTALLED) ## time the stack: run throughput, API vs CLI wall time, SSE fan-out (benchmarks/bench_stack.py)
+	$(BIN)/python -m algocomp.devstack up
+	$(BIN)/python benchmarks/bench_stack.py $(BENCH_ARGS)
 
 clean: ## remove outputs and caches (keeps .venv)
 	rm -rf out/ build/ dist/ .pytest_cache/ .numba_cache/

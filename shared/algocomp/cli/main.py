@@ -536,5 +536,13 @@ def _rate(value: Any) -> str:
     return f"{float(value):.3g}" if _is_number(value) else "n/a"
 
 
+# The clients of the service API (`scenarios`, `runs`, `results`, `panel`). They are handed this module's
+# `register` rather than importing it, so they land in the registry that builds the parser also when this file
+# runs as `python -m algocomp.cli.main`.
+from algocomp.cli import remote as _remote  # noqa: E402
+
+_remote.install(register, Subcommand)
+
+
 if __name__ == "__main__":
     sys.exit(main())

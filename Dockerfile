@@ -1,0 +1,42 @@
+# One image for every Python service of algocomp: api, worker, aggregator, beat and Flower. docker-compose.yml
+# picks the command per service; the default serves the API.
+#
+#   docker build -t algocomp .
+#   docker run --rm -p 8000:8000 -e ALGOCOMP_DATABASE_URL=... algocomp
+#
+# Settings come from ALGOCOMP_* environment variables (algocomp.settings); nothing is baked into the image.
+
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    # numba and matplotlib write caches; the non-root user may only write below /tmp and its home
+    NUMBA_CACHE_DIR=/tmp/numba-cache \
+    MPLCONFIGDIR=/tmp/matplotlib
+
+WORKDIR /app
+
+# The dependencies first, from pyproject.toml alone: this layer is rebuilt only when they change, not on every
+# edit of the code. Every dependency ships wheels for Linux (x86-64 and arm64), so no compiler is needed.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('/tmp/requirements.txt', 'w').write('\n'.join(deps))" \
+    && pip install -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
+# The library and the services, installed as a regular (not editable) package.
+COPY README.md ./
+COPY shared ./shared
+COPY services ./services
+RUN pip install --no-deps . && rm -rf build shared/*.egg-info
+
+# The migrations the api runs before it serves (alembic.ini's script_location is relative to /app).
+COPY alembic.ini ./
+COPY migrations ./migrations
+
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin algocomp
+USER algocomp
+
+EXPOSE 8000 5555
+CMD ["uvicorn", "algocomp_api.main:app", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,269 @@
+"""Time the service stack end to end, through its HTTP API (`make bench-stack`; the stack must be up).
+
+    python benchmarks/bench_stack.py [--api URL] [--quick] [--only throughput,scaleout,fanout]
+
+Three measurements, each against a target:
+
+  throughput  N tiny runs (the Calvano baseline cut to 1 session of 1,000 periods, a panel row every 100)
+              submitted as fast as the API takes them; runs per second from the first submission until all
+              have succeeded (target >= 20 runs/s with two worker processes).
+  scaleout    the 1,000-session Calvano baseline as 10 runs x 100 sessions (seeds 1..10) through the API,
+              against `algocomp simulate calvano-2020-baseline --sessions 1000 --workers 2` on this machine:
+              the ratio of the wall times (target <= 1.25: the stack's overhead is small).
+  fanout      C concurrent SSE clients on one run each receive every event, in order, ending with the terminal
+              event (target: all of them).
+
+--quick shrinks them (50 tiny runs, 10 x 10 sessions vs 100 sessions, 20 clients) to a minute or so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from algocomp.client import ApiError, Client
+from algocomp.client.api import DEFAULT_BASE_URL, TERMINAL_STATUSES
+
+API_URL_ENV = "ALGOCOMP_API_URL"
+BASELINE = "calvano-2020-baseline"
+TINY_OVERRIDES = ["horizon.max_periods=1000"]
+TINY_LOG_INTERVAL = 100
+SUBMIT_THREADS = 8
+POLL_INTERVAL_S = 0.1
+TIMEOUT_S = 1800
+
+THROUGHPUT_TARGET_RUNS_PER_S = 20.0
+SCALEOUT_TARGET_RATIO = 1.25
+
+
+@dataclass
+class Measurement:
+    name: str
+    value: str
+    target: str
+    met: bool | None
+    detail: str = ""
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def count_runs(client: Client, scenario_id: str, status: str) -> int:
+    return client.count_runs(scenario_id=scenario_id, status=status)
+
+
+def wait_for_runs(client: Client, run_ids: list[str], timeout_s: float = TIMEOUT_S) -> dict[str, dict[str, Any]]:
+    """Poll until every run has ended; returns the final records by id."""
+    pending = set(run_ids)
+    finals: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout_s
+    while pending:
+        for run_id in list(pending):
+            run = client.get_run(run_id)
+            if run["status"] in TERMINAL_STATUSES:
+                finals[run_id] = run
+                pending.discard(run_id)
+        if pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(pending)} runs still running after {timeout_s:.0f} s")
+            time.sleep(0.25)
+    return finals
+
+
+# ---------------------------------------------------------------------------------------------- (a) throughput
+
+
+def bench_throughput(api: str, runs: int) -> Measurement:
+    with Client(api) as client:
+        scenario_id = str(client.create_scenario(preset=BASELINE)["id"])
+        # Runs of the same scenario from earlier invocations are counted out by their number before this one.
+        succeeded_before = count_runs(client, scenario_id, "succeeded")
+        failed_before = count_runs(client, scenario_id, "failed")
+
+    local = threading.local()
+
+    def submit(seed: int) -> str:
+        if not hasattr(local, "client"):
+            local.client = Client(api)
+        answer = local.client.launch_run(
+            scenario_id=scenario_id, seed=seed, sessions=1, log_interval=TINY_LOG_INTERVAL, overrides=TINY_OVERRIDES
+        )
+        return str(answer["id"])
+
+    seed_base = int(time.time()) % 1_000_000 * 1000
+    started = time.monotonic()
+    with ThreadPoolExecutor(SUBMIT_THREADS) as pool:
+        run_ids = list(pool.map(submit, range(seed_base, seed_base + runs)))
+    submitted = time.monotonic() - started
+
+    with Client(api) as client:
+        deadline = time.monotonic() + TIMEOUT_S
+        while True:
+            done = count_runs(client, scenario_id, "succeeded") - succeeded_before
+            failed = count_runs(client, scenario_id, "failed") - failed_before
+            if done + failed >= runs:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"throughput: {done} of {runs} tiny runs succeeded after {TIMEOUT_S} s")
+            time.sleep(POLL_INTERVAL_S)
+        elapsed = time.monotonic() - started
+        # Spot-check that the runs counted are the ones submitted here.
+        statuses = {client.get_run(run_id)["status"] for run_id in run_ids[:: max(1, runs // 10)]}
+    rate = runs / elapsed
+    return Measurement(
+        "throughput (tiny runs)",
+        f"{rate:.1f} runs/s",
+        f">= {THROUGHPUT_TARGET_RUNS_PER_S:.0f} runs/s",
+        rate >= THROUGHPUT_TARGET_RUNS_PER_S and failed == 0,
+        f"{runs} runs in {elapsed:.1f} s (submitted in {submitted:.2f} s, {runs / submitted:.0f} POST/s); "
+        f"{failed} failed; sampled statuses {sorted(statuses)}",
+    )
+
+
+# ---------------------------------------------------------------------------------------------- (b) scale-out
+
+
+def bench_scaleout(api: str, runs: int, sessions_per_run: int) -> Measurement:
+    total_sessions = runs * sessions_per_run
+    with Client(api) as client:
+        started = time.monotonic()
+        run_ids = [
+            str(client.launch_run(preset=BASELINE, seed=seed, sessions=sessions_per_run)["id"]) for seed in range(1, runs + 1)
+        ]
+        finals = wait_for_runs(client, run_ids)
+        api_wall = time.monotonic() - started
+    failed = [run_id for run_id, run in finals.items() if run["status"] != "succeeded"]
+
+    out_dir = tempfile.mkdtemp(prefix="algocomp-bench-cli-")
+    try:
+        algocomp = os.path.join(os.path.dirname(sys.executable), "algocomp")
+        argv = [algocomp, "simulate", BASELINE, "--sessions", str(total_sessions), "--workers", "2", "--out", os.path.join(out_dir, "run")]
+        started = time.monotonic()
+        completed = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=TIMEOUT_S)
+        cli_wall = time.monotonic() - started
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    if completed.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed:\n{completed.stderr[-2000:]}")
+    ratio = api_wall / cli_wall
+    return Measurement(
+        f"scale-out ({total_sessions} sessions)",
+        f"ratio {ratio:.2f}",
+        f"<= {SCALEOUT_TARGET_RATIO}",
+        ratio <= SCALEOUT_TARGET_RATIO and not failed,
+        f"API {runs} x {sessions_per_run} sessions: {api_wall:.1f} s ({len(failed)} not succeeded); "
+        f"CLI --sessions {total_sessions} --workers 2: {cli_wall:.1f} s",
+    )
+
+
+# ---------------------------------------------------------------------------------------------- (c) SSE fan-out
+
+
+def bench_fanout(api: str, clients: int, sessions: int) -> Measurement:
+    with Client(api) as client:
+        run_id = str(client.launch_run(preset=BASELINE, seed=4242, sessions=sessions)["id"])
+
+    received: list[list[tuple[str | None, str]]] = [[] for _ in range(clients)]
+    errors: list[str] = []
+    barrier = threading.Barrier(clients)
+
+    def listen(index: int) -> None:
+        with Client(api, timeout=60) as listener:
+            barrier.wait()
+            try:
+                for event_id, event, _ in listener.events(run_id):
+                    received[index].append((event_id, event))
+            except (ApiError, httpx.HTTPError) as error:  # counted, reported below
+                errors.append(f"client {index}: {error}")
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=listen, args=(i,), daemon=True) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=TIMEOUT_S)
+    elapsed = time.monotonic() - started
+
+    with Client(api) as client:
+        reference = [(event_id, event) for event_id, event, _ in client.events(run_id)]
+    complete = sum(1 for events in received if events == reference)
+    in_order = all(_stream_order(events) for events in received if events)
+    terminal = reference[-1][1] if reference else "none"
+    return Measurement(
+        f"SSE fan-out ({clients} clients)",
+        f"{complete}/{clients} complete",
+        "all, in order",
+        complete == clients and in_order and terminal in TERMINAL_STATUSES,
+        f"{len(reference)} events each (ending {terminal}) in {elapsed:.1f} s; {len(errors)} errors"
+        + (f": {errors[0]}" if errors else ""),
+    )
+
+
+def _stream_order(events: list[tuple[str | None, str]]) -> bool:
+    """Redis stream ids ("ms-seq") strictly increase."""
+    keys = []
+    for event_id, _ in events:
+        if event_id is None:
+            return False
+        ms, _, seq = event_id.partition("-")
+        keys.append((int(ms), int(seq or 0)))
+    return all(a < b for a, b in itertools.pairwise(keys))
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--api", default=os.environ.get(API_URL_ENV, DEFAULT_BASE_URL))
+    parser.add_argument("--quick", action="store_true", help="smaller numbers: about a minute")
+    parser.add_argument("--only", default="throughput,scaleout,fanout", help="comma-separated subset")
+    args = parser.parse_args(argv)
+    chosen = {name.strip() for name in args.only.split(",") if name.strip()}
+
+    with Client(args.api) as client:
+        try:
+            client.health()
+        except ApiError as error:
+            print(f"bench_stack: {error}", file=sys.stderr)
+            return 2
+
+    measurements: list[Measurement] = []
+    if "throughput" in chosen:
+        print("throughput: submitting tiny runs ...", file=sys.stderr, flush=True)
+        measurements.append(bench_throughput(args.api, 50 if args.quick else 200))
+    if "scaleout" in chosen:
+        print("scale-out: API runs, then the CLI ...", file=sys.stderr, flush=True)
+        measurements.append(bench_scaleout(args.api, 10, 10 if args.quick else 100))
+    if "fanout" in chosen:
+        print("fan-out: SSE clients on one run ...", file=sys.stderr, flush=True)
+        measurements.append(bench_fanout(args.api, 20 if args.quick else 100, 10 if args.quick else 20))
+
+    print(format_table(measurements))
+    return 0
+
+
+def format_table(measurements: list[Measurement]) -> str:
+    header = ("measurement", "result", "target", "met")
+    rows = [(m.name, m.value, m.target, {True: "yes", False: "NO", None: "-"}[m.met]) for m in measurements]
+    widths = [max(len(header[i]), *(len(row[i]) for row in rows)) for i in range(4)] if rows else [len(h) for h in header]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
+    for row, measurement in zip(rows, measurements):
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+        lines.append(f"    {measurement.detail}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

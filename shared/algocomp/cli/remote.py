@@ -1,0 +1,525 @@
+"""The `algocomp` subcommands that talk to the service API (algocomp.client) instead of simulating locally.
+
+    algocomp scenarios create my-market.yaml          store a scenario (a file, or a preset name)
+    algocomp scenarios list
+    algocomp runs launch calvano-2020-baseline --seed 3 --sessions 20 --set agents.alpha=0.1 --follow
+    algocomp runs list [--status running]
+    algocomp runs show ID | follow ID | cancel ID
+    algocomp results ID [--json]
+    algocomp panel ID --out panel.parquet
+
+Every command takes `--api URL` (default: $ALGOCOMP_API_URL, else http://127.0.0.1:8000), before or after the
+action. Exit codes: 0 success; 1 a run that ended failed or cancelled, or an error of the server (5xx); 2 a user
+error: the API refused the request (4xx: a scenario that does not validate, an unknown id) or cannot be reached,
+reported on one line without a traceback; 130 Ctrl-C (a followed run goes on; `runs follow ID` picks it up).
+
+These commands register through `install()`, called by algocomp.cli.main with its own `register` and
+`Subcommand`: the module must not import algocomp.cli.main, which also runs as `python -m algocomp.cli.main`
+(as __main__, a second copy whose registry would not be the one that builds the parser).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from algocomp.client.api import DEFAULT_BASE_URL, TERMINAL_STATUSES, ApiError, ApiUnreachable, Client
+
+PROG = "algocomp"
+EXIT_OK = 0
+EXIT_RUN_NOT_SUCCEEDED = 1
+EXIT_SERVER_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+API_URL_ENV = "ALGOCOMP_API_URL"
+UUID_PATTERN = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+SCENARIO_SUFFIXES = (".yaml", ".yml", ".json")
+
+Handler = Callable[[argparse.Namespace, Client], int]
+
+
+class RemoteUsageError(Exception):
+    """A mistake in the call that is found before the API is asked (an unreadable scenario file)."""
+
+
+# ---------------------------------------------------------------------------------------------- registration
+
+
+def install(register: Callable[[Any], Any], subcommand_type: Callable[..., Any]) -> None:
+    """Register `scenarios`, `runs`, `results` and `panel` with the `algocomp` tool."""
+    register(
+        subcommand_type(
+            name="scenarios",
+            help="store and list scenarios on the algocomp API",
+            description="Scenarios stored by the API, referred to by id when launching runs.",
+            configure=_configure_scenarios,
+            run=_dispatch,
+        )
+    )
+    register(
+        subcommand_type(
+            name="runs",
+            help="launch, follow, list and cancel runs on the algocomp API",
+            description="Runs are simulated by the stack's workers; progress streams live from the API.",
+            configure=_configure_runs,
+            run=_dispatch,
+        )
+    )
+    register(
+        subcommand_type(
+            name="results",
+            help="show the summary metrics of a finished run on the algocomp API",
+            configure=_configure_results,
+            run=_dispatch,
+        )
+    )
+    register(
+        subcommand_type(
+            name="panel",
+            help="download the Parquet panel of a finished run from the algocomp API",
+            configure=_configure_panel,
+            run=_dispatch,
+        )
+    )
+
+
+def _add_api_option(parser: argparse.ArgumentParser, *, on_leaf: bool) -> None:
+    # On an action (`runs launch --api URL`) the default is SUPPRESS so that it does not overwrite a value given
+    # on the group (`runs --api URL launch`).
+    parser.add_argument(
+        "--api",
+        metavar="URL",
+        default=argparse.SUPPRESS if on_leaf else None,
+        help=f"the API's base URL (default: ${API_URL_ENV}, else {DEFAULT_BASE_URL})",
+    )
+
+
+def _add_actions(parser: argparse.ArgumentParser, dest: str) -> argparse._SubParsersAction:
+    _add_api_option(parser, on_leaf=False)
+    return parser.add_subparsers(dest=dest, metavar="ACTION", required=True)
+
+
+def _action(actions: argparse._SubParsersAction, name: str, help: str, handler: Handler) -> argparse.ArgumentParser:
+    parser = actions.add_parser(name, help=help, description=help)
+    _add_api_option(parser, on_leaf=True)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _configure_scenarios(parser: argparse.ArgumentParser) -> None:
+    actions = _add_actions(parser, "action")
+    create = _action(actions, "create", "store a scenario from a file (.yaml, .json) or a preset name", run_scenarios_create)
+    create.add_argument("source", metavar="FILE|PRESET")
+    create.add_argument("--json", action="store_true", help="print the stored scenario as JSON")
+    listing = _action(actions, "list", "list the stored scenarios", run_scenarios_list)
+    listing.add_argument("--json", action="store_true", help="print a JSON list")
+    listing.add_argument("--limit", type=int, default=None, metavar="N")
+    show = _action(actions, "show", "show one stored scenario as JSON", run_scenarios_show)
+    show.add_argument("scenario_id", metavar="ID")
+
+
+def _configure_runs(parser: argparse.ArgumentParser) -> None:
+    actions = _add_actions(parser, "action")
+    launch = _action(actions, "launch", "queue a run of a scenario (file, preset name or stored scenario id)", run_runs_launch)
+    launch.add_argument("scenario", metavar="SCENARIO_OR_ID", help="a scenario file, a preset name or a scenario id")
+    launch.add_argument("--seed", type=int, metavar="S", help="experiment seed (default: the scenario's)")
+    launch.add_argument("--sessions", type=int, metavar="N", help="number of sessions (default: the scenario's)")
+    launch.add_argument("--log-interval", type=int, metavar="T", help="periods per logged panel row")
+    launch.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="change a scenario field, e.g. --set agents.alpha=0.05 (repeatable, applied in order)",
+    )
+    launch.add_argument("--follow", action="store_true", help="follow the run's progress until it ends")
+    launch.add_argument("--json", action="store_true", help="print the API's answer (and with --follow the final run) as JSON")
+    listing = _action(actions, "list", "list runs, newest first", run_runs_list)
+    listing.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
+    listing.add_argument("--scenario", dest="scenario_id", metavar="SCENARIO_ID")
+    listing.add_argument("--limit", type=int, default=None, metavar="N")
+    listing.add_argument("--json", action="store_true", help="print a JSON list")
+    show = _action(actions, "show", "show one run", run_runs_show)
+    show.add_argument("run_id", metavar="ID")
+    show.add_argument("--json", action="store_true")
+    follow = _action(actions, "follow", "follow a run's progress until it ends", run_runs_follow)
+    follow.add_argument("run_id", metavar="ID")
+    follow.add_argument("--json", action="store_true", help="print the final run as JSON")
+    cancel = _action(actions, "cancel", "cancel a queued or running run", run_runs_cancel)
+    cancel.add_argument("run_id", metavar="ID")
+
+
+def _configure_results(parser: argparse.ArgumentParser) -> None:
+    _add_api_option(parser, on_leaf=False)
+    parser.add_argument("run_id", metavar="ID")
+    parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    parser.set_defaults(handler=run_results)
+
+
+def _configure_panel(parser: argparse.ArgumentParser) -> None:
+    _add_api_option(parser, on_leaf=False)
+    parser.add_argument("run_id", metavar="ID")
+    parser.add_argument("--out", required=True, metavar="FILE.parquet", help="where to write the panel")
+    parser.set_defaults(handler=run_panel)
+
+
+# ---------------------------------------------------------------------------------------------- dispatch
+
+
+def api_url(args: argparse.Namespace) -> str:
+    return getattr(args, "api", None) or os.environ.get(API_URL_ENV) or DEFAULT_BASE_URL
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """Run the chosen action with a client, turning the API's refusals into one-line errors."""
+    try:
+        with Client(api_url(args)) as client:
+            return args.handler(args, client)
+    except ApiUnreachable as error:
+        return _fail(str(error), EXIT_USAGE)
+    except ApiError as error:
+        return _fail(str(error), EXIT_USAGE if error.is_user_error else EXIT_SERVER_ERROR)
+    except RemoteUsageError as error:
+        return _fail(str(error), EXIT_USAGE)
+    except OSError as error:  # writing --out
+        return _fail(f"{getattr(error, 'filename', '') or ''}: {error.strerror or error}".lstrip(": "), EXIT_USAGE)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return code
+
+
+# ---------------------------------------------------------------------------------------------- scenarios
+
+
+def resolve_scenario(source: str) -> dict[str, Any]:
+    """The launch/create arguments for SCENARIO_OR_ID: an existing file is sent inline (the API validates it and
+    names the field at fault), an id refers to a stored scenario, anything else is a preset name."""
+    path = Path(source)
+    if path.is_file() or source.lower().endswith(SCENARIO_SUFFIXES):
+        return {"scenario": read_scenario_file(path)}
+    if UUID_PATTERN.match(source):
+        return {"scenario_id": source}
+    return {"preset": source}
+
+
+def read_scenario_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise RemoteUsageError(f"{path}: cannot read the scenario file: {error.strerror or error}") from error
+    import yaml
+
+    try:
+        document = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as error:
+        raise RemoteUsageError(f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {error}") from error
+    if not isinstance(document, dict):
+        raise RemoteUsageError(f"{path}: a scenario is a mapping of fields, got {type(document).__name__}")
+    return document
+
+
+def run_scenarios_create(args: argparse.Namespace, client: Client) -> int:
+    source = resolve_scenario(args.source)
+    if "scenario_id" in source:
+        raise RemoteUsageError(f"{args.source}: looks like a scenario id; give a scenario file or a preset name")
+    record = client.create_scenario(source.get("scenario"), preset=source.get("preset"))
+    if args.json:
+        print(json.dumps(record, indent=2))
+    else:
+        print(record.get("id"))
+        print(f"stored scenario {record.get('name', '')} ({str(record.get('scenario_hash', ''))[:12]})", file=sys.stderr)
+    return EXIT_OK
+
+
+def run_scenarios_list(args: argparse.Namespace, client: Client) -> int:
+    records = client.list_scenarios(limit=args.limit)
+    if args.json:
+        print(json.dumps(records, indent=2))
+        return EXIT_OK
+    print(_table(["id", "name", "hash", "created"], [[r.get("id"), r.get("name"), str(r.get("scenario_hash", ""))[:12], _time(r.get("created_at"))] for r in records]))
+    return EXIT_OK
+
+
+def run_scenarios_show(args: argparse.Namespace, client: Client) -> int:
+    print(json.dumps(client.get_scenario(args.scenario_id), indent=2))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------- runs
+
+
+def run_runs_launch(args: argparse.Namespace, client: Client) -> int:
+    source = resolve_scenario(args.scenario)
+    answer = client.launch_run(
+        **source, seed=args.seed, sessions=args.sessions, log_interval=args.log_interval, overrides=args.overrides
+    )
+    run_id = str(answer["id"])
+    if not args.follow:
+        print(json.dumps(answer, indent=2) if args.json else run_id)
+        if not args.json:
+            print(f"queued run {run_id}; follow it with `{PROG} runs follow {run_id}`", file=sys.stderr)
+        return EXIT_OK
+    if not args.json:
+        print(run_id)
+        sys.stdout.flush()
+    return follow(client, run_id, as_json=args.json)
+
+
+def run_runs_follow(args: argparse.Namespace, client: Client) -> int:
+    return follow(client, args.run_id, as_json=args.json)
+
+
+def follow(client: Client, run_id: str, *, as_json: bool) -> int:
+    """Follow a run to its end with a progress bar on a terminal, then report how it ended."""
+    try:
+        with progress_bar(enabled=sys.stderr.isatty()) as on_progress:
+            run = client.wait(run_id, progress=on_progress)
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: stopped following; run {run_id} goes on (`{PROG} runs follow {run_id}`)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    status = run.get("status")
+    if as_json:
+        print(json.dumps(run, indent=2))
+    if status == "succeeded":
+        if not as_json:
+            print(f"run {run_id} succeeded: `{PROG} results {run_id}` for its summary", file=sys.stderr)
+        return EXIT_OK
+    error = f": {_first_line(run.get('error'))}" if run.get("error") else ""
+    print(f"{PROG}: run {run_id} {status}{error}", file=sys.stderr)
+    return EXIT_RUN_NOT_SUCCEEDED
+
+
+@contextmanager
+def progress_bar(*, enabled: bool) -> Iterator[Callable[[dict[str, Any]], None] | None]:
+    """A tqdm bar on stderr fed by the run's progress events: sessions done / total, with the current mean price
+    and profit gain. None off a terminal (no carriage returns in log files)."""
+    if not enabled:
+        yield None
+        return
+    from tqdm import tqdm
+
+    # A pseudo-terminal that reports no size (some CI runners, `script`) would make tqdm draw a bar 0 wide.
+    width = _terminal_columns(sys.stderr)
+    bar = tqdm(
+        total=None,
+        unit="session",
+        desc="sessions",
+        file=sys.stderr,
+        dynamic_ncols=width is not None,
+        ncols=None if width is not None else 100,
+        nrows=None if width is not None else 24,
+    )
+
+    def on_progress(event: dict[str, Any]) -> None:
+        total = event.get("sessions_total")
+        if isinstance(total, int) and bar.total != total:
+            bar.total = total
+        postfix = []
+        if _is_number(event.get("mean_price")):
+            postfix.append(f"price {float(event['mean_price']):.4f}")
+        if _is_number(event.get("profit_gain")):
+            postfix.append(f"profit gain {float(event['profit_gain']):.3f}")
+        bar.set_postfix_str(", ".join(postfix), refresh=False)
+        done = event.get("sessions_done")
+        if isinstance(done, int):
+            bar.update(done - bar.n)
+        else:
+            bar.refresh()
+
+    try:
+        yield on_progress
+    finally:
+        bar.close()
+
+
+def _terminal_columns(stream: Any) -> int | None:
+    try:
+        columns = os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError):
+        return None
+    return columns or None
+
+
+def run_runs_list(args: argparse.Namespace, client: Client) -> int:
+    runs = client.list_runs(status=args.status, scenario_id=args.scenario_id, limit=args.limit)
+    if args.json:
+        print(json.dumps(runs, indent=2))
+        return EXIT_OK
+    # A run names its scenario by id; one more request gives the names people recognise.
+    names = {str(record.get("id")): record.get("name") for record in client.list_scenarios(limit=500)}
+    for run in runs:
+        run.setdefault("scenario_name", names.get(str(run.get("scenario_id"))))
+    rows = [
+        [
+            r.get("id"),
+            _scenario_name(r),
+            r.get("seed"),
+            r.get("sessions"),
+            r.get("status"),
+            _share(r.get("progress")),
+            _time(r.get("created_at")),
+        ]
+        for r in runs
+    ]
+    print(_table(["id", "scenario", "seed", "sessions", "status", "done", "created"], rows))
+    return EXIT_OK
+
+
+def run_runs_show(args: argparse.Namespace, client: Client) -> int:
+    run = client.get_run(args.run_id)
+    if args.json:
+        print(json.dumps(run, indent=2))
+        return EXIT_OK
+    fields = [
+        ("id", run.get("id")),
+        ("scenario", f"{_scenario_name(run)} ({run.get('scenario_id', '')})"),
+        ("seed", run.get("seed")),
+        ("sessions", f"{run.get('sessions_done', 0)} of {run.get('sessions')} done"),
+        ("status", run.get("status")),
+        ("progress", _share(run.get("progress"))),
+        ("attempt", run.get("attempt")),
+        ("created", _time(run.get("created_at"))),
+        ("started", _time(run.get("started_at"))),
+        ("finished", _time(run.get("finished_at"))),
+    ]
+    if run.get("overrides"):
+        fields.append(("overrides", " ".join(run["overrides"])))
+    if run.get("error"):
+        fields.append(("error", _first_line(run["error"])))
+    for name, link in (run.get("links") or {}).items():
+        fields.append((f"link {name}", _absolute(client, link)))
+    for name, value in fields:
+        print(f"  {name:<18}{'' if value is None else value}")
+    return EXIT_OK
+
+
+def run_runs_cancel(args: argparse.Namespace, client: Client) -> int:
+    run = client.cancel_run(args.run_id)
+    status = run.get("status")
+    if status == "cancelled":
+        print(f"run {args.run_id} cancelled")
+    elif status in TERMINAL_STATUSES:
+        print(f"run {args.run_id} had already ended ({status})")
+    else:
+        print(f"run {args.run_id}: cancellation requested; it stops after the sessions in progress")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------- results
+
+
+def run_results(args: argparse.Namespace, client: Client) -> int:
+    result = client.result(args.run_id)
+    summary = result.get("summary", {})
+    if args.json:
+        print(json.dumps(summary))
+        return EXIT_OK
+    print(format_summary(summary))
+    artifacts = result.get("artifacts") or {}
+    if artifacts:
+        print("  artifacts")
+        for name, link in artifacts.items():
+            href = link.get("url") or link.get("href") if isinstance(link, dict) else link
+            print(f"    {name:<16}{_absolute(client, href)}")
+    return EXIT_OK
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The numbers a user reads first, as `algocomp simulate` prints them for a local run."""
+    lines = [
+        (
+            f"{summary.get('scenario', summary.get('scenario_name', 'run'))}: {_count_sessions(summary)} sessions "
+            f"from seed {summary.get('seed')} (scenario {str(summary.get('scenario_hash', ''))[:12]})"
+        ),
+        _line("profit gain Δ", f"{_number(summary.get('profit_gain'))} ± {_number(summary.get('profit_gain_sd'))} (sd)"),
+        _line("converged", f"{_share(summary.get('converged_share'))} of sessions"),
+        _line("mean price", f"{_number(summary.get('mean_price'))} (Nash {_number(summary.get('nash_price'))}, monopoly {_number(summary.get('monopoly_price'))})"),
+        _line("consumer surplus", _number(summary.get("consumer_surplus"))),
+        _line("periods", f"{_count(summary.get('periods_total'))} in {_number(summary.get('elapsed_s'), 1)} s"),
+    ]
+    return "\n".join(lines)
+
+
+def run_panel(args: argparse.Namespace, client: Client) -> int:
+    out = Path(args.out)
+    content = client.panel_bytes(args.run_id)
+    if out.parent and not out.parent.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part")
+    tmp.write_bytes(content)
+    os.replace(tmp, out)
+    print(f"wrote {out} ({len(content):,} bytes)", file=sys.stderr)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------- formatting
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[("" if cell is None else str(cell)) for cell in row] for row in rows]
+    widths = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def _scenario_name(run: dict[str, Any]) -> str:
+    spec = run.get("spec") if isinstance(run.get("spec"), dict) else {}
+    return str(run.get("scenario_name") or spec.get("name") or run.get("scenario_id") or "")
+
+
+def _count_sessions(summary: dict[str, Any]) -> Any:
+    sessions = summary.get("sessions")
+    return len(sessions) if isinstance(sessions, list) else sessions
+
+
+def _absolute(client: Client, link: Any) -> str:
+    text = "" if link is None else str(link)
+    return client.base_url + text if text.startswith("/") else text
+
+
+def _time(value: Any) -> str:
+    return str(value)[:19].replace("T", " ") if value else ""
+
+
+def _first_line(text: Any) -> str:
+    lines = [line for line in str(text).strip().splitlines() if line.strip()]
+    # A traceback's useful line is its last; a plain message's its first.
+    if lines and lines[0].startswith("Traceback"):
+        return lines[-1]
+    return lines[0] if lines else ""
+
+
+def _line(label: str, text: str) -> str:
+    return f"  {label:<18}{text}"
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        return value is not None and not isinstance(value, bool) and float(value) == float(value)
+    except (TypeError, ValueError):
+        return False
+
+
+def _number(value: Any, digits: int = 4) -> str:
+    if isinstance(value, (list, tuple)):
+        return " ".join(_number(v, digits) for v in value)
+    return f"{float(value):.{digits}f}" if _is_number(value) else "n/a"
+
+
+def _share(value: Any) -> str:
+    return f"{100 * float(value):.0f}%" if _is_number(value) else "n/a"
+
+
+def _count(value: Any) -> str:
+    return f"{float(value):,.0f}" if _is_number(value) else "n/a"

@@ -1,0 +1,489 @@
+"""A synchronous Python client of the algocomp API: scenarios, runs, live progress, results as DataFrames.
+
+    from algocomp.client import Client
+
+    with Client("http://127.0.0.1:8000") as api:
+        run = api.launch_run(preset="calvano-2020-baseline", seed=1, sessions=20)
+        final = api.wait(run["id"], progress=lambda event: print(event["sessions_done"]))
+        api.results(run["id"])["profit_gain"]
+        panel = api.panel(run["id"])           # pandas.DataFrame of the long panel
+
+It speaks only HTTP, so it runs wherever the API is reachable: on the machine of the stack or elsewhere. Errors
+the API reports come back as ApiError with the API's code, message and the field at fault; an API that cannot be
+reached at all raises ApiUnreachable (a subclass), whose message says how to start the local stack.
+
+Live progress comes from the run's Server-Sent Events stream. A dropped connection is resumed with
+`Last-Event-ID`, so no event is lost or repeated (the API replays from the run's Redis stream); `wait` falls back
+to polling the run if the stream keeps failing, since the run's row in Postgres is the source of truth.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+TERMINAL_EVENTS = TERMINAL_STATUSES
+
+# A stream that fails this many times in a row without delivering an event is given up on (wait() then polls).
+MAX_STREAM_FAILURES = 5
+# Longest silence on an SSE connection before it is treated as dead and resumed. The API sends keep-alive
+# comments far more often than this, so only a broken connection runs into it.
+STREAM_READ_TIMEOUT_S = 60.0
+POLL_INTERVAL_S = 0.5
+
+ProgressCallback = Callable[[dict[str, Any]], None]
+SseEvent = tuple[str | None, str, Any]
+
+
+class ApiError(Exception):
+    """An error answer of the API: the HTTP status and the API's {"error": {"code", "message", "field"}}.
+
+    `field` names the request field at fault (e.g. "scenario.agents.alpha"), or is None when the error is not
+    about one field (an unknown run id, a run that has no results yet).
+    """
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f"{self.field}: " if self.field else ""
+        status = f" (HTTP {self.status} {self.code})" if self.status else ""
+        return f"{where}{self.message}{status}"
+
+    @property
+    def is_user_error(self) -> bool:
+        """A 4xx answer: the request was wrong (bad scenario, unknown id), not the server."""
+        return 400 <= self.status < 500
+
+
+class ApiUnreachable(ApiError):
+    """No HTTP answer at all: connection refused, DNS failure, a timeout while connecting."""
+
+    def __init__(self, base_url: str, reason: str = "") -> None:
+        self.base_url = base_url
+        self.reason = reason
+        super().__init__(0, "unreachable", f"cannot reach the algocomp API at {base_url}: is the stack running? (make dev)")
+
+    def __str__(self) -> str:
+        return self.message
+
+    @property
+    def is_user_error(self) -> bool:
+        return True
+
+
+class Client:
+    """The algocomp API over HTTP (httpx, synchronous). Use as a context manager, or call close()."""
+
+    def __init__(self, base_url: str = DEFAULT_BASE_URL, timeout: float = 30, *, transport: httpx.BaseTransport | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = float(timeout)
+        self._http = httpx.Client(base_url=self.base_url, timeout=self.timeout, transport=transport)
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Client({self.base_url!r})"
+
+    # ------------------------------------------------------------------------------------------ health
+
+    def health(self) -> dict[str, Any]:
+        """GET /healthz: the API process is up."""
+        return self._json("GET", "/healthz")
+
+    def ready(self) -> dict[str, Any]:
+        """GET /readyz: Postgres, Redis and S3 are reachable from the API (ApiError 503 otherwise)."""
+        return self._json("GET", "/readyz")
+
+    # ------------------------------------------------------------------------------------------ scenarios
+
+    def create_scenario(self, scenario: Mapping[str, Any] | str | None = None, *, preset: str | None = None) -> dict[str, Any]:
+        """Store a scenario (a dict in the scenario format) or a preset by name; returns the stored scenario with
+        its id. A string as the first argument is taken as a preset name. Storing the same scenario twice returns
+        the same record (scenarios are identified by their hash)."""
+        if isinstance(scenario, str):
+            scenario, preset = None, scenario
+        if (scenario is None) == (preset is None):
+            raise ValueError("give exactly one of scenario (a dict) or preset (a name)")
+        body: dict[str, Any] = {"preset": preset} if preset is not None else {"scenario": dict(scenario)}  # type: ignore[arg-type]
+        return self._json("POST", "/scenarios", json=body)
+
+    def list_scenarios(self, **filters: Any) -> list[dict[str, Any]]:
+        """The stored scenarios (one page; pass limit=/offset= for others)."""
+        return _items(self._json("GET", "/scenarios", params=_params(filters)))
+
+    def get_scenario(self, scenario_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/scenarios/{scenario_id}")
+
+    # ------------------------------------------------------------------------------------------ runs
+
+    def launch_run(
+        self,
+        *,
+        scenario_id: str | None = None,
+        scenario: Mapping[str, Any] | None = None,
+        preset: str | None = None,
+        seed: int | None = None,
+        sessions: int | None = None,
+        log_interval: int | None = None,
+        overrides: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        """Queue a run of a stored scenario, an inline scenario or a preset; returns {"id", "status", "links"} at
+        once (the run is simulated by a worker). `overrides` are "PATH=VALUE" strings applied in order, as with
+        `algocomp simulate --set`; seed, sessions and log_interval default to the scenario's."""
+        sources = [name for name, value in (("scenario_id", scenario_id), ("scenario", scenario), ("preset", preset)) if value is not None]
+        if len(sources) != 1:
+            raise ValueError("give exactly one of scenario_id, scenario or preset")
+        body: dict[str, Any] = {}
+        if scenario_id is not None:
+            body["scenario_id"] = str(scenario_id)
+        elif scenario is not None:
+            body["scenario"] = dict(scenario)
+        else:
+            body["preset"] = preset
+        for name, value in (("seed", seed), ("sessions", sessions), ("log_interval", log_interval)):
+            if value is not None:
+                body[name] = value
+        if overrides:
+            body["overrides"] = list(overrides)
+        return self._json("POST", "/runs", json=body)
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        """The run: status, progress, sessions_done, timestamps, error."""
+        return self._json("GET", f"/runs/{run_id}")
+
+    def list_runs(self, **filters: Any) -> list[dict[str, Any]]:
+        """Runs, newest first; filters are the API's query parameters (scenario_id=, status=, limit=, offset=)."""
+        return _items(self._json("GET", "/runs", params=_params(filters)))
+
+    def count_runs(self, **filters: Any) -> int:
+        """How many runs match the filters (the total of GET /runs, fetched with a one-item page)."""
+        page = self._json("GET", "/runs", params=_params({**filters, "limit": 1}))
+        if isinstance(page, dict) and isinstance(page.get("total"), int):
+            return page["total"]
+        return len(_items(page))
+
+    def cancel_run(self, run_id: str) -> dict[str, Any]:
+        """Ask for a run to stop: a queued run is cancelled at once, a running one at its next check."""
+        return self._json("POST", f"/runs/{run_id}/cancel")
+
+    # ------------------------------------------------------------------------------------------ progress
+
+    def events(self, run_id: str, last_event_id: str | None = None) -> Iterator[SseEvent]:
+        """The run's progress events as (id, event, data) in order, from the start (or after `last_event_id`),
+        ending after the terminal event (succeeded, failed or cancelled). `id` is the Redis stream id (pass it
+        back as `last_event_id` to resume after that event); `data` is the decoded JSON.
+
+        A connection that drops is reopened with Last-Event-ID, so each event is yielded once. After
+        MAX_STREAM_FAILURES failed attempts in a row the last transport error is raised (httpx.TransportError).
+        """
+        failures = 0
+        retry_s = 0.5
+        while True:
+            headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+            if last_event_id is not None:
+                headers["Last-Event-ID"] = last_event_id
+            timeout = httpx.Timeout(self.timeout, read=max(self.timeout, STREAM_READ_TIMEOUT_S))
+            try:
+                with self._http.stream("GET", f"/streams/{run_id}", headers=headers, timeout=timeout) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        raise _api_error(response)
+                    for sse in parse_sse(response.iter_lines()):
+                        if sse.retry_ms is not None:
+                            retry_s = sse.retry_ms / 1000
+                        if sse.id is not None:
+                            last_event_id = sse.id
+                        if sse.event is None:  # an id/retry-only block: nothing to hand out
+                            continue
+                        failures = 0  # the stream moves: only failures in a row without an event count
+                        # The event's own id; an event without one (the API's synthetic terminal event for a run
+                        # whose stream has expired) gets None, and resuming still uses the last id seen.
+                        yield sse.id, sse.event, _decode(sse.data)
+                        if sse.event in TERMINAL_EVENTS:
+                            return
+            except httpx.ConnectError as error:
+                failures += 1
+                if failures >= MAX_STREAM_FAILURES:
+                    raise ApiUnreachable(self.base_url, str(error)) from error
+            except httpx.TransportError:
+                failures += 1
+                if failures >= MAX_STREAM_FAILURES:
+                    raise
+            else:
+                # The server closed the stream before a terminal event (a restart, a proxy timeout): resume.
+                failures += 1
+                if failures >= MAX_STREAM_FAILURES:
+                    raise httpx.RemoteProtocolError(
+                        f"the event stream of run {run_id} closed {failures} times without a terminal event"
+                    )
+            time.sleep(retry_s)
+
+    def wait(
+        self,
+        run_id: str,
+        progress: ProgressCallback | None = None,
+        *,
+        timeout: float | None = None,
+        poll_interval: float = POLL_INTERVAL_S,
+    ) -> dict[str, Any]:
+        """Block until the run ends and return its final record (GET /runs/{id}).
+
+        `progress` is called with the data of every `progress` event (sessions_done, sessions_total, share_done,
+        periods_done, mean_price, profit_gain, elapsed_s). Follows the event stream; if that fails (an old proxy,
+        a dropped Redis stream) it polls the run instead and calls `progress` with what the run record says.
+        TimeoutError after `timeout` seconds (the run itself goes on).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            for _, event, data in self.events(run_id):
+                if event == "progress" and progress is not None and isinstance(data, dict):
+                    progress(data)
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"run {run_id} did not finish within {timeout} s")
+        except ApiUnreachable:
+            raise
+        except ApiError as error:
+            # An unknown run is the caller's mistake; a stream that is missing or failing while the run exists
+            # (a 404 from an expired stream, a 5xx) is not: the run's record still tells when it ends.
+            if error.status != 404 and error.is_user_error:
+                raise
+        except httpx.TransportError:
+            pass  # the stream keeps failing: poll the run's record instead
+        return self._poll_until_done(run_id, progress, deadline, poll_interval)
+
+    def _poll_until_done(
+        self, run_id: str, progress: ProgressCallback | None, deadline: float | None, poll_interval: float
+    ) -> dict[str, Any]:
+        last_done = None
+        while True:
+            run = self.get_run(run_id)
+            if run.get("status") in TERMINAL_STATUSES:
+                return run
+            done = run.get("sessions_done")
+            if progress is not None and run.get("status") == "running" and done != last_done:
+                last_done = done
+                progress(
+                    {
+                        "sessions_done": done,
+                        "sessions_total": run.get("sessions"),
+                        "share_done": run.get("progress"),
+                        "periods_done": run.get("periods_done"),
+                    }
+                )
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"run {run_id} did not finish in time (status {run.get('status')})")
+            time.sleep(poll_interval)
+
+    # ------------------------------------------------------------------------------------------ results
+
+    def result(self, run_id: str) -> dict[str, Any]:
+        """GET /results/{id} as the API sends it: {"summary": {...}, "artifacts": {...}} (ApiError 409/404 while
+        the run has no results)."""
+        return self._json("GET", f"/results/{run_id}")
+
+    def results(self, run_id: str) -> dict[str, Any]:
+        """The run's summary metrics (profit_gain, profit_gain_sd, mean_price, consumer_surplus, converged_share,
+        the benchmarks, ...), the same dict the library's run summary holds."""
+        return self.result(run_id)["summary"]
+
+    def panel(self, run_id: str) -> pd.DataFrame:
+        """The run's long panel (one row per session, logged row and firm) as a DataFrame."""
+        return _read_parquet(self.panel_bytes(run_id))
+
+    def panel_bytes(self, run_id: str) -> bytes:
+        """The run's panel.parquet as it is stored, for saving to a file."""
+        return self._bytes(f"/results/{run_id}/panel")
+
+    def artifact(self, run_id: str, name: str) -> bytes:
+        """One file of the run as bytes: a name from the results' artifact list (scenario, config, log,
+        prices_plot, ...) or its file name (scenario.json, run.log, plots/prices.png)."""
+        return self._bytes(f"/results/{run_id}/artifacts/{name}")
+
+    def sessions_frame(self, run_id: str) -> pd.DataFrame:
+        """One row per session with its metrics (profit gain, mean price, convergence, ...). Taken from the
+        summary when the API includes the per-session list, else from the run's summary.json artifact."""
+        import pandas as pd
+
+        sessions = self.results(run_id).get("sessions")
+        if not isinstance(sessions, list):
+            sessions = json.loads(self.artifact(run_id, "summary")).get("sessions")
+        if not isinstance(sessions, list):
+            raise ApiError(0, "no_sessions", f"run {run_id} has no per-session metrics in its summary")
+        return pd.DataFrame.from_records(sessions)
+
+    # ------------------------------------------------------------------------------------------ transport
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+            raise ApiUnreachable(self.base_url, str(error)) from error
+        if response.status_code >= 400:
+            raise _api_error(response)
+        return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._request(method, path, **kwargs)
+        if not response.content:
+            return {}
+        try:
+            return response.json()
+        except ValueError as error:
+            raise ApiError(response.status_code, "bad_response", f"{method} {path} did not answer JSON") from error
+
+    def _bytes(self, path: str) -> bytes:
+        """A file from the API: streamed in the answer, behind a redirect to a presigned URL, or announced as
+        {"url": ...} (both ways the API may hand out large files)."""
+        response = self._request("GET", path, follow_redirects=True)
+        if response.headers.get("content-type", "").startswith("application/json"):
+            document = response.json()
+            if isinstance(document, dict) and isinstance(document.get("url"), str) and len(document) <= 3:
+                try:
+                    return httpx.get(document["url"], timeout=self.timeout, follow_redirects=True).raise_for_status().content
+                except httpx.HTTPError as error:
+                    raise ApiError(0, "download_failed", f"cannot download {document['url']}: {error}") from error
+        return response.content
+
+
+# ---------------------------------------------------------------------------------------------- SSE
+
+
+class SseMessage:
+    """One dispatched Server-Sent Event: `event` is None for a block with only an id or a retry field."""
+
+    __slots__ = ("data", "event", "id", "retry_ms")
+
+    def __init__(self, id: str | None, event: str | None, data: str, retry_ms: int | None) -> None:
+        self.id = id
+        self.event = event
+        self.data = data
+        self.retry_ms = retry_ms
+
+    def __repr__(self) -> str:
+        return f"SseMessage(id={self.id!r}, event={self.event!r}, data={self.data!r})"
+
+
+def parse_sse(lines: Iterator[str]) -> Iterator[SseMessage]:
+    """Parse an event stream (https://html.spec.whatwg.org/multipage/server-sent-events.html) from its lines.
+
+    Comments (":" lines, the keep-alives) are skipped; `data` lines are joined with newlines; a blank line
+    dispatches. An event without an `event` field is a "message", as in browsers; a block carrying only `id`
+    or `retry` is handed out with event None so the caller can still track the last id.
+    """
+    event: str | None = None
+    data: list[str] = []
+    event_id: str | None = None
+    retry_ms: int | None = None
+    for raw in lines:
+        line = raw.rstrip("\r\n")
+        if not line:
+            if data:
+                yield SseMessage(event_id, event or "message", "\n".join(data), retry_ms)
+            elif event_id is not None or retry_ms is not None:
+                yield SseMessage(event_id, None, "", retry_ms)
+            event, data, event_id, retry_ms = None, [], None, None
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "event":
+            event = value
+        elif name == "data":
+            data.append(value)
+        elif name == "id":
+            if "\0" not in value:
+                event_id = value
+        elif name == "retry":
+            if value.isdigit():
+                retry_ms = int(value)
+    # A block the stream ended in without its blank line is dropped, as the spec says: it is replayed after the
+    # reconnect, which resumes from the previous id.
+
+
+def _decode(data: str) -> Any:
+    try:
+        return json.loads(data) if data else None
+    except ValueError:
+        return data
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _api_error(response: httpx.Response) -> ApiError:
+    """The ApiError for an error answer: the API's {"error": {...}}, FastAPI's {"detail": ...} for errors raised
+    before our handlers (e.g. a malformed path), or the status line for anything else (a proxy's HTML page)."""
+    status = response.status_code
+    try:
+        document = response.json()
+    except ValueError:
+        text = response.text.strip().splitlines()[0][:200] if response.text.strip() else response.reason_phrase
+        return ApiError(status, _code_for(status), text or f"HTTP {status}")
+    if isinstance(document, dict) and isinstance(document.get("error"), dict):
+        error = document["error"]
+        return ApiError(
+            status,
+            str(error.get("code") or _code_for(status)),
+            str(error.get("message") or response.reason_phrase),
+            error.get("field"),
+        )
+    if isinstance(document, dict) and "detail" in document:
+        detail = document["detail"]
+        if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+            first = detail[0]
+            location = [str(part) for part in first.get("loc", []) if part not in ("body", "query", "path")]
+            return ApiError(status, "validation_error", str(first.get("msg", "invalid request")), ".".join(location) or None)
+        return ApiError(status, _code_for(status), str(detail))
+    return ApiError(status, _code_for(status), json.dumps(document)[:200])
+
+
+def _code_for(status: int) -> str:
+    return {400: "bad_request", 404: "not_found", 409: "conflict", 422: "validation_error", 503: "unavailable"}.get(
+        status, "http_error"
+    )
+
+
+def _items(payload: Any) -> list[dict[str, Any]]:
+    """The records of a list answer, whether the API sends a bare list or a page {"items": [...], ...}."""
+    if isinstance(payload, list):
+        return payload
+    if isinstance(payload, dict):
+        for key in ("items", "runs", "scenarios", "data", "results"):
+            if isinstance(payload.get(key), list):
+                return payload[key]
+    raise ApiError(0, "bad_response", f"expected a list of records, got {type(payload).__name__}")
+
+
+def _params(filters: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: (value.value if hasattr(value, "value") else value) for name, value in filters.items() if value is not None}
+
+
+def _read_parquet(content: bytes) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(io.BytesIO(content)).to_pandas()
