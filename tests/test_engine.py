@@ -354,3 +354,14 @@ def test_profit_gain_falls_with_more_firms(preset, expected):
     s = run_experiment(apply_overrides(load_scenario(preset), ["sessions=100"]), workers=0).summary
     assert s["converged_share"] >= 0.95
     assert s["profit_gain"] == pytest.approx(expected, abs=0.1)
+
+
+def test_mean_impulse_path_fast_layout_matches_the_group_by(calvano_16):
+    from algocomp.metrics.summary import mean_impulse_path
+
+    impulse = calvano_16.impulse
+    fast = mean_impulse_path(impulse)
+    shuffled = mean_impulse_path(impulse.sample(frac=1.0, random_state=3))  # not in the engine's layout
+    assert fast["tau"] == shuffled["tau"]
+    np.testing.assert_allclose(fast["price"], shuffled["price"], rtol=1e-12)
+    np.testing.assert_allclose(fast["counterfactual_price"], shuffled["counterfactual_price"], rtol=1e-12)

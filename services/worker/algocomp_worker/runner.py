@@ -16,8 +16,10 @@ run's outcome.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
+import os
 import tempfile
 import time
 import uuid
@@ -31,19 +33,24 @@ from typing import Any
 from algocomp.db import Result, Run, RunStatus, session_scope
 from algocomp.engine.experiment import run_experiment
 from algocomp.engine.results import ExperimentResult, ProgressEvent
-from algocomp.output.writer import json_ready, write_run
+from algocomp.output.panel import read_table
+from algocomp.output.writer import draw_plots, json_ready, write_run
 from algocomp.progress import ProgressChannel
 from algocomp.scenarios import Scenario, load_scenario
 from algocomp.settings import Settings
-from algocomp.storage import ARTIFACTS, Storage, upload_run_folder
+from algocomp.storage import ARTIFACTS, Storage, run_key, upload_run_folder
 from algocomp.tracking import log_run
 from sqlalchemy import Engine, and_, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import cast as sa_cast
+from sqlalchemy.dialects.postgresql import JSONB, insert
 
 log = logging.getLogger(__name__)
 
 RUN_LOG_FILE = ARTIFACTS["log"]
 RUN_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# The run folder is scratch, uploaded then deleted: in memory where the system offers it, so its durable writes
+# (fsync) cost nothing.
+SCRATCH_DIR = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 # How often should_stop may hit the database: the engine polls it between every chunk of every session.
 CANCEL_CHECK_INTERVAL_S = 0.5
 # Summary entries repeated in the terminal "succeeded" event, so a client can show the outcome without a request.
@@ -109,6 +116,7 @@ class RunServices:
     redis: Any  # redis.Redis
     storage: Storage
     notify_finished: Callable[[uuid.UUID], None]
+    request_follow_up: Callable[[uuid.UUID], None]  # sends the render_and_track task
 
 
 @dataclass
@@ -401,9 +409,10 @@ def _succeeded(
         "simulated %d sessions in %.1f s: profit gain %s, mean price %s",
         len(result.sessions), result.elapsed_s, summary.get("profit_gain"), summary.get("mean_price"),
     )
-    with tempfile.TemporaryDirectory(prefix=f"algocomp-run-{claim.run_id}-") as scratch:
+    with tempfile.TemporaryDirectory(prefix=f"algocomp-run-{claim.run_id}-", dir=SCRATCH_DIR) as scratch:
         folder = Path(scratch)
-        write_run(result, folder, workers=1, command=["algocomp-worker", "run", str(claim.run_id)])
+        # Plots are drawn by the follow-up task (render_and_track), off this run's critical path.
+        write_run(result, folder, workers=1, command=["algocomp-worker", "run", str(claim.run_id)], plots=False)
         log.info("uploading the run folder to s3://%s/runs/%s/", services.storage.bucket, claim.run_id)
         run_log.write(folder)
         artifacts = upload_run_folder(services.storage, claim.run_id, folder)
@@ -424,8 +433,8 @@ def _succeeded(
     log.info("run %s succeeded", claim.run_id)
     highlights = {key: summary.get(key) for key in SUMMARY_HIGHLIGHTS}
     _announce(channel, "succeeded", {"status": RunStatus.succeeded.value, "summary": highlights})
-    _track(services, claim, scenario, summary, artifacts)
     _notify(services, claim)
+    _follow_up(services, claim)
     return RunOutcome(claim.run_id, RunStatus.succeeded.value, attempt=claim.attempt, artifacts=artifacts)
 
 
@@ -493,6 +502,52 @@ def _announce(channel: ProgressChannel, event: str, data: dict[str, Any]) -> Non
         channel.publish(event, json_ready(data))
     except Exception:
         log.exception("could not publish the %r event of run %s", event, channel.run_id)
+
+
+def _follow_up(services: RunServices, claim: Claim) -> None:
+    """Ask for the run's plots and MLflow record. A failed send is logged: the run's outcome stands, and the
+    API serves the tables and summary without the plots."""
+    try:
+        services.request_follow_up(claim.run_id)
+    except Exception:
+        log.exception("could not request the plots and tracking of run %s", claim.run_id)
+
+
+def render_and_track(services: RunServices, run_id: uuid.UUID | str) -> dict[str, str]:
+    """Draw a succeeded run's plots from its stored tables, upload them, add them to its artifacts, then log the
+    run to MLflow. Idempotent: a repeat redraws the same keys. Returns the plot artifacts."""
+    run_id = uuid.UUID(str(run_id))
+    with session_scope(services.engine) as session:
+        row = session.execute(
+            select(Run.spec, Run.scenario_hash, Run.attempt, Run.sessions, Result.summary, Result.artifacts)
+            .join(Result, Result.run_id == Run.id)
+            .where(Run.id == run_id, Run.status == RunStatus.succeeded)
+        ).one_or_none()
+    if row is None:
+        log.info("run %s has no stored result; nothing to draw", run_id)
+        return {}
+    scenario = load_scenario(dict(row.spec))
+    summary = dict(row.summary)
+    storage = services.storage
+    panel = read_table(io.BytesIO(storage.get_bytes(run_key(run_id, "panel"))))
+    impulse = read_table(io.BytesIO(storage.get_bytes(run_key(run_id, "impulse"))))
+    with tempfile.TemporaryDirectory(prefix=f"algocomp-plots-{run_id}-") as scratch:
+        folder = Path(scratch)
+        (folder / "plots").mkdir()
+        draw_plots(panel, impulse, summary.get("benchmarks"), folder, scenario.name,
+                   scenario.logging.deviating_firm)
+        plots = upload_run_folder(storage, run_id, folder)
+    with session_scope(services.engine) as session:
+        session.execute(
+            update(Result)
+            .where(Result.run_id == run_id)
+            .values(artifacts=Result.artifacts.op("||")(sa_cast(plots, JSONB)))
+        )
+    log.info("run %s: plots uploaded (%s)", run_id, ", ".join(sorted(plots)))
+    claim = Claim(run_id=run_id, attempt=row.attempt, spec=row.spec, sessions=row.sessions,
+                  scenario_hash=row.scenario_hash)
+    _track(services, claim, scenario, summary, {**dict(row.artifacts), **plots})
+    return plots
 
 
 def _track(

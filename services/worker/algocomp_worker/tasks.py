@@ -17,6 +17,7 @@ from algocomp.db import get_engine
 from algocomp.logs import bind_run
 from algocomp.queue import (
     AGGREGATE_QUEUE,
+    FINISH_TASK,
     REQUEUE_TASK,
     RUN_FINISHED_TASK,
     RUN_TASK,
@@ -27,6 +28,7 @@ from algocomp.storage import Storage
 from celery import Celery, Task
 
 from algocomp_worker.runner import RunServices, execute_run, find_stale_runs
+from algocomp_worker.runner import render_and_track as runner_render_and_track
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +46,16 @@ def services_for(app: Celery) -> RunServices:
         def notify_finished(run_id: uuid.UUID) -> None:
             app.send_task(RUN_FINISHED_TASK, args=[str(run_id)], queue=AGGREGATE_QUEUE)
 
+        def request_follow_up(run_id: uuid.UUID) -> None:
+            app.send_task(FINISH_TASK, args=[str(run_id)], queue=RUNS_QUEUE)
+
         _services = RunServices(
             settings=settings,
             engine=get_engine(),
             redis=redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5),
             storage=Storage(settings),
             notify_finished=notify_finished,
+            request_follow_up=request_follow_up,
         )
         _services_pid = os.getpid()
     return _services
@@ -70,6 +76,12 @@ def register_tasks(app: Celery) -> None:
         with bind_run(run_id):
             outcome = execute_run(services_for(app), run_id, worker=worker_name(self))
         return outcome.as_dict()
+
+    @app.task(name=FINISH_TASK)
+    def render_and_track(run_id: str) -> dict[str, str]:
+        """Draw a succeeded run's plots and log it to MLflow (after the run, so it never delays the next one)."""
+        with bind_run(run_id):
+            return runner_render_and_track(services_for(app), run_id)
 
     @app.task(name=REQUEUE_TASK)
     def requeue_stale() -> list[str]:

@@ -30,7 +30,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from algocomp.client.api import DEFAULT_BASE_URL, TERMINAL_STATUSES, ApiError, ApiUnreachable, Client
+from algocomp.client.api import (
+    DEFAULT_BASE_URL,
+    TERMINAL_STATUSES,
+    ApiError,
+    ApiUnreachable,
+    Client,
+)
 
 PROG = "algocomp"
 EXIT_OK = 0

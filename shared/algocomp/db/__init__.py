@@ -1,7 +1,20 @@
 """Postgres through SQLAlchemy 2: the models and one engine per process (see docs/architecture.md)."""
 
-from algocomp.db.models import Base, Result, Run, RunMetrics, RunStatus, ScenarioRecord, TERMINAL_STATUSES
-from algocomp.db.session import get_engine, reset_engine, session_scope, sessionmaker_for
+from algocomp.db.models import (
+    TERMINAL_STATUSES,
+    Base,
+    Result,
+    Run,
+    RunMetrics,
+    RunStatus,
+    ScenarioRecord,
+)
+from algocomp.db.session import (
+    get_engine,
+    reset_engine,
+    session_scope,
+    sessionmaker_for,
+)
 
 __all__ = [
     "TERMINAL_STATUSES",

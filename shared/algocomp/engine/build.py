@@ -9,6 +9,7 @@ rows of a float and an int matrix (agents.catalog). Sessions then only allocate 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +24,7 @@ from algocomp.markets import (
 )
 from algocomp.regulation.levers import allowed_prices, audit_terms, steer
 from algocomp.scenarios import ScenarioError
-from algocomp.scenarios.model import Scenario
+from algocomp.scenarios.model import MarketSpec, Scenario
 
 # Noise kinds.
 NOISE_NONE, NOISE_ADDITIVE, NOISE_MULTIPLICATIVE = 0, 1, 2
@@ -66,11 +67,18 @@ class CompiledScenario:
     qlearning_only: bool  # every firm a simultaneous asynchronous Q-learner, no noise, audits or repricing limit
 
 
+@functools.lru_cache(maxsize=64)
+def _benchmarks(market_json: str) -> Benchmarks:
+    """Benchmarks per market, solved once per process (a service runs the same market many times; the result is
+    an immutable dataclass of read-only arrays, safe to share)."""
+    return compute_benchmarks(MarketSpec.model_validate_json(market_json))
+
+
 def compile_scenario(scenario: Scenario) -> CompiledScenario:
     """Benchmarks, grid, tables, regulation and agents of a scenario, ready for the kernel."""
     market = scenario.market
     n = market.n_firms
-    bench = compute_benchmarks(market)
+    bench = _benchmarks(market.model_dump_json())
     try:
         grid = np.ascontiguousarray(price_grid(scenario.prices, bench), dtype=np.float64)
     except ValueError as exc:

@@ -49,6 +49,22 @@ def mean_impulse_path(impulse: pd.DataFrame) -> dict[str, Any]:
     """Mean price by tau and firm over sessions, with and without the deviation."""
     if impulse.empty:
         return {"tau": [], "price": [], "counterfactual_price": []}
+    taus = np.unique(impulse["tau"].to_numpy())
+    firms = int(impulse["firm"].max()) + 1
+    block = taus.size * firms
+    if len(impulse) % block == 0:
+        # The engine's layout: each session's rows in (tau, firm) order. Averaging reshaped arrays is ~50x faster
+        # than a group-by, which matters for the many tiny runs a service executes.
+        expected_tau = np.repeat(taus, firms)
+        tau = impulse["tau"].to_numpy().reshape(-1, block)
+        firm = impulse["firm"].to_numpy().reshape(-1, block)
+        if (tau == expected_tau).all() and (firm == np.tile(np.arange(firms), taus.size)).all():
+            shape = (-1, taus.size, firms)
+            return {
+                "tau": [int(t) for t in taus],
+                "price": impulse["price"].to_numpy().reshape(shape).mean(axis=0).tolist(),
+                "counterfactual_price": impulse["counterfactual_price"].to_numpy().reshape(shape).mean(axis=0).tolist(),
+            }
     grouped = impulse.groupby(["tau", "firm"])[["price", "counterfactual_price"]].mean()
     price = grouped["price"].unstack("firm")
     cf = grouped["counterfactual_price"].unstack("firm")

@@ -18,6 +18,7 @@ Compression is zstd: on these tables it is several times smaller than snappy at 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -72,14 +73,14 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a table written by `write_table`.
+def read_table(path: "str | Path | BinaryIO") -> pd.DataFrame:
+    """Read a table written by `write_table`, from a path or a binary file object (e.g. bytes fetched from S3).
 
     Integer keys come back with their stored widths (session int32, firm int16, ...), measurements as float64
     and kind as a pandas Categorical, which is what `pd.read_parquet` would give too, so code written against
     either reader behaves the same.
     """
-    return pq.read_table(Path(path)).to_pandas()
+    return pq.read_table(path if hasattr(path, "read") else Path(path)).to_pandas()
 
 
 def _column_type(name: str, column: pd.Series) -> pa.DataType:

@@ -11,6 +11,7 @@ session draws from its own seed, so splitting sessions over processes changes on
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import inspect
 import os
@@ -74,13 +75,19 @@ def run_config(scenario: Scenario, *, workers: int, command: list[str] | None) -
 
 def dependency_versions() -> dict[str, str | None]:
     """Installed versions of the numerical libraries (None for one that is not installed)."""
+    return dict(_installed_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_versions() -> tuple[tuple[str, str | None], ...]:
+    """Read once per process: the metadata lookups cost ~10 ms, and a worker writes config.json for every run."""
     versions: dict[str, str | None] = {}
     for name in RECORDED_DEPENDENCIES:
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
-    return versions
+    return tuple(versions.items())
 
 
 def source_revision() -> tuple[str | None, bool | None, str | None]:
@@ -95,7 +102,12 @@ def source_revision() -> tuple[str | None, bool | None, str | None]:
     env_commit = os.environ.get("ALGOCOMP_COMMIT", "").strip()
     if env_commit:
         return env_commit, _env_flag(os.environ.get("ALGOCOMP_DIRTY")), "env"
-    package_dir = Path(algocomp.__file__).resolve().parent
+    return _git_revision(Path(algocomp.__file__).resolve().parent)
+
+
+@functools.lru_cache(maxsize=4)
+def _git_revision(package_dir: Path) -> tuple[str | None, bool | None, str | None]:
+    """Asked once per process: a worker writes config.json for every run, and two git calls cost ~10 ms."""
     commit = _git(package_dir, "rev-parse", "--verify", "HEAD")
     if not commit:
         return None, None, None

@@ -55,6 +55,7 @@ def write_run(
     workers: int,
     command: list[str] | None = None,
     plotter: "PlotProcess | None" = None,
+    plots: bool = True,
 ) -> dict[str, Path]:
     """Write the run folder for `result` into `out_dir` (created with its parents if missing; existing files of a
     previous run there are replaced). Returns the written files by name: config, scenario, panel, impulse,
@@ -62,6 +63,7 @@ def write_run(
 
     `workers` and `command` are recorded in config.json; they describe how the run was made, not its results.
     `plotter`, a PlotProcess started before the simulation, draws the plots; without it one is started here.
+    plots=False leaves them out (the worker draws them in a follow-up task, see algocomp_worker.runner).
     """
     out_dir = Path(out_dir)
     (out_dir / PLOTS_DIR).mkdir(parents=True, exist_ok=True)
@@ -78,14 +80,18 @@ def write_run(
     job = (panel, impulse, result.benchmarks, out_dir, scenario.name, scenario.logging.deviating_firm)
     # Importing matplotlib and rendering take most of a short run's writing time: a forked child draws the
     # plots while this process writes the tables (started earlier by the caller, it has matplotlib loaded).
-    if plotter is None:
-        plotter = PlotProcess()
-    plotter.draw(*job)
+    if plots:
+        if plotter is None:
+            plotter = PlotProcess()
+        plotter.draw(*job)
+    elif plotter is not None:
+        plotter.close()
     written["panel"] = atomic_write(out_dir / PANEL_FILE, lambda path: write_table(panel, path))
     written["impulse"] = atomic_write(out_dir / IMPULSE_FILE, lambda path: write_table(impulse, path))
-    plotter.wait()
-    written["prices_plot"] = out_dir / PRICES_PLOT_FILE
-    written["impulse_plot"] = out_dir / IMPULSE_PLOT_FILE
+    if plots:
+        plotter.wait()
+        written["prices_plot"] = out_dir / PRICES_PLOT_FILE
+        written["impulse_plot"] = out_dir / IMPULSE_PLOT_FILE
 
     summary = dict(result.summary)
     summary.setdefault("cancelled", result.cancelled)

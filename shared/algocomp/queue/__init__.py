@@ -15,6 +15,9 @@ from algocomp.settings import Settings, get_settings
 RUN_TASK = "algocomp.run"
 RUN_FINISHED_TASK = "algocomp.run_finished"
 REQUEUE_TASK = "algocomp.requeue_stale"
+# Plots and MLflow tracking of a succeeded run: off the run's critical path, so a run is done (and the next one
+# starts) as soon as its tables and summary are stored.
+FINISH_TASK = "algocomp.render_and_track"
 RUNS_QUEUE = "runs"
 AGGREGATE_QUEUE = "aggregate"
 
@@ -41,6 +44,7 @@ def create_celery(settings: Settings | None = None, *, name: str = "algocomp") -
         task_routes={
             RUN_TASK: {"queue": RUNS_QUEUE},
             REQUEUE_TASK: {"queue": RUNS_QUEUE},
+            FINISH_TASK: {"queue": RUNS_QUEUE},
             RUN_FINISHED_TASK: {"queue": AGGREGATE_QUEUE},
         },
         beat_schedule={
