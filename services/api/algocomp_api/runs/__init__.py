@@ -1,0 +1,1 @@
+"""Runs: create (commit as queued, then enqueue), list, read and cancel."""

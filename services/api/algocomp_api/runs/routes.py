@@ -1,0 +1,112 @@
+"""HTTP routes of /runs."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Response, status
+
+from algocomp.db import RunStatus
+from algocomp.logs import bind_run
+from algocomp_api.deps import CeleryDep, DbSession, RedisDep, SettingsDep
+from algocomp_api.errors import error_responses
+from algocomp_api.pagination import Page, Pagination
+from algocomp_api.runs import service
+from algocomp_api.runs.schemas import RunAccepted, RunCreate, RunDetail, RunOut
+from algocomp_api.scenarios.schemas import EXAMPLE_INLINE_SCENARIO
+
+router = APIRouter(prefix="/runs", tags=["runs"])
+
+RUN_EXAMPLES: dict[str, Any] = {
+    "preset": {
+        "summary": "a preset with overrides",
+        "value": {"preset": "calvano-2020-baseline", "seed": 1, "sessions": 4, "overrides": ["agents.beta=1e-4"]},
+    },
+    "stored": {
+        "summary": "a stored scenario",
+        "value": {"scenario_id": "6f1c0a4e-3b7d-4f0e-9a51-2c8d7e5b1a90", "seed": 3},
+    },
+    "inline": {"summary": "an inline scenario", "value": {"scenario": EXAMPLE_INLINE_SCENARIO, "seed": 7}},
+}
+
+
+@router.post(
+    "",
+    response_model=RunAccepted,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=error_responses(
+        {
+            404: {"description": "scenario_id names no stored scenario"},
+            422: {"description": "the scenario or an override does not validate; error.field names the field"},
+        }
+    ),
+    summary="Queue a run of a scenario",
+)
+def create_run(
+    session: DbSession,
+    redis_client: RedisDep,
+    celery: CeleryDep,
+    settings: SettingsDep,
+    response: Response,
+    request: Annotated[RunCreate, Body(openapi_examples=RUN_EXAMPLES)],
+) -> RunAccepted:
+    """Store the run as `queued`, commit, and only then send its task to the workers (enqueue after commit: a
+    worker never receives a run it cannot find). If the broker is unreachable the run stays queued and the
+    sweeper re-sends it; the answer is 202 either way. Follow it at links.stream, read it at links.self."""
+    run = service.create_run(session, request)
+    session.commit()
+    with bind_run(run.id):
+        service.announce_queued(redis_client, settings, run)
+        service.enqueue(celery, run)
+    response.headers["Location"] = f"/runs/{run.id}"
+    return RunAccepted(id=run.id, status=run.status, links=service.run_links(run))
+
+
+@router.get("", response_model=Page[RunOut], responses=error_responses(), summary="List runs, newest first")
+def list_runs(
+    session: DbSession,
+    page: Pagination,
+    scenario_id: Annotated[uuid.UUID | None, Query(description="only runs of this scenario")] = None,
+    status: Annotated[RunStatus | None, Query(description="only runs in this status")] = None,
+) -> Page[RunOut]:
+    runs, total = service.list_runs(session, scenario_id, status, page.limit, page.offset)
+    return Page[RunOut](items=[service.run_out(r) for r in runs], total=total, limit=page.limit, offset=page.offset)
+
+
+@router.get(
+    "/{run_id}",
+    response_model=RunDetail,
+    responses=error_responses({404: {"description": "no run with this id"}}),
+    summary="A run's status, progress and timestamps",
+)
+def get_run(session: DbSession, run_id: uuid.UUID) -> RunOut:
+    with bind_run(run_id):
+        return service.run_out(service.get_run(session, run_id), detail=True)
+
+
+@router.post(
+    "/{run_id}/cancel",
+    response_model=RunOut,
+    responses=error_responses(
+        {
+            200: {"description": "the run was queued and is now cancelled"},
+            202: {"description": "the run is running; its worker stops it between sessions"},
+            404: {"description": "no run with this id"},
+            409: {"description": "the run has already finished"},
+        }
+    ),
+    summary="Cancel a queued or running run",
+)
+def cancel_run(
+    session: DbSession, redis_client: RedisDep, settings: SettingsDep, run_id: uuid.UUID, response: Response
+) -> RunOut:
+    with bind_run(run_id):
+        run, cancelled_now = service.cancel_run(session, run_id)
+        if cancelled_now:
+            session.commit()  # the terminal event must not announce a state a rollback could undo
+            service.announce_cancelled(redis_client, settings, run)
+            response.status_code = status.HTTP_200_OK
+        else:
+            response.status_code = status.HTTP_202_ACCEPTED
+        return service.run_out(run)
