@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from algocomp.queue import WORKER_QUEUES
 from algocomp.settings import Settings, get_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -269,7 +270,7 @@ def services(settings: Settings) -> list[Service]:
         ),
         Service(
             "worker",
-            [python, "-m", "celery", "-A", WORKER_APP, "worker", "-Q", "runs", "-c", "2", "--loglevel", "INFO",
+            [python, "-m", "celery", "-A", WORKER_APP, "worker", "-Q", WORKER_QUEUES, "-c", "2", "--loglevel", "INFO",
              "-n", f"runs@{hostname}"],
             None,
             None,

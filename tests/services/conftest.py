@@ -30,6 +30,7 @@ import pytest
 import redis
 from algocomp import db as algocomp_db
 from algocomp.devstack import REPO_ROOT, free_port, migrate, port_open, rclone_s3_argv
+from algocomp.queue import WORKER_QUEUES
 from algocomp.settings import Settings, get_settings
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session
@@ -327,8 +328,8 @@ def _celery_worker(settings: Settings, app_path: str, queue: str, concurrency: i
 
 @pytest.fixture(scope="session")
 def worker_process(service_env: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    """The run worker (queue "runs", 2 processes) as a real Celery worker process."""
-    yield from _celery_worker(service_env, "algocomp_worker.app:celery_app", "runs", 2, "runs",
+    """The run worker (queues "runs" then "artifacts", 2 processes) as a real Celery worker process."""
+    yield from _celery_worker(service_env, "algocomp_worker.app:celery_app", WORKER_QUEUES, 2, "runs",
                               tmp_path_factory.mktemp("worker"))
 
 

@@ -1,4 +1,4 @@
-"""The worker's Celery application: `celery -A algocomp_worker.app:celery_app worker -Q runs`.
+"""The worker's Celery application: `celery -A algocomp_worker.app:celery_app worker -Q runs,artifacts`.
 
 Configured by the shared factory (algocomp.queue.create_celery: late acknowledgement, prefetch 1, reject on
 worker lost, time limits) from the same settings as every service. Connections are opened per process, after

@@ -17,6 +17,7 @@ from algocomp.db import get_engine
 from algocomp.logs import bind_run
 from algocomp.queue import (
     AGGREGATE_QUEUE,
+    ARTIFACTS_QUEUE,
     FINISH_TASK,
     REQUEUE_TASK,
     RUN_FINISHED_TASK,
@@ -47,7 +48,7 @@ def services_for(app: Celery) -> RunServices:
             app.send_task(RUN_FINISHED_TASK, args=[str(run_id)], queue=AGGREGATE_QUEUE)
 
         def request_follow_up(run_id: uuid.UUID) -> None:
-            app.send_task(FINISH_TASK, args=[str(run_id)], queue=RUNS_QUEUE)
+            app.send_task(FINISH_TASK, args=[str(run_id)], queue=ARTIFACTS_QUEUE)
 
         _services = RunServices(
             settings=settings,

@@ -19,6 +19,10 @@ REQUEUE_TASK = "algocomp.requeue_stale"
 # starts) as soon as its tables and summary are stored.
 FINISH_TASK = "algocomp.render_and_track"
 RUNS_QUEUE = "runs"
+# Follow-up work (plots, tracking): consumed by the same workers, but only when no run is waiting.
+ARTIFACTS_QUEUE = "artifacts"
+# The queues a run worker consumes, in priority order (see queue_order_strategy below).
+WORKER_QUEUES = f"{RUNS_QUEUE},{ARTIFACTS_QUEUE}"
 AGGREGATE_QUEUE = "aggregate"
 
 
@@ -35,6 +39,9 @@ def create_celery(settings: Settings | None = None, *, name: str = "algocomp") -
         broker_transport_options={
             "visibility_timeout": settings.run_time_limit_s + 600,
             "global_keyprefix": prefix,
+            # A worker listening on "runs,artifacts" takes from "artifacts" only when "runs" is empty: results
+            # first, then their plots (the default round robin would let a backlog of plots delay new runs).
+            "queue_order_strategy": "priority",
         },
         broker_connection_retry_on_startup=True,
         task_ignore_result=True,
@@ -44,7 +51,7 @@ def create_celery(settings: Settings | None = None, *, name: str = "algocomp") -
         task_routes={
             RUN_TASK: {"queue": RUNS_QUEUE},
             REQUEUE_TASK: {"queue": RUNS_QUEUE},
-            FINISH_TASK: {"queue": RUNS_QUEUE},
+            FINISH_TASK: {"queue": ARTIFACTS_QUEUE},
             RUN_FINISHED_TASK: {"queue": AGGREGATE_QUEUE},
         },
         beat_schedule={

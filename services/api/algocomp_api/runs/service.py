@@ -7,15 +7,15 @@ import uuid
 from typing import Any
 
 import redis
-from celery import Celery
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
-
-from algocomp.db import Run, RunStatus, TERMINAL_STATUSES
+from algocomp.db import TERMINAL_STATUSES, Run, RunStatus
 from algocomp.progress import ProgressChannel
 from algocomp.queue import RUN_TASK, RUNS_QUEUE
 from algocomp.scenarios import Scenario, apply_overrides, load_scenario, scenario_hash
 from algocomp.settings import Settings
+from celery import Celery
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
 from algocomp_api.errors import ApiError, not_found
 from algocomp_api.runs.schemas import RunCreate, RunDetail, RunLinks, RunOut
 from algocomp_api.scenarios import service as scenarios
