@@ -32,8 +32,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import redis
 from algocomp.client import ApiError, Client
 from algocomp.client.api import DEFAULT_BASE_URL, TERMINAL_STATUSES
+from algocomp.queue import ARTIFACTS_QUEUE, RUNS_QUEUE
+from algocomp.settings import get_settings
 
 API_URL_ENV = "ALGOCOMP_API_URL"
 BASELINE = "calvano-2020-baseline"
@@ -144,6 +147,7 @@ def bench_scaleout(api: str, runs: int, sessions_per_run: int) -> Measurement:
         finals = wait_for_runs(client, run_ids)
         api_wall = time.monotonic() - started
     failed = [run_id for run_id, run in finals.items() if run["status"] != "succeeded"]
+    wait_until_idle()  # the API runs' plots are drawn before the CLI gets the cores
 
     out_dir = tempfile.mkdtemp(prefix="algocomp-bench-cli-")
     try:
@@ -224,6 +228,22 @@ def _stream_order(events: list[tuple[str | None, str]]) -> bool:
 # ---------------------------------------------------------------------------------------------- main
 
 
+def wait_until_idle(timeout_s: float = 600.0) -> float:
+    """Wait until the workers' queues are empty (runs and their follow-up plots), so that one measurement's
+    leftover work does not slow the next; returns how long that took."""
+    settings = get_settings()
+    broker = redis.Redis.from_url(settings.redis_url)
+    keys = [f"{settings.key_prefix}{RUNS_QUEUE}", f"{settings.key_prefix}{ARTIFACTS_QUEUE}"]
+    started = time.perf_counter()
+    quiet = 0
+    while time.perf_counter() - started < timeout_s:
+        quiet = quiet + 1 if sum(broker.llen(key) for key in keys) == 0 else 0
+        if quiet >= 3:  # empty three times in a row: the last tasks taken have had time to finish
+            break
+        time.sleep(0.5)
+    return time.perf_counter() - started
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--api", default=os.environ.get(API_URL_ENV, DEFAULT_BASE_URL))
@@ -243,9 +263,12 @@ def main(argv: list[str] | None = None) -> int:
     if "throughput" in chosen:
         print("throughput: submitting tiny runs ...", file=sys.stderr, flush=True)
         measurements.append(bench_throughput(args.api, 50 if args.quick else 200))
+        drained = wait_until_idle()
+        measurements[-1].detail += f"; their plots and MLflow records were done {drained:.1f} s later"
     if "scaleout" in chosen:
         print("scale-out: API runs, then the CLI ...", file=sys.stderr, flush=True)
         measurements.append(bench_scaleout(args.api, 10, 10 if args.quick else 100))
+        wait_until_idle()
     if "fanout" in chosen:
         print("fan-out: SSE clients on one run ...", file=sys.stderr, flush=True)
         measurements.append(bench_fanout(args.api, 20 if args.quick else 100, 10 if args.quick else 20))
