@@ -17,7 +17,10 @@ import pytest
 from algocomp.client import ApiError, Client, parse_sse
 from algocomp.client.api import MAX_STREAM_FAILURES
 from algocomp.devstack import free_port
+from algocomp.engine.experiment import run_experiment
 from algocomp.engine.results import PANEL_COLUMNS
+from algocomp.output import dumps_json
+from algocomp.scenarios import load_scenario
 
 CLI_TIMEOUT_S = 180
 WAIT_TIMEOUT_S = 180
@@ -80,6 +83,13 @@ def test_round_trip_of_a_tiny_run(client: Client, worker_process: Any) -> None:
     summary = client.results(run_id)
     assert SUMMARY_KEYS <= summary.keys()
     assert summary["seed"] == 11
+    # The API serves exactly what the library computes for the same scenario and seed (timings aside).
+    spec = client.get_run(run_id)["spec"]
+    library = json.loads(dumps_json(run_experiment(load_scenario(spec), workers=1).summary))
+    timing = {"elapsed_s", "periods_per_second"}
+    assert {k: v for k, v in summary.items() if k not in timing} == {
+        k: v for k, v in library.items() if k not in timing
+    }
 
     panel = client.panel(run_id)
     assert isinstance(panel, pd.DataFrame)
