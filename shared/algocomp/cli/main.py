@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import algocomp
+from algocomp.cli.terminal import session_bar
 from algocomp.scenarios import ScenarioError
 
 if TYPE_CHECKING:
@@ -376,19 +377,7 @@ def progress_bar(total: int, *, enabled: bool) -> Iterator[Callable[["ProgressEv
     if not enabled:
         yield None
         return
-    from tqdm import tqdm
-
-    # A pseudo-terminal that reports no size (some CI runners, `script`) would make tqdm draw a bar 0 wide.
-    width = _terminal_columns(sys.stderr)
-    bar = tqdm(
-        total=total,
-        unit="session",
-        desc="sessions",
-        file=sys.stderr,
-        dynamic_ncols=width is not None,
-        ncols=None if width is not None else 100,
-        nrows=None if width is not None else 24,
-    )
+    bar = session_bar(total)
 
     def on_progress(event: "ProgressEvent") -> None:
         bar.total = event.sessions_total
@@ -399,14 +388,6 @@ def progress_bar(total: int, *, enabled: bool) -> Iterator[Callable[["ProgressEv
         yield on_progress
     finally:
         bar.close()
-
-
-def _terminal_columns(stream: Any) -> int | None:
-    try:
-        columns = os.get_terminal_size(stream.fileno()).columns
-    except (OSError, ValueError):
-        return None
-    return columns or None
 
 
 @contextmanager

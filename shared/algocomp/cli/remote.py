@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from algocomp.cli.terminal import session_bar
 from algocomp.client.api import (
     DEFAULT_BASE_URL,
     TERMINAL_STATUSES,
@@ -312,19 +313,7 @@ def progress_bar(*, enabled: bool) -> Iterator[Callable[[dict[str, Any]], None] 
     if not enabled:
         yield None
         return
-    from tqdm import tqdm
-
-    # A pseudo-terminal that reports no size (some CI runners, `script`) would make tqdm draw a bar 0 wide.
-    width = _terminal_columns(sys.stderr)
-    bar = tqdm(
-        total=None,
-        unit="session",
-        desc="sessions",
-        file=sys.stderr,
-        dynamic_ncols=width is not None,
-        ncols=None if width is not None else 100,
-        nrows=None if width is not None else 24,
-    )
+    bar = session_bar(None)
 
     def on_progress(event: dict[str, Any]) -> None:
         total = event.get("sessions_total")
@@ -346,14 +335,6 @@ def progress_bar(*, enabled: bool) -> Iterator[Callable[[dict[str, Any]], None] 
         yield on_progress
     finally:
         bar.close()
-
-
-def _terminal_columns(stream: Any) -> int | None:
-    try:
-        columns = os.get_terminal_size(stream.fileno()).columns
-    except (OSError, ValueError):
-        return None
-    return columns or None
 
 
 def run_runs_list(args: argparse.Namespace, client: Client) -> int:

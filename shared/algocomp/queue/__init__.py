@@ -26,6 +26,23 @@ WORKER_QUEUES = f"{RUNS_QUEUE},{ARTIFACTS_QUEUE}"
 AGGREGATE_QUEUE = "aggregate"
 
 
+def log_as(service: str) -> None:
+    """Structured logs (algocomp.logs) for a Celery service, in its main process and in every pool process.
+
+    Connecting setup_logging also stops Celery installing its own handlers. Call it once, from the module that
+    defines the service's app; a process runs one service.
+    """
+    from celery.signals import setup_logging, worker_process_init
+
+    from algocomp.logs import configure_logging
+
+    def configure(**_: object) -> None:
+        configure_logging(service)
+
+    setup_logging.connect(configure, weak=False)
+    worker_process_init.connect(configure, weak=False)
+
+
 def create_celery(settings: Settings | None = None, *, name: str = "algocomp") -> Celery:
     settings = settings or get_settings()
     app = Celery(name, broker=settings.redis_url)
