@@ -13,6 +13,7 @@ from typing import Annotated
 
 import redis
 import redis.asyncio as aioredis
+from algocomp.db import session_scope
 from algocomp.queue import create_celery
 from algocomp.settings import Settings
 from algocomp.storage import Storage
@@ -84,15 +85,8 @@ def get_db(resources: Resources) -> Iterator[Session]:
 
     Used with scope="function" so the commit happens before the response is sent: a client that got a 2xx
     can rely on the row being there."""
-    session = resources.sessions()
-    try:
+    with session_scope(factory=resources.sessions) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 def get_redis(resources: Resources) -> redis.Redis:

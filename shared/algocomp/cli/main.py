@@ -35,7 +35,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import algocomp
-from algocomp.cli.terminal import session_bar
+from algocomp.cli.terminal import (
+    fmt_count,
+    fmt_number,
+    fmt_rate,
+    fmt_share,
+    labelled,
+    session_bar,
+)
 from algocomp.scenarios import ScenarioError
 
 if TYPE_CHECKING:
@@ -432,13 +439,13 @@ def format_benchmarks(scenario: "Scenario", benchmarks: "Benchmarks", grid: Any)
         ("Nash quantity", benchmarks.nash_quantity),
         ("monopoly quantity", benchmarks.monopoly_quantity),
     ):
-        lines.append(_row(label, [_number(v) for v in values]))
+        lines.append(_row(label, [fmt_number(v) for v in values]))
     lines.append("")
     lines.append(_row("", ["Nash", "monopoly"]))
     lines.append(
-        _row("consumer surplus", [_number(benchmarks.nash_consumer_surplus), _number(benchmarks.monopoly_consumer_surplus)])
+        _row("consumer surplus", [fmt_number(benchmarks.nash_consumer_surplus), fmt_number(benchmarks.monopoly_consumer_surplus)])
     )
-    lines.append(_row("total welfare", [_number(benchmarks.nash_welfare), _number(benchmarks.monopoly_welfare)]))
+    lines.append(_row("total welfare", [fmt_number(benchmarks.nash_welfare), fmt_number(benchmarks.monopoly_welfare)]))
     lines.append("")
     lines.append(f"price grid ({grid.shape[1]} prices per firm)")
     for i, row in enumerate(grid):
@@ -456,29 +463,29 @@ def format_run(result: "ExperimentResult", out_dir: Path) -> str:
         f"{scenario.name}: {summary.get('sessions', len(result.sessions))} sessions from seed {scenario.seed} "
         f"(scenario {str(summary.get('scenario_hash', ''))[:12]})",
         _row("", [f"firm {i}" for i in range(n_firms)]),
-        _row("Nash price", [_number(v) for v in benchmarks.nash_price]),
-        _row("monopoly price", [_number(v) for v in benchmarks.monopoly_price]),
-        _row("Nash profit", [_number(v) for v in benchmarks.nash_profit]),
-        _row("monopoly profit", [_number(v) for v in benchmarks.monopoly_profit]),
+        _row("Nash price", [fmt_number(v) for v in benchmarks.nash_price]),
+        _row("monopoly price", [fmt_number(v) for v in benchmarks.monopoly_price]),
+        _row("Nash profit", [fmt_number(v) for v in benchmarks.nash_profit]),
+        _row("monopoly profit", [fmt_number(v) for v in benchmarks.monopoly_profit]),
         "",
-        _line("profit gain Δ", f"{_number(summary.get('profit_gain'))} ± {_number(summary.get('profit_gain_sd'))} (sd)"),
-        _line(
+        labelled("profit gain Δ", f"{fmt_number(summary.get('profit_gain'))} ± {fmt_number(summary.get('profit_gain_sd'))} (sd)"),
+        labelled(
             "converged",
-            f"{_share(summary.get('converged_share'))} of sessions, "
-            f"mean period {_count(summary.get('mean_convergence_period'))}",
+            f"{fmt_share(summary.get('converged_share'))} of sessions, "
+            f"mean period {fmt_count(summary.get('mean_convergence_period'))}",
         ),
-        _line("mean price", _number(summary.get("mean_price"))),
-        _line(
+        labelled("mean price", fmt_number(summary.get("mean_price"))),
+        labelled(
             "consumer surplus",
-            f"{_number(summary.get('consumer_surplus'))} (Nash {_number(benchmarks.nash_consumer_surplus)}, "
-            f"monopoly {_number(benchmarks.monopoly_consumer_surplus)})",
+            f"{fmt_number(summary.get('consumer_surplus'))} (Nash {fmt_number(benchmarks.nash_consumer_surplus)}, "
+            f"monopoly {fmt_number(benchmarks.monopoly_consumer_surplus)})",
         ),
-        _line(
+        labelled(
             "speed",
-            f"{_rate(summary.get('periods_per_second'))} periods/s "
-            f"({_count(summary.get('periods_total'))} periods in {_number(summary.get('elapsed_s'), 1)} s)",
+            f"{fmt_rate(summary.get('periods_per_second'))} periods/s "
+            f"({fmt_count(summary.get('periods_total'))} periods in {fmt_number(summary.get('elapsed_s'), 1)} s)",
         ),
-        _line("output", str(out_dir)),
+        labelled("output", str(out_dir)),
     ]
     return "\n".join(lines)
 
@@ -488,33 +495,16 @@ def _row(label: str, cells: Sequence[str]) -> str:
     return f"  {label:<18}" + "".join(f"{cell:>10}" for cell in cells)
 
 
-def _line(label: str, text: str) -> str:
-    return f"  {label:<18}{text}"
 
 
-def _is_number(value: Any) -> bool:
-    try:
-        return value is not None and float(value) == float(value)  # NaN is not a number to show
-    except (TypeError, ValueError):
-        return False
 
 
-def _number(value: Any, digits: int = 4) -> str:
-    if isinstance(value, (list, tuple)) or getattr(value, "ndim", 0) == 1:
-        return " ".join(_number(v, digits) for v in value)
-    return f"{float(value):.{digits}f}" if _is_number(value) else "n/a"
 
 
-def _share(value: Any) -> str:
-    return f"{100 * float(value):.0f}%" if _is_number(value) else "n/a"
 
 
-def _count(value: Any) -> str:
-    return f"{float(value):,.0f}" if _is_number(value) else "n/a"
 
 
-def _rate(value: Any) -> str:
-    return f"{float(value):.3g}" if _is_number(value) else "n/a"
 
 
 # The clients of the service API (`scenarios`, `runs`, `results`, `panel`). They are handed this module's

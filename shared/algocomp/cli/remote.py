@@ -30,7 +30,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from algocomp.cli.terminal import session_bar
+from algocomp.cli.terminal import (
+    fmt_count,
+    fmt_number,
+    fmt_share,
+    is_number,
+    labelled,
+    session_bar,
+)
 from algocomp.client.api import (
     DEFAULT_BASE_URL,
     TERMINAL_STATUSES,
@@ -320,9 +327,9 @@ def progress_bar(*, enabled: bool) -> Iterator[Callable[[dict[str, Any]], None] 
         if isinstance(total, int) and bar.total != total:
             bar.total = total
         postfix = []
-        if _is_number(event.get("mean_price")):
+        if is_number(event.get("mean_price")):
             postfix.append(f"price {float(event['mean_price']):.4f}")
-        if _is_number(event.get("profit_gain")):
+        if is_number(event.get("profit_gain")):
             postfix.append(f"profit gain {float(event['profit_gain']):.3f}")
         bar.set_postfix_str(", ".join(postfix), refresh=False)
         done = event.get("sessions_done")
@@ -353,7 +360,7 @@ def run_runs_list(args: argparse.Namespace, client: Client) -> int:
             r.get("seed"),
             r.get("sessions"),
             r.get("status"),
-            _share(r.get("progress")),
+            fmt_share(r.get("progress")),
             _time(r.get("created_at")),
         ]
         for r in runs
@@ -373,7 +380,7 @@ def run_runs_show(args: argparse.Namespace, client: Client) -> int:
         ("seed", run.get("seed")),
         ("sessions", f"{run.get('sessions_done', 0)} of {run.get('sessions')} done"),
         ("status", run.get("status")),
-        ("progress", _share(run.get("progress"))),
+        ("progress", fmt_share(run.get("progress"))),
         ("attempt", run.get("attempt")),
         ("created", _time(run.get("created_at"))),
         ("started", _time(run.get("started_at"))),
@@ -428,11 +435,11 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"{summary.get('scenario', summary.get('scenario_name', 'run'))}: {_count_sessions(summary)} sessions "
             f"from seed {summary.get('seed')} (scenario {str(summary.get('scenario_hash', ''))[:12]})"
         ),
-        _line("profit gain Δ", f"{_number(summary.get('profit_gain'))} ± {_number(summary.get('profit_gain_sd'))} (sd)"),
-        _line("converged", f"{_share(summary.get('converged_share'))} of sessions"),
-        _line("mean price", f"{_number(summary.get('mean_price'))} (Nash {_number(summary.get('nash_price'))}, monopoly {_number(summary.get('monopoly_price'))})"),
-        _line("consumer surplus", _number(summary.get("consumer_surplus"))),
-        _line("periods", f"{_count(summary.get('periods_total'))} in {_number(summary.get('elapsed_s'), 1)} s"),
+        labelled("profit gain Δ", f"{fmt_number(summary.get('profit_gain'))} ± {fmt_number(summary.get('profit_gain_sd'))} (sd)"),
+        labelled("converged", f"{fmt_share(summary.get('converged_share'))} of sessions"),
+        labelled("mean price", f"{fmt_number(summary.get('mean_price'))} (Nash {fmt_number(summary.get('nash_price'))}, monopoly {fmt_number(summary.get('monopoly_price'))})"),
+        labelled("consumer surplus", fmt_number(summary.get("consumer_surplus"))),
+        labelled("periods", f"{fmt_count(summary.get('periods_total'))} in {fmt_number(summary.get('elapsed_s'), 1)} s"),
     ]
     return "\n".join(lines)
 
@@ -487,26 +494,10 @@ def _first_line(text: Any) -> str:
     return lines[0] if lines else ""
 
 
-def _line(label: str, text: str) -> str:
-    return f"  {label:<18}{text}"
 
 
-def _is_number(value: Any) -> bool:
-    try:
-        return value is not None and not isinstance(value, bool) and float(value) == float(value)
-    except (TypeError, ValueError):
-        return False
 
 
-def _number(value: Any, digits: int = 4) -> str:
-    if isinstance(value, (list, tuple)):
-        return " ".join(_number(v, digits) for v in value)
-    return f"{float(value):.{digits}f}" if _is_number(value) else "n/a"
 
 
-def _share(value: Any) -> str:
-    return f"{100 * float(value):.0f}%" if _is_number(value) else "n/a"
 
-
-def _count(value: Any) -> str:
-    return f"{float(value):,.0f}" if _is_number(value) else "n/a"

@@ -40,9 +40,10 @@ def sessionmaker_for(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def session_scope(engine: Engine | None = None) -> Iterator[Session]:
-    """A session that commits when the block succeeds and rolls back when it raises."""
-    session = sessionmaker_for(engine or get_engine())()
+def session_scope(engine: Engine | None = None, *, factory: sessionmaker[Session] | None = None) -> Iterator[Session]:
+    """A session (from `factory`, or for `engine`) that commits when the block succeeds and rolls back when it
+    raises."""
+    session = (factory or sessionmaker_for(engine or get_engine()))()
     try:
         yield session
         session.commit()
