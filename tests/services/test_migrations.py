@@ -18,7 +18,7 @@ from sqlalchemy import Engine, create_engine, inspect, text
 
 from .conftest import POSTGRES_ADMIN_URL, _database_url, _drop_database
 
-TABLES = {"scenarios", "runs", "results", "run_metrics"}
+TABLES = {"scenarios", "runs", "results", "run_metrics", "sweeps"}
 
 
 @pytest.fixture
@@ -109,5 +109,46 @@ def test_server_defaults_let_a_minimal_run_row_be_inserted(empty_database: str) 
                 {"id": run_id},
             ).one()
         assert tuple(row) == ("queued", 0, 0.0, False, [])
+    finally:
+        engine.dispose()
+
+
+def test_sweeps_migration_goes_down_to_0001_and_up_again(empty_database: str) -> None:
+    """0002 adds the sweeps table and the runs' sweep_id and cell; its downgrade takes exactly those away, and a
+    run row stored before the sweeps existed survives both directions."""
+    config = alembic_config(empty_database)
+    engine = create_engine(empty_database)
+    try:
+        command.upgrade(config, "0001")
+        with engine.begin() as connection:
+            scenario_id, run_id = uuid.uuid4(), uuid.uuid4()
+            connection.execute(
+                text("INSERT INTO scenarios (id, name, scenario_hash, spec) VALUES (:id, 'baseline', 'h', '{}')"),
+                {"id": scenario_id},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO runs (id, scenario_id, spec, scenario_hash, seed, sessions) "
+                    "VALUES (:id, :scenario_id, '{}', 'h', 1, 2)"
+                ),
+                {"id": run_id, "scenario_id": scenario_id},
+            )
+        for _ in range(2):
+            command.upgrade(config, "0002")
+            engine.dispose()
+            assert "sweeps" in inspect(engine).get_table_names()
+            run_columns = {column["name"] for column in inspect(engine).get_columns("runs")}
+            assert {"sweep_id", "cell"} <= run_columns
+            with engine.connect() as connection:
+                row = connection.execute(text("SELECT sweep_id, cell FROM runs WHERE id = :id"), {"id": run_id}).one()
+            assert tuple(row) == (None, None)
+
+            command.downgrade(config, "0001")
+            engine.dispose()
+            assert "sweeps" not in inspect(engine).get_table_names()
+            run_columns = {column["name"] for column in inspect(engine).get_columns("runs")}
+            assert not {"sweep_id", "cell"} & run_columns
+            with engine.connect() as connection:
+                assert connection.execute(text("SELECT count(*) FROM runs")).scalar_one() == 1
     finally:
         engine.dispose()

@@ -13,7 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 from algocomp.db import Run, RunStatus, ScenarioRecord
+from algocomp.devstack import REPO_ROOT
 from algocomp.settings import Settings
 from algocomp.storage import (
     ARTIFACTS,
@@ -122,7 +125,8 @@ def test_db_session_rolls_back_after_each_test_part_two(db_session: Session) -> 
 def test_the_session_database_is_fresh_and_migrated(db_session: Session, service_env: Settings) -> None:
     name = db_session.execute(text("SELECT current_database()")).scalar_one()
     assert name.startswith("algocomp_test_") and name in service_env.database_url
-    assert db_session.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+    head = ScriptDirectory.from_config(Config(str(REPO_ROOT / "alembic.ini"))).get_current_head()
+    assert db_session.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == head
 
 
 # ---------------------------------------------------------------------------------------------- processes

@@ -21,6 +21,7 @@ from algocomp_api.results.routes import router as results_router
 from algocomp_api.runs.routes import router as runs_router
 from algocomp_api.scenarios.routes import router as scenarios_router
 from algocomp_api.streams.routes import router as streams_router
+from algocomp_api.sweeps.routes import router as sweeps_router
 
 API_VERSION = "0.1.0"
 
@@ -41,8 +42,9 @@ UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 TAGS = [
     {"name": "scenarios", "description": "validated experiment descriptions, stored once per fingerprint"},
     {"name": "runs", "description": "queued, running and finished simulations of a scenario"},
+    {"name": "sweeps", "description": "grids of runs over dotted-path overrides and seeds, and their metrics"},
     {"name": "results", "description": "a succeeded run's summary and files"},
-    {"name": "streams", "description": "live progress of a run as Server-Sent Events"},
+    {"name": "streams", "description": "live progress of a run or a sweep as Server-Sent Events"},
     {"name": "health", "description": "liveness and readiness probes"},
 ]
 
@@ -72,7 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in (scenarios_router, runs_router, results_router, streams_router, health_router):
+    for router in (scenarios_router, runs_router, sweeps_router, results_router, streams_router, health_router):
         app.include_router(router)
     return app
 

@@ -8,6 +8,7 @@ from algocomp.db.models import (
     RunMetrics,
     RunStatus,
     ScenarioRecord,
+    Sweep,
 )
 from algocomp.db.session import (
     get_engine,
@@ -24,6 +25,7 @@ __all__ = [
     "RunMetrics",
     "RunStatus",
     "ScenarioRecord",
+    "Sweep",
     "get_engine",
     "reset_engine",
     "session_scope",

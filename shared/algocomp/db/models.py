@@ -1,4 +1,4 @@
-"""The tables: scenarios, runs, their results and the aggregator's per-run indicators.
+"""The tables: scenarios, runs, their results, the aggregator's per-run indicators and sweeps (grids of runs).
 
 The schema is created only by the Alembic migrations in migrations/; these models are how code reads and writes
 it. A result's primary key is its run's id, so a run can never have two result sets.
@@ -90,9 +90,35 @@ class Run(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # set when the run is one cell x seed of a sweep; `cell` is the cell's index in the sweep's grid order
+    sweep_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)
+    cell: Mapped[int | None] = mapped_column(Integer)
 
     scenario: Mapped[ScenarioRecord] = relationship(back_populates="runs")
     result: Mapped["Result | None"] = relationship(back_populates="run")
+    sweep: Mapped[Sweep | None] = relationship(back_populates="runs")
+
+
+class Sweep(Base):
+    """A grid of runs of one base scenario: every cell of the cartesian product of `grid` ({dotted path: values})
+    run once per experiment seed in `seeds`. Its runs carry sweep_id and their cell index. The live status is
+    derived from the runs; `status` and `finished_at` record the terminal status once a reader has seen every run
+    finish, and `cancel_requested` that a user cancelled the sweep (so a partly succeeded sweep ends cancelled)."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200))
+    base_spec: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    grid: Mapped[dict[str, list[Any]]] = mapped_column(JSONB)
+    seeds: Mapped[list[int]] = mapped_column(JSONB, default=lambda: [0])
+    sessions: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default=RunStatus.queued.value)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    runs: Mapped[list[Run]] = relationship(back_populates="sweep")
 
 
 class Result(Base):

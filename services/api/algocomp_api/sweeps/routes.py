@@ -1,0 +1,234 @@
+"""HTTP routes of /sweeps and of the sweep stream /streams/sweeps/{id}."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from algocomp.db import TERMINAL_STATUSES, Sweep
+from fastapi import APIRouter, Body, Header, Request, Response, status
+from fastapi.responses import JSONResponse, PlainTextResponse
+from sse_starlette import EventSourceResponse
+from starlette.concurrency import run_in_threadpool
+
+from algocomp_api.deps import (
+    CeleryDep,
+    DbSession,
+    RedisDep,
+    Resources,
+    SettingsDep,
+    StorageDep,
+)
+from algocomp_api.errors import error_responses, not_found
+from algocomp_api.pagination import Page, Pagination
+from algocomp_api.sweeps import service
+from algocomp_api.sweeps.schemas import (
+    EXAMPLE_SWEEP,
+    SweepAccepted,
+    SweepCreate,
+    SweepDetail,
+    SweepOut,
+)
+
+router = APIRouter(tags=["sweeps"])
+
+# How often the sweep stream reads its runs' state from Postgres: a sweep's runs report through their own
+# streams; polling the aggregate is simple, correct after any restart, and cheap at this rate.
+POLL_INTERVAL_S = 0.5
+PING_INTERVAL_S = 15
+
+SWEEP_EXAMPLES: dict[str, Any] = {
+    "regulation": {"summary": "learning rate x price cap, two seeds", "value": EXAMPLE_SWEEP},
+    "stored": {
+        "summary": "a stored scenario, three seeds per cell",
+        "value": {
+            "scenario_id": "6f1c0a4e-3b7d-4f0e-9a51-2c8d7e5b1a90",
+            "grid": {"agents.alpha": [0.05, 0.1, 0.15], "agents.beta": [1e-5, 4e-6]},
+            "seeds_per_cell": 3,
+        },
+    },
+}
+
+_SSE_DESCRIPTION = """Server-Sent Events of a sweep's progress. Whenever its runs' aggregate state changes the
+stream sends `progress` with `data` = {status, runs, counts (runs per status), progress (mean share done),
+cells: [{index, counts, progress}]}; when every run is over it sends the terminal event (`succeeded`, `failed`
+or `cancelled`, same data) and closes. `id` is a counter; a client reconnecting with Last-Event-ID gets the
+current state first and ids continue from it."""
+
+
+@router.post(
+    "/sweeps",
+    response_model=SweepAccepted,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=error_responses(
+        {
+            404: {"description": "scenario_id names no stored scenario"},
+            422: {"description": "the grid, a cell or an override does not validate; error.field names the field "
+                  "and error.cell the cell"},
+        }
+    ),
+    summary="Queue a grid of runs of a scenario",
+)
+def create_sweep(
+    session: DbSession,
+    redis_client: RedisDep,
+    celery: CeleryDep,
+    settings: SettingsDep,
+    response: Response,
+    request: Annotated[SweepCreate, Body(openapi_examples=SWEEP_EXAMPLES)],
+) -> SweepAccepted:
+    """Validate every cell x seed, store the sweep and all its runs as queued in one transaction, commit, and
+    only then send the runs' tasks (enqueue after commit). Follow it at links.stream, read it at links.self."""
+    sweep, created = service.create_sweep(session, request)
+    session.commit()
+    service.dispatch(celery, redis_client, settings, created)
+    response.headers["Location"] = f"/sweeps/{sweep.id}"
+    return SweepAccepted(
+        id=sweep.id,
+        status=sweep.status,
+        cells=len(service.cell_values(sweep.grid)),
+        runs=len(created),
+        links=service.sweep_links(sweep.id),
+    )
+
+
+@router.get("/sweeps", response_model=Page[SweepOut], responses=error_responses(), summary="List sweeps, newest first")
+def list_sweeps(session: DbSession, page: Pagination) -> Page[SweepOut]:
+    items, total = service.list_sweeps(session, page.limit, page.offset)
+    return Page[SweepOut](items=items, total=total, limit=page.limit, offset=page.offset)
+
+
+@router.get(
+    "/sweeps/{sweep_id}",
+    response_model=SweepDetail,
+    responses=error_responses({404: {"description": "no sweep with this id"}}),
+    summary="A sweep's status and progress, overall and per cell",
+)
+def get_sweep(session: DbSession, sweep_id: uuid.UUID) -> SweepOut:
+    return service.read_sweep(session, sweep_id, detail=True)
+
+
+@router.post(
+    "/sweeps/{sweep_id}/cancel",
+    response_model=SweepDetail,
+    responses=error_responses(
+        {
+            200: {"description": "every run of the sweep is now over"},
+            202: {"description": "queued runs are cancelled; running ones stop at their next chunk"},
+            404: {"description": "no sweep with this id"},
+            409: {"description": "every run of the sweep has already finished"},
+        }
+    ),
+    summary="Cancel a sweep's queued and running runs",
+)
+def cancel_sweep(
+    session: DbSession, redis_client: RedisDep, settings: SettingsDep, sweep_id: uuid.UUID, response: Response
+) -> SweepOut:
+    sweep, cancelled = service.cancel_sweep(session, sweep_id)
+    session.commit()  # the terminal events must not announce a state a rollback could undo
+    service.announce_cancelled(redis_client, settings, cancelled)
+    out = service.read_sweep(session, sweep.id, detail=True)
+    response.status_code = status.HTTP_200_OK if out.status in TERMINAL_STATUSES else status.HTTP_202_ACCEPTED
+    return out
+
+
+@router.get(
+    "/sweeps/{sweep_id}/metrics",
+    responses=error_responses(
+        {
+            200: {
+                "description": "per cell: coordinates, run counts, coordination metrics with 95% bootstrap "
+                "intervals, and the paired regulation effect against the unregulated cell",
+                "content": {"application/json": {}, "text/csv": {"example": "cell,overrides,agents.alpha,...\n"}},
+            },
+            404: {"description": "no sweep with this id"},
+            409: {"description": "no run of the sweep has succeeded yet"},
+        }
+    ),
+    summary="A sweep's per-cell metrics (JSON, or CSV with Accept: text/csv)",
+)
+def sweep_metrics(
+    session: DbSession,
+    storage: StorageDep,
+    sweep_id: uuid.UUID,
+    accept: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Computed from the summaries of the sweep's succeeded runs at request time; cells with no succeeded run
+    yet have `metrics: null`."""
+    metrics = service.sweep_metrics(session, storage, sweep_id)
+    if accept and "text/csv" in accept:
+        return PlainTextResponse(
+            service.metrics_csv(metrics),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="sweep-{sweep_id}-metrics.csv"'},
+        )
+    return JSONResponse(metrics)
+
+
+@router.get(
+    "/streams/sweeps/{sweep_id}",
+    response_class=EventSourceResponse,
+    responses=error_responses(
+        {
+            200: {
+                "content": {
+                    "text/event-stream": {
+                        "example": 'id: 3\nevent: progress\ndata: {"status": "running", "counts": {"queued": 2, '
+                        '"running": 2}, "progress": 0.4, "cells": []}\n\n'
+                    }
+                },
+                "description": "the event stream",
+            },
+            404: {"description": "no sweep with this id"},
+        }
+    ),
+    tags=["streams"],
+    summary="Follow a sweep's progress (SSE)",
+    description=_SSE_DESCRIPTION,
+)
+async def stream_sweep(
+    request: Request,
+    resources: Resources,
+    sweep_id: uuid.UUID,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> EventSourceResponse:
+    sessions = resources.sessions
+
+    def load() -> dict[str, Any] | None:
+        with sessions() as session:
+            sweep = session.get(Sweep, sweep_id)
+            if sweep is None:
+                return None
+            state = service.sweep_state(session, sweep)
+            service.record_if_finished(session, sweep, state)
+            session.commit()
+            return state.snapshot()
+
+    first = await run_in_threadpool(load)
+    if first is None:
+        raise not_found("sweep", sweep_id)
+    counter = int(last_event_id) if last_event_id and last_event_id.strip().isdigit() else 0
+
+    async def messages() -> AsyncIterator[dict[str, Any]]:
+        nonlocal counter
+        snapshot: dict[str, Any] | None = first
+        previous: dict[str, Any] | None = None
+        while snapshot is not None:
+            terminal = snapshot["status"] in {s.value for s in TERMINAL_STATUSES}
+            if terminal or snapshot != previous:
+                counter += 1
+                yield {"id": str(counter), "event": snapshot["status"] if terminal else "progress",
+                       "data": json.dumps(snapshot)}
+                if terminal:
+                    return
+                previous = snapshot
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(POLL_INTERVAL_S)
+            snapshot = await run_in_threadpool(load)
+        # the sweep was deleted while streaming: nothing more will come
+
+    return EventSourceResponse(messages(), ping=PING_INTERVAL_S, headers={"Cache-Control": "no-store"})
