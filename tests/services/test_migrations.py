@@ -18,7 +18,7 @@ from sqlalchemy import Engine, create_engine, inspect, text
 
 from .conftest import POSTGRES_ADMIN_URL, _database_url, _drop_database
 
-TABLES = {"scenarios", "runs", "results", "run_metrics", "sweeps"}
+TABLES = {"scenarios", "runs", "results", "run_metrics", "sweeps", "sweep_cell_metrics"}
 
 
 @pytest.fixture

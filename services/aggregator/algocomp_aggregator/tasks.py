@@ -2,14 +2,58 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
+from functools import lru_cache
 from typing import Any
 
-from algocomp.db import get_engine
+from algocomp.aggregate import sweeps as sweep_aggregates
+from algocomp.db import Run, Sweep, get_engine, session_scope
 from algocomp.logs import bind_run
 from algocomp.queue import RUN_FINISHED_TASK
+from algocomp.settings import get_settings
+from algocomp.storage import Storage
 from celery import Celery
+from sqlalchemy import Engine
 
 from algocomp_aggregator.indicators import record_run_metrics
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=1)
+def storage() -> Storage:
+    """One S3 client per pool process, created on first use (after the fork)."""
+    return Storage(get_settings())
+
+
+def aggregate_sweep(engine: Engine, run_id: uuid.UUID | str) -> dict[str, Any] | None:
+    """If the run belongs to a sweep: recompute and upsert every cell's metrics of that sweep (all of them: it is
+    cheap next to a run, and it makes each message repair whatever an earlier lost one missed), and once every
+    run of the sweep is over also write metrics.csv, metrics.parquet and the plots to S3. None for a run outside
+    any sweep.
+
+    The recomputation holds the sweep's advisory lock, so an older computation never overwrites a newer one; the
+    files are written after the rows are committed, and every terminal run's message rewrites them (same keys),
+    so a crash in between is repaired by the next message or a redelivery."""
+    with session_scope(engine) as session:
+        run = session.get(Run, uuid.UUID(str(run_id)))
+        if run is None or run.sweep_id is None:
+            return None
+        sweep_id = run.sweep_id
+        sweep_aggregates.lock_sweep(session, sweep_id)
+        # read before computing: a run finishing in between must not count as over yet be missing from the
+        # metrics (a terminal status is final, so "over" read first means every run's result is in)
+        over = sweep_aggregates.sweep_over(session, sweep_id)
+        cells = sweep_aggregates.compute_sweep_metrics(session, storage(), sweep_id)
+        sweep_aggregates.store_sweep_metrics(session, sweep_id, cells)
+    outcome: dict[str, Any] = {"sweep_id": str(sweep_id), "cells": len(cells), "over": over}
+    if over:
+        with session_scope(engine) as session:
+            sweep = session.get(Sweep, sweep_id)
+            outcome["artifacts"] = sweep_aggregates.write_sweep_artifacts(storage(), sweep, cells)
+    log.info("sweep %s: %d cells aggregated%s", sweep_id, len(cells), ", sweep over, files written" if over else "")
+    return outcome
 
 
 def register_tasks(app: Celery) -> None:
@@ -17,9 +61,11 @@ def register_tasks(app: Celery) -> None:
 
     @app.task(name=RUN_FINISHED_TASK)
     def run_finished(run_id: str) -> dict[str, Any] | None:
-        """Store the indicators of a run that reached a terminal status (sent by the worker once per outcome)."""
+        """Store the indicators of a run that reached a terminal status (sent by the worker once per outcome) and,
+        for a run of a sweep, the sweep's per-cell metrics (and its files once the sweep is over)."""
         with bind_run(run_id):
             metrics = record_run_metrics(get_engine(), run_id)
-        if metrics is None:
-            return None
-        return {"run_id": run_id, "status": metrics.status, "profit_gain": metrics.profit_gain}
+            if metrics is None:
+                return None
+            sweep = aggregate_sweep(get_engine(), run_id)
+        return {"run_id": run_id, "status": metrics.status, "profit_gain": metrics.profit_gain, "sweep": sweep}

@@ -9,6 +9,7 @@ from algocomp.db.models import (
     RunStatus,
     ScenarioRecord,
     Sweep,
+    SweepCellMetrics,
 )
 from algocomp.db.session import (
     get_engine,
@@ -26,6 +27,7 @@ __all__ = [
     "RunStatus",
     "ScenarioRecord",
     "Sweep",
+    "SweepCellMetrics",
     "get_engine",
     "reset_engine",
     "session_scope",

@@ -148,3 +148,22 @@ class RunMetrics(Base):
     punishment_share: Mapped[float | None] = mapped_column(Float)
     indicators: Mapped[dict[str, Any]] = mapped_column(JSONB)
     computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now)
+
+
+class SweepCellMetrics(Base):
+    """One row per sweep cell, written by the aggregator as the sweep's runs finish: the cell's coordination
+    indicators pooled over the sessions of its succeeded runs (`algocomp.aggregate.cell_metrics`) and, for a grid
+    with a regulation axis, the paired effect against the unregulated cell. Stored so that the metrics survive
+    without rereading every summary from S3, and recomputed from those summaries whenever a run finishes."""
+
+    __tablename__ = "sweep_cell_metrics"
+
+    sweep_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True)
+    cell: Mapped[int] = mapped_column(Integer, primary_key=True)
+    overrides: Mapped[list[str]] = mapped_column(JSONB)
+    # cell_metrics over the pooled sessions; None while the cell has no succeeded run
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # {"control_cell", "effects", "reason"?} for a regulated cell; None for an unregulated cell or grid
+    effects: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    runs_done: Mapped[int] = mapped_column(Integer)
+    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now)

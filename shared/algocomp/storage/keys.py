@@ -67,3 +67,26 @@ def upload_run_folder(storage: Storage, run_id: uuid.UUID | str, folder: Path | 
         for future in futures.values():
             future.result()
     return {name: run_key(run_id, name) for name in present}
+
+
+# sweep artifact name -> path relative to the sweep's prefix (written by the aggregator when a sweep is over)
+SWEEP_ARTIFACTS: dict[str, str] = {
+    "metrics_csv": "metrics.csv",
+    "metrics_parquet": "metrics.parquet",
+    "delta_heatmap": "plots/delta_heatmap.png",
+    "regulation_effects": "plots/regulation_effects.png",
+}
+
+
+def sweep_prefix(sweep_id: uuid.UUID | str) -> str:
+    """The prefix under which a sweep's aggregate files live."""
+    return f"sweeps/{sweep_id}/"
+
+
+def sweep_key(sweep_id: uuid.UUID | str, name: str) -> str:
+    """The S3 key of sweep artifact `name` (a key of SWEEP_ARTIFACTS)."""
+    try:
+        relative = SWEEP_ARTIFACTS[name]
+    except KeyError:
+        raise KeyError(f"unknown sweep artifact {name!r}; known: {', '.join(SWEEP_ARTIFACTS)}") from None
+    return sweep_prefix(sweep_id) + relative

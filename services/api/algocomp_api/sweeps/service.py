@@ -4,10 +4,6 @@ per-cell metrics from the runs' summaries on S3."""
 
 from __future__ import annotations
 
-import csv
-import io
-import itertools
-import json
 import logging
 import uuid
 from collections import Counter, defaultdict
@@ -15,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from algocomp.aggregate import cell_metrics, paired_effects
+from algocomp.aggregate import sweeps as sweep_aggregates
 from algocomp.db import TERMINAL_STATUSES, Run, RunStatus, Sweep
 from algocomp.scenarios import (
     Scenario,
@@ -25,7 +21,7 @@ from algocomp.scenarios import (
     scenario_hash,
 )
 from algocomp.settings import Settings
-from algocomp.storage import Storage, StorageError, run_key
+from algocomp.storage import Storage
 from celery import Celery
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -47,24 +43,15 @@ log = logging.getLogger("algocomp.api.sweeps")
 MAX_SWEEP_RUNS = 10_000
 # Paths a grid may not vary: each run's seed and sessions come from the sweep's own `seeds` and `sessions`.
 RESERVED_PATHS = ("seed", "sessions")
-# Grid paths under this section are interventions: their effect is measured against the unregulated cell.
-REGULATION_SECTION = "regulation"
 STATUS_NAMES = [status.value for status in RunStatus]
 
 
 # --------------------------------------------------------------------------------------------- the grid
 
 
-def cell_values(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    """The grid's cells as {path: value}, in the cartesian product's order: paths as given, each path's values in
-    order, the last path varying fastest. The order is the cell index, stored on every run."""
-    paths = list(grid)
-    return [dict(zip(paths, combination, strict=True)) for combination in itertools.product(*grid.values())]
-
-
-def cell_overrides(values: dict[str, Any]) -> list[str]:
-    """The cell's "PATH=VALUE" overrides; VALUE is JSON (valid YAML), so lists, objects and null survive."""
-    return [f"{path}={json.dumps(value)}" for path, value in values.items()]
+# The grid's cells and their overrides: one definition, shared with the aggregator.
+cell_values = sweep_aggregates.cell_values
+cell_overrides = sweep_aggregates.cell_overrides
 
 
 def sweep_seeds(request: SweepCreate) -> list[int]:
@@ -420,33 +407,13 @@ def announce_cancelled(redis_client: redis.Redis, settings: Settings, cancelled:
 # --------------------------------------------------------------------------------------------- metrics
 
 
-def _is_baseline(value: Any) -> bool:
-    """An unregulated coordinate: the regulation path set to null (no intervention)."""
-    return value is None
-
-
-def regulation_paths(grid: dict[str, list[Any]]) -> list[str]:
-    return [path for path in grid if path.split(".", 1)[0] == REGULATION_SECTION]
-
-
-def run_sessions(storage: Storage, run_id: uuid.UUID) -> list[dict[str, Any]]:
-    """The per-session summaries of a succeeded run, from its summary.json on S3."""
-    try:
-        summary = json.loads(storage.get_bytes(run_key(run_id, "summary")))
-    except KeyError as error:  # a succeeded run always has one: the worker uploads it before committing
-        raise ApiError(
-            500, "internal_error", f"succeeded run {run_id} has no summary.json on S3", run_id=str(run_id)
-        ) from error
-    except StorageError as error:
-        raise ApiError(
-            503, "unavailable", f"could not read the summary of run {run_id} from S3: {error}", run_id=str(run_id)
-        ) from error
-    return list(summary.get("sessions", []))
-
-
 def sweep_metrics(session: Session, storage: Storage, sweep_id: uuid.UUID) -> dict[str, Any]:
     """Per cell: cell_metrics over the sessions of its succeeded runs, and, when the grid has a regulation axis,
     the paired effect of each regulated cell against the cell with the same other coordinates and no regulation.
+
+    The aggregator stores these rows as runs finish; they are read when present and current (computed from the
+    cell's present succeeded runs), otherwise computed here by the same shared implementation
+    (algocomp.aggregate.sweeps), so the answer never depends on whether the aggregator has caught up.
     409 while no run has succeeded."""
     sweep = get_sweep(session, sweep_id)
     state = sweep_state(session, sweep)
@@ -458,103 +425,23 @@ def sweep_metrics(session: Session, storage: Storage, sweep_id: uuid.UUID) -> di
             f"no run of sweep {sweep_id} has succeeded yet (status {state.status.value}); try again later",
             status=state.status.value,
         )
-    succeeded = session.execute(
-        select(Run.id, Run.cell).where(Run.sweep_id == sweep_id, Run.status == RunStatus.succeeded)
-        .order_by(Run.cell, Run.seed)
-    ).all()
-    sessions_by_cell: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    runs_by_cell: Counter[int] = Counter()
-    for row in succeeded:
-        sessions_by_cell[row.cell].extend(run_sessions(storage, row.id))
-        runs_by_cell[row.cell] += 1
-
-    regulated = regulation_paths(sweep.grid)
-    cells: list[dict[str, Any]] = []
-    for cell in state.per_cell:
-        sessions = sessions_by_cell.get(cell.index, [])
-        cells.append(
-            {
-                "index": cell.index,
-                "overrides": cell.overrides,
-                "values": cell.values,
-                "runs": sum(cell.counts.values()),
-                "runs_succeeded": runs_by_cell[cell.index],
-                "metrics": cell_metrics(sessions) if sessions else None,
-                "regulation_effect": None,
-            }
-        )
-    if regulated:
-        for cell in cells:
-            if all(_is_baseline(cell["values"][path]) for path in regulated):
-                continue
-            control = next(
-                (
-                    other for other in cells
-                    if all(_is_baseline(other["values"][path]) for path in regulated)
-                    and all(other["values"][p] == cell["values"][p] for p in sweep.grid if p not in regulated)
-                ),
-                None,
-            )
-            cell["regulation_effect"] = regulation_effect(cell, control, sessions_by_cell)
+    cells = sweep_aggregates.stored_sweep_metrics(session, sweep)
+    if cells is None:
+        try:
+            cells = sweep_aggregates.compute_sweep_metrics(session, storage, sweep_id)
+        except sweep_aggregates.SweepDataError as error:
+            if error.missing:
+                raise ApiError(500, "internal_error", str(error), run_id=str(error.run_id)) from error
+            raise ApiError(503, "unavailable", str(error), run_id=str(error.run_id)) from error
     return {
         "sweep_id": str(sweep.id),
         "status": state.status.value,
         "grid": sweep.grid,
-        "regulation_paths": regulated,
+        "regulation_paths": sweep_aggregates.regulation_paths(sweep.grid),
         "cells": cells,
     }
 
 
-def regulation_effect(cell: dict[str, Any], control: dict[str, Any] | None,
-                      sessions_by_cell: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
-    """The paired effect of a regulated cell against its unregulated control, or why there is none."""
-    if control is None:
-        return {"control_cell": None, "effects": None,
-                "reason": "the grid has no unregulated (null) value for this cell's other coordinates"}
-    treated, baseline = sessions_by_cell.get(cell["index"], []), sessions_by_cell.get(control["index"], [])
-    if not treated or not baseline:
-        return {"control_cell": control["index"], "effects": None,
-                "reason": "the cell or its control has no succeeded run yet"}
-    try:
-        return {"control_cell": control["index"], "effects": paired_effects(treated, baseline)}
-    except ValueError as error:
-        return {"control_cell": control["index"], "effects": None, "reason": str(error)}
-
-
-def _csv_value(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, (dict, list)):
-        return json.dumps(value)
-    return value
-
-
 def metrics_csv(metrics: dict[str, Any]) -> str:
-    """One row per cell: index, overrides, each grid path's value, run counts, the cell metrics and the
-    regulation effect flattened (effect_<key>, effect_<key>_low, effect_<key>_high, effect_<key>_pairs)."""
-    rows: list[dict[str, Any]] = []
-    for cell in metrics["cells"]:
-        row: dict[str, Any] = {"cell": cell["index"], "overrides": "; ".join(cell["overrides"])}
-        for path in metrics["grid"]:
-            row[path] = _csv_value(cell["values"][path])
-        row["runs"] = cell["runs"]
-        row["runs_succeeded"] = cell["runs_succeeded"]
-        for key, value in (cell["metrics"] or {}).items():
-            row[key] = _csv_value(value)
-        effect = cell["regulation_effect"]
-        if effect is not None:
-            row["control_cell"] = _csv_value(effect["control_cell"])
-            for key, numbers in (effect["effects"] or {}).items():
-                row[f"effect_{key}"] = _csv_value(numbers["effect"])
-                row[f"effect_{key}_low"] = _csv_value(numbers["low"])
-                row[f"effect_{key}_high"] = _csv_value(numbers["high"])
-                row[f"effect_{key}_pairs"] = numbers["pairs"]
-        rows.append(row)
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(key for key in row if key not in columns)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+    """One row per cell (algocomp.aggregate.sweeps.metrics_rows): the same table the aggregator writes to S3."""
+    return sweep_aggregates.metrics_csv(metrics["grid"], metrics["cells"])

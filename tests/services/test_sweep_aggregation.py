@@ -1,0 +1,151 @@
+"""The aggregator computes and stores a sweep's per-cell metrics as its runs finish (Postgres rows in
+`sweep_cell_metrics`), writes metrics.csv, metrics.parquet and the plots to S3 once the sweep is over, and
+recomputes all of it from durable state (the runs' summaries on S3) after a restart that lost the rows."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+from algocomp.aggregate import cell_metrics, paired_effects
+from algocomp.queue import AGGREGATE_QUEUE, RUN_FINISHED_TASK, create_celery
+from algocomp.settings import Settings
+from algocomp.storage import Storage, run_key
+from algocomp.storage.keys import sweep_key, sweep_prefix
+from sqlalchemy import Engine, text
+
+from .conftest import ServiceProcess, _celery_ping
+
+WAIT_TIMEOUT_S = 120
+TINY_OVERRIDES = ["horizon.max_periods=20000", "logging.interval=1000"]
+PRICE_CAP = {"basis": "absolute", "value": 1.75}
+GRID = {"agents.alpha": [0.1, 0.15], "regulation.price_cap": [None, PRICE_CAP]}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def api(api_server: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api_server, timeout=30.0) as client:
+        yield client
+
+
+@pytest.fixture
+def start_aggregator(service_env: Settings, start_service: Callable[..., ServiceProcess]) -> Callable[[], ServiceProcess]:
+    """start_aggregator() -> a fresh aggregator process on the "aggregate" queue (stopped after the test)."""
+
+    def start() -> ServiceProcess:
+        nodename = f"aggregate-test-{uuid.uuid4().hex[:8]}@localhost"
+        argv = [sys.executable, "-m", "celery", "-A", "algocomp_aggregator.app:celery_app", "worker",
+                "-Q", AGGREGATE_QUEUE, "-c", "1", "--loglevel", "INFO", "-n", nodename,
+                "--without-gossip", "--without-mingle"]
+        return start_service(argv, _celery_ping(service_env, nodename))
+
+    return start
+
+
+def wait_until(condition: Callable[[], Any], timeout_s: float, what: str, process: ServiceProcess | None = None) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            detail = f"\naggregator output:\n{process.output()}" if process is not None else ""
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}{detail}")
+        time.sleep(0.5)
+
+
+def stored_cells(db_engine: Engine, sweep_id: str) -> list[dict[str, Any]]:
+    with db_engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT cell, overrides, metrics, effects, runs_done FROM sweep_cell_metrics "
+                 "WHERE sweep_id = :id ORDER BY cell"),
+            {"id": sweep_id},
+        ).mappings().all()
+    return [dict(row) for row in rows]
+
+
+def complete(db_engine: Engine, storage: Storage, sweep_id: str, cells: int) -> bool:
+    """Every cell stored from its one succeeded run, and the sweep's files written."""
+    rows = stored_cells(db_engine, sweep_id)
+    return (len(rows) == cells and all(row["runs_done"] == 1 for row in rows)
+            and storage.exists(sweep_key(sweep_id, "metrics_csv")))
+
+
+def test_the_aggregator_stores_sweep_metrics_writes_its_files_and_recomputes_them_after_a_restart(
+    api: httpx.Client, db_engine: Engine, storage: Storage, service_env: Settings, worker_process: Any,
+    start_aggregator: Callable[[], ServiceProcess],
+) -> None:
+    aggregator = start_aggregator()
+    response = api.post(
+        "/sweeps",
+        json={"preset": "calvano-2020-baseline", "name": "aggregation", "sessions": 3, "seeds": [0],
+              "overrides": TINY_OVERRIDES, "grid": GRID},
+    )
+    assert response.status_code == 202, response.text
+    sweep_id = response.json()["id"]
+
+    wait_until(lambda: complete(db_engine, storage, sweep_id, 4), WAIT_TIMEOUT_S, "the sweep's stored metrics",
+               aggregator)
+    sweep = api.get(f"/sweeps/{sweep_id}").json()
+    assert sweep["status"] == "succeeded", sweep
+
+    # the stored metrics are the library's, recomputed here from each run's own summary.json
+    sessions = {
+        cell["index"]: json.loads(storage.get_bytes(run_key(cell["run_ids"][0], "summary")))["sessions"]
+        for cell in sweep["per_cell"]
+    }
+    rows = stored_cells(db_engine, sweep_id)
+    assert [row["cell"] for row in rows] == [0, 1, 2, 3]
+    assert [row["overrides"] for row in rows] == [cell["overrides"] for cell in sweep["per_cell"]]
+    for row in rows:
+        assert row["metrics"]["sessions"] == 3
+        assert row["metrics"] == json.loads(json.dumps(cell_metrics(sessions[row["cell"]])))
+    assert [row["effects"] is None for row in rows] == [True, False, True, False]
+    for treated, control in ((1, 0), (3, 2)):
+        effect = rows[treated]["effects"]
+        assert effect["control_cell"] == control
+        assert effect["effects"] == json.loads(json.dumps(paired_effects(sessions[treated], sessions[control])))
+
+    # the API serves the same numbers (from the stored rows)
+    served = api.get(f"/sweeps/{sweep_id}/metrics").json()["cells"]
+    assert [cell["metrics"] for cell in served] == [row["metrics"] for row in rows]
+    assert [cell["regulation_effect"] for cell in served] == [row["effects"] for row in rows]
+
+    # the files on S3: one CSV and Parquet row per cell, a heatmap of Delta and the regulation effects
+    table = list(csv.DictReader(io.StringIO(storage.get_bytes(sweep_key(sweep_id, "metrics_csv")).decode())))
+    assert [row["cell"] for row in table] == ["0", "1", "2", "3"]
+    assert [float(row["profit_gain_mean"]) for row in table] == pytest.approx(
+        [row["metrics"]["profit_gain_mean"] for row in rows])
+    assert table[0]["effect_mean_price"] == "" and float(table[1]["effect_mean_price"]) == pytest.approx(
+        rows[1]["effects"]["effects"]["mean_price"]["effect"])
+    frame = pd.read_parquet(io.BytesIO(storage.get_bytes(sweep_key(sweep_id, "metrics_parquet"))))
+    assert list(frame["cell"]) == [0, 1, 2, 3]
+    assert list(frame["profit_gain_mean"]) == pytest.approx([row["metrics"]["profit_gain_mean"] for row in rows])
+    for name in ("delta_heatmap", "regulation_effects"):
+        assert storage.get_bytes(sweep_key(sweep_id, name)).startswith(PNG_MAGIC), name
+
+    # a restart that lost everything: the aggregator stops, its rows and files are deleted; a fresh aggregator
+    # given one finished run of the sweep recomputes every cell from the runs' summaries, equal to before
+    aggregator.stop()
+    with db_engine.begin() as connection:
+        connection.execute(text("DELETE FROM sweep_cell_metrics WHERE sweep_id = :id"), {"id": sweep_id})
+    assert storage.delete_prefix(sweep_prefix(sweep_id)) == 4
+    assert stored_cells(db_engine, sweep_id) == []
+    restarted = start_aggregator()
+    create_celery(service_env, name="algocomp-test-sender").send_task(
+        RUN_FINISHED_TASK, args=[str(sweep["per_cell"][2]["run_ids"][0])], queue=AGGREGATE_QUEUE
+    )
+    wait_until(lambda: complete(db_engine, storage, sweep_id, 4), 60, "the recomputed metrics", restarted)
+    recomputed = stored_cells(db_engine, sweep_id)
+    assert recomputed == rows
+    assert storage.get_bytes(sweep_key(sweep_id, "delta_heatmap")).startswith(PNG_MAGIC)
