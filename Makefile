@@ -38,7 +38,7 @@ dev: $(INSTALLED) ## start the native stack (api, worker, aggregator, beat, Flow
 stop: ## stop the native stack started by `make dev`
 	$(BIN)/python -m algocomp.devstack down
 
-demo: $(INSTALLED) ## through the API: the Calvano baseline and myopic-vs-bandit, 3 seeds each, live, then a table
+demo: $(INSTALLED) ## through the API: the Calvano baseline and myopic-vs-bandit, 3 seeds each, live, then a table; ends with a sweep (opponents x price cap)
 	$(BIN)/python -m algocomp.devstack up
 	$(BIN)/python scripts/demo.py
 

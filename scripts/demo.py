@@ -2,9 +2,12 @@
 
 Launches the Calvano et al. (2020) baseline and the myopic-vs-bandit market for a few seeds each, all at once
 (the stack's workers take them in turn), follows every run's Server-Sent Events with a progress bar per run (a
-line per change when stdout is not a terminal), then prints one row per run and the links to its files.
+line per change when stdout is not a terminal), then prints one row per run and the links to its files. It ends with a sweep: the baseline Q-learner against a
+myopic and against an epsilon-greedy bandit opponent, each without and with a price cap 10% above Nash, over
+several seeds; it prints the per-cell metrics and the cap's paired effects with their 95% intervals.
 
     python scripts/demo.py [--api URL] [--seeds 3] [--sessions 20] [--bandit-sessions 20]
+                           [--sweep-seeds 3] [--sweep-sessions 10] [--sweep-periods 300000]
 
 It uses only the HTTP API (algocomp.client), as any client of a deployed stack would; `make demo` starts the
 native stack first (python -m algocomp.devstack up).
@@ -22,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from algocomp.cli.remote import format_sweep_metrics
 from algocomp.client import ApiError, Client
 from algocomp.client.api import DEFAULT_BASE_URL, TERMINAL_STATUSES
 
@@ -30,6 +34,14 @@ BASELINE = "calvano-2020-baseline"
 BANDIT = "myopic-vs-bandit"
 FIRST_SEED = 1
 RUN_TIMEOUT_S = 1800
+# The closing sweep: opponents of the baseline Q-learner (whole per-firm agent lists) x a price cap.
+SWEEP_GRID: dict[str, list[Any]] = {
+    "agents": [
+        [{"type": "qlearning"}, {"type": "myopic"}],
+        [{"type": "qlearning"}, {"type": "epsilon_greedy", "epsilon": 0.1, "beta": 1e-4}],
+    ],
+    "regulation.price_cap": [None, {"basis": "nash_markup", "value": 0.1}],
+}
 
 
 @dataclass
@@ -59,6 +71,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=3, help="seeds per scenario (default 3)")
     parser.add_argument("--sessions", type=int, default=20, help="sessions per Calvano baseline run (default 20)")
     parser.add_argument("--bandit-sessions", type=int, default=20, help="sessions per myopic-vs-bandit run (default 20)")
+    parser.add_argument("--sweep-seeds", type=int, default=3, help="seeds per cell of the closing sweep (default 3)")
+    parser.add_argument("--sweep-sessions", type=int, default=10, help="sessions per run of the sweep (default 10)")
+    parser.add_argument(
+        "--sweep-periods", type=int, default=300_000,
+        help="longest horizon of a sweep session (default 300000; sessions stop at convergence), which keeps "
+        "the sweep well under a minute on 2 cores",
+    )
     return parser.parse_args(argv)
 
 
@@ -96,7 +115,81 @@ def main(argv: list[str] | None = None) -> int:
     failed = [run for run in runs if run.status != "succeeded"]
     for run in failed:
         print(f"  {run.label} ({run.run_id}) {run.status}: {run.error or 'no error recorded'}", file=sys.stderr)
-    return 0 if not failed else 1
+    sweep_ok = run_sweep(args)
+    return 0 if not failed and sweep_ok else 1
+
+
+# ---------------------------------------------------------------------------------------------- the sweep
+
+
+def run_sweep(args: argparse.Namespace) -> bool:
+    """Q-learning against a myopic and a bandit opponent, with and without a price cap: launch it as one sweep,
+    follow its event stream, then print the per-cell metrics and the cap's paired effects (GET
+    /sweeps/{id}/metrics). True when every run succeeded."""
+    print()
+    print(f"sweep: {BASELINE} Q-learner vs myopic / epsilon-greedy opponents x price cap (none, Nash + 10%), "
+          f"{args.sweep_seeds} seeds x {args.sweep_sessions} sessions per cell")
+    with Client(args.api) as client:
+        try:
+            accepted = client.create_sweep(
+                preset=BASELINE,
+                grid=SWEEP_GRID,
+                seeds_per_cell=args.sweep_seeds,
+                sessions=args.sweep_sessions,
+                overrides=[f"horizon.max_periods={args.sweep_periods}", "horizon.stop_at_convergence=true",
+                           f"logging.interval={max(1, args.sweep_periods // 20)}"],
+                name="demo: opponents x price cap",
+            )
+            sweep_id = str(accepted["id"])
+            started = time.monotonic()
+            with SweepDisplay(int(accepted["runs"])) as on_progress:
+                sweep = client.wait_sweep(sweep_id, progress=on_progress, timeout=RUN_TIMEOUT_S)
+            elapsed = time.monotonic() - started
+            print(f"sweep {sweep_id} {sweep['status']} in {elapsed:.1f} s: {accepted['cells']} cells, "
+                  f"{accepted['runs']} runs ({', '.join(f'{k} {v}' for k, v in sweep['counts'].items() if v)})")
+            if not sweep["counts"].get("succeeded"):
+                return False
+            metrics = client.sweep_metrics_json(sweep_id)
+        except (ApiError, httpx.HTTPError, TimeoutError) as error:
+            print(f"demo: sweep: {error}", file=sys.stderr)
+            return False
+    print()
+    print(format_sweep_metrics(metrics))
+    print(f"Per-cell CSV: {args.api}/sweeps/{sweep_id}/metrics (Accept: text/csv), or "
+          f"`algocomp aggregate --sweep {sweep_id}` for one row per run.")
+    return sweep["status"] == "succeeded"
+
+
+class SweepDisplay:
+    """A tqdm bar of the sweep's runs on a terminal; otherwise a line whenever the count of finished runs
+    changes."""
+
+    def __init__(self, runs: int) -> None:
+        self._runs = runs
+        self._bar: Any = None
+        self._last_over = -1
+
+    def __enter__(self) -> Any:
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self._runs, desc="sweep runs", unit="run", file=sys.stderr)
+        return self.update
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+    def update(self, event: dict[str, Any]) -> None:
+        counts = event.get("counts") or {}
+        over = sum(counts.get(status, 0) for status in TERMINAL_STATUSES)
+        progress = event.get("progress")
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"{100 * float(progress or 0):.0f}% of the work done", refresh=False)
+            self._bar.update(over - self._bar.n)
+        elif over != self._last_over:
+            self._last_over = over
+            print(f"  sweep: {over}/{self._runs} runs over, {100 * float(progress or 0):.0f}% done", flush=True)
 
 
 # ---------------------------------------------------------------------------------------------- live progress

@@ -556,7 +556,7 @@ def test_openapi_documents_every_domain_with_examples(api: httpx.Client) -> None
     schema = api.get("/openapi.json").json()
     assert schema["info"]["title"] == "algocomp API"
     tags = {tag for path in schema["paths"].values() for operation in path.values() for tag in operation["tags"]}
-    assert tags == {"scenarios", "runs", "sweeps", "results", "streams", "health"}
+    assert tags == {"scenarios", "runs", "sweeps", "aggregates", "results", "streams", "health"}
     run_body = schema["paths"]["/runs"]["post"]["requestBody"]["content"]["application/json"]
     assert "preset" in run_body["examples"]
     # errors are documented in the shape the API returns, not FastAPI's default validation error

@@ -14,6 +14,7 @@ from algocomp.logs import configure_logging
 from algocomp.settings import Settings, get_settings
 from fastapi import FastAPI
 
+from algocomp_api.aggregates.routes import router as aggregates_router
 from algocomp_api.deps import ApiResources
 from algocomp_api.errors import install_error_handlers
 from algocomp_api.health.routes import router as health_router
@@ -43,6 +44,7 @@ TAGS = [
     {"name": "scenarios", "description": "validated experiment descriptions, stored once per fingerprint"},
     {"name": "runs", "description": "queued, running and finished simulations of a scenario"},
     {"name": "sweeps", "description": "grids of runs over dotted-path overrides and seeds, and their metrics"},
+    {"name": "aggregates", "description": "per-run coordination indicators recorded by the aggregator"},
     {"name": "results", "description": "a succeeded run's summary and files"},
     {"name": "streams", "description": "live progress of a run or a sweep as Server-Sent Events"},
     {"name": "health", "description": "liveness and readiness probes"},
@@ -74,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in (scenarios_router, runs_router, sweeps_router, results_router, streams_router, health_router):
+    for router in (scenarios_router, runs_router, sweeps_router, aggregates_router, results_router, streams_router, health_router):
         app.include_router(router)
     return app
 

@@ -7,6 +7,8 @@
     algocomp runs show ID | follow ID | cancel ID
     algocomp results ID [--json]
     algocomp panel ID --out panel.parquet
+    algocomp sweep calvano-2020-baseline --grid agents.alpha=0.05,0.15 --grid 'regulation.price_cap=[null, {value: 1.75}]' --seeds 3
+    algocomp aggregate [--sweep ID] --out metrics.csv
 
 Every command takes `--api URL` (default: $ALGOCOMP_API_URL, else http://127.0.0.1:8000), before or after the
 action. Exit codes: 0 success; 1 a run that ended failed or cancelled, or an error of the server (5xx); 2 a user
@@ -67,7 +69,7 @@ class RemoteUsageError(Exception):
 
 
 def install(register: Callable[[Any], Any], subcommand_type: Callable[..., Any]) -> None:
-    """Register `scenarios`, `runs`, `results` and `panel` with the `algocomp` tool."""
+    """Register `scenarios`, `runs`, `results`, `panel`, `sweep` and `aggregate` with the `algocomp` tool."""
     register(
         subcommand_type(
             name="scenarios",
@@ -99,6 +101,26 @@ def install(register: Callable[[Any], Any], subcommand_type: Callable[..., Any])
             name="panel",
             help="download the Parquet panel of a finished run from the algocomp API",
             configure=_configure_panel,
+            run=_dispatch,
+        )
+    )
+
+
+    register(
+        subcommand_type(
+            name="sweep",
+            help="run a grid of experiments on the algocomp API and write its per-cell metrics",
+            description="Launch a sweep (a base scenario, a grid of dotted-path overrides, seeds), follow it and "
+            "write sweep_results.csv with one row of metrics per cell.",
+            configure=_configure_sweep,
+            run=_dispatch,
+        )
+    )
+    register(
+        subcommand_type(
+            name="aggregate",
+            help="write the coordination indicators of every finished run (one row per run) from the algocomp API",
+            configure=_configure_aggregate,
             run=_dispatch,
         )
     )
@@ -183,6 +205,44 @@ def _configure_panel(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_id", metavar="ID")
     parser.add_argument("--out", required=True, metavar="FILE.parquet", help="where to write the panel")
     parser.set_defaults(handler=run_panel)
+
+
+def _configure_sweep(parser: argparse.ArgumentParser) -> None:
+    _add_api_option(parser, on_leaf=False)
+    parser.add_argument("scenario", metavar="SCENARIO_OR_ID", help="a scenario file, a preset name or a scenario id")
+    parser.add_argument(
+        "--grid",
+        dest="grid",
+        action="append",
+        default=[],
+        metavar="PATH=V1,V2,...",
+        help="one axis of the grid (repeatable; values are YAML scalars, or a YAML flow list for values with "
+        "commas: 'regulation.price_cap=[null, {value: 1.75}]')",
+    )
+    parser.add_argument("--seeds", type=int, default=None, metavar="N", help="seeds 0..N-1 per cell (default 1)")
+    parser.add_argument("--sessions", type=int, metavar="N", help="sessions per run (default: the scenario's)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="change a field of the base scenario for every cell (repeatable, applied in order)",
+    )
+    parser.add_argument("--name", help="a label for the sweep")
+    parser.add_argument("--out", default="sweep_results.csv", metavar="FILE.csv", help="where to write the per-cell metrics")
+    parser.add_argument(
+        "--follow", action=argparse.BooleanOptionalAction, default=True,
+        help="follow the sweep until it ends and write --out (default); --no-follow prints its id and returns",
+    )
+    parser.set_defaults(handler=run_sweep)
+
+
+def _configure_aggregate(parser: argparse.ArgumentParser) -> None:
+    _add_api_option(parser, on_leaf=False)
+    parser.add_argument("--sweep", dest="sweep_id", metavar="ID", help="only the runs of this sweep")
+    parser.add_argument("--out", default="metrics.csv", metavar="FILE.csv", help="where to write one row per run")
+    parser.set_defaults(handler=run_aggregate)
 
 
 # ---------------------------------------------------------------------------------------------- dispatch
@@ -454,6 +514,198 @@ def run_panel(args: argparse.Namespace, client: Client) -> int:
     os.replace(tmp, out)
     print(f"wrote {out} ({len(content):,} bytes)", file=sys.stderr)
     return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------- sweeps
+
+
+def parse_grid(axes: Sequence[str]) -> dict[str, list[Any]]:
+    """`--grid PATH=V1,V2,...` options as {path: [values]}: each value a YAML scalar as with --set, or the whole
+    right-hand side a YAML flow list (`[null, {value: 1.75}]`) when values contain commas."""
+    import yaml
+
+    from algocomp.scenarios.overrides import parse_yaml
+
+    grid: dict[str, list[Any]] = {}
+    for axis in axes:
+        if "=" not in axis:
+            raise RemoteUsageError(f"--grid {axis!r}: write PATH=V1,V2,..., e.g. agents.alpha=0.05,0.15")
+        path, raw = (part.strip() for part in axis.split("=", 1))
+        if not path or not raw:
+            raise RemoteUsageError(f"--grid {axis!r}: needs a path and at least one value")
+        try:
+            if raw.startswith("["):
+                values = parse_yaml(raw)
+                if not isinstance(values, list):
+                    raise RemoteUsageError(f"--grid {axis!r}: a value list in brackets must be a YAML list")
+            else:
+                values = [parse_yaml(item) for item in raw.split(",")]
+        except yaml.YAMLError as error:
+            raise RemoteUsageError(f"--grid {axis!r}: not valid YAML: {error}") from error
+        if not values:
+            raise RemoteUsageError(f"--grid {axis!r}: needs at least one value")
+        if path in grid:
+            raise RemoteUsageError(f"--grid {path}: given twice; list all its values in one --grid")
+        grid[path] = values
+    if not grid:
+        raise RemoteUsageError("a sweep needs at least one --grid PATH=V1,V2,...")
+    return grid
+
+
+def run_sweep(args: argparse.Namespace, client: Client) -> int:
+    grid = parse_grid(args.grid)
+    source = resolve_scenario(args.scenario)
+    answer = client.create_sweep(
+        source.get("scenario"),
+        preset=source.get("preset"),
+        scenario_id=source.get("scenario_id"),
+        grid=grid,
+        seeds_per_cell=args.seeds,
+        sessions=args.sessions,
+        overrides=args.overrides,
+        name=args.name,
+    )
+    sweep_id = str(answer["id"])
+    print(sweep_id)
+    sys.stdout.flush()
+    print(f"queued sweep {sweep_id}: {answer.get('cells')} cells, {answer.get('runs')} runs", file=sys.stderr)
+    if not args.follow:
+        return EXIT_OK
+    detail = client.get_sweep(sweep_id)
+    labels = {cell["index"]: " ".join(cell.get("overrides") or []) for cell in detail.get("per_cell") or []}
+    try:
+        with sweep_progress(int(answer.get("runs") or 0), labels, on_terminal=sys.stderr.isatty()) as on_progress:
+            sweep = client.wait_sweep(sweep_id, progress=on_progress)
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: stopped following; sweep {sweep_id} goes on", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    status = sweep.get("status")
+    if (sweep.get("counts") or {}).get("succeeded", 0) == 0:
+        print(f"{PROG}: sweep {sweep_id} {status} without a succeeded run", file=sys.stderr)
+        return EXIT_RUN_NOT_SUCCEEDED
+    out = Path(args.out)
+    _write_text(out, client.sweep_metrics_csv(sweep_id))
+    metrics = client.sweep_metrics_json(sweep_id)
+    print(format_sweep_metrics(metrics))
+    print(f"wrote {out} ({len(metrics.get('cells') or [])} cells)", file=sys.stderr)
+    if status != "succeeded":
+        print(f"{PROG}: sweep {sweep_id} {status}; the metrics cover its succeeded runs", file=sys.stderr)
+        return EXIT_RUN_NOT_SUCCEEDED
+    return EXIT_OK
+
+
+@contextmanager
+def sweep_progress(
+    runs: int, labels: dict[int, str], *, on_terminal: bool
+) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """Progress of a sweep from its events: on a terminal a tqdm bar of runs over (with the share of work done);
+    elsewhere one line per cell as its last run ends (no carriage returns in logs)."""
+    bar = None
+    if on_terminal:
+        bar = session_bar(runs or None)
+        bar.unit = "run"
+        bar.set_description("runs", refresh=False)
+    reported: set[int] = set()
+
+    def over(counts: dict[str, int]) -> int:
+        return sum(counts.get(status, 0) for status in TERMINAL_STATUSES)
+
+    def on_progress(event: dict[str, Any]) -> None:
+        counts = event.get("counts") or {}
+        if bar is not None:
+            bar.set_postfix_str(
+                f"{fmt_share(event.get('progress'))} done, " + ", ".join(f"{k} {v}" for k, v in counts.items() if v),
+                refresh=False,
+            )
+            bar.update(over(counts) - bar.n)
+            return
+        for cell in event.get("cells") or []:
+            cell_counts = cell.get("counts") or {}
+            total = sum(cell_counts.values())
+            if cell["index"] not in reported and total and over(cell_counts) == total:
+                reported.add(cell["index"])
+                states = ", ".join(f"{k} {v}" for k, v in cell_counts.items() if v)
+                print(f"cell {cell['index']} [{labels.get(cell['index'], '')}]: {states}", file=sys.stderr, flush=True)
+
+    try:
+        yield on_progress
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _interval(metrics: dict[str, Any], key: str, digits: int = 3) -> str:
+    if not is_number(metrics.get(key)):
+        return "-"
+    text = f"{float(metrics[key]):.{digits}f}"
+    if is_number(metrics.get(f"{key}_low")) and is_number(metrics.get(f"{key}_high")):
+        text += f" [{float(metrics[f'{key}_low']):.{digits}f}, {float(metrics[f'{key}_high']):.{digits}f}]"
+    return text
+
+
+def _cell_label(cell: dict[str, Any]) -> str:
+    values = cell.get("values") or {}
+    return " ".join(f"{path}={json.dumps(value, separators=(',', ':'))}" for path, value in values.items())
+
+
+def format_sweep_metrics(metrics: dict[str, Any]) -> str:
+    """The per-cell table (Delta mean with its 95% interval, mean price, consumer-surplus loss, convergence) and,
+    when the grid has a regulation axis, each regulated cell's paired effects with their intervals."""
+    rows = []
+    for cell in metrics.get("cells") or []:
+        m = cell.get("metrics") or {}
+        rows.append(
+            [
+                cell.get("index"),
+                _cell_label(cell),
+                f"{cell.get('runs_succeeded', 0)}/{cell.get('runs', 0)}",
+                _interval(m, "profit_gain_mean"),
+                fmt_number(m.get("mean_price")),
+                _interval(m, "consumer_surplus_loss_mean"),
+                fmt_share(m.get("convergence_rate")),
+            ]
+        )
+    lines = [_table(["cell", "overrides", "runs", "Delta mean [95% CI]", "mean price", "CS loss [95% CI]", "converged"], rows)]
+    effects = [cell for cell in metrics.get("cells") or [] if cell.get("regulation_effect")]
+    if effects:
+        lines.append("")
+        lines.append("regulation effects (regulated - unregulated, paired by seed, 95% CI)")
+        effect_rows = []
+        for cell in effects:
+            effect = cell["regulation_effect"]
+            for key, numbers in (effect.get("effects") or {}).items():
+                effect_rows.append(
+                    [
+                        cell.get("index"),
+                        effect.get("control_cell"),
+                        key,
+                        _interval({"e": numbers.get("effect"), "e_low": numbers.get("low"), "e_high": numbers.get("high")}, "e", 4),
+                        numbers.get("pairs"),
+                    ]
+                )
+        lines.append(_table(["cell", "vs cell", "on", "effect [95% CI]", "pairs"], effect_rows))
+    return "\n".join(lines)
+
+
+def run_aggregate(args: argparse.Namespace, client: Client) -> int:
+    frame = client.aggregates(sweep_id=args.sweep_id)
+    out = Path(args.out)
+    import io
+
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False)
+    _write_text(out, buffer.getvalue())
+    print(f"wrote {out} ({len(frame)} runs)", file=sys.stderr)
+    return EXIT_OK
+
+
+def _write_text(out: Path, text: str) -> None:
+    """Write through a temporary file so that an interrupted write never leaves half a CSV behind."""
+    if out.parent and not out.parent.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, out)
 
 
 # ---------------------------------------------------------------------------------------------- formatting

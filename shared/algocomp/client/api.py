@@ -200,6 +200,11 @@ class Client:
         A connection that drops is reopened with Last-Event-ID, so each event is yielded once. After
         MAX_STREAM_FAILURES failed attempts in a row the last transport error is raised (httpx.TransportError).
         """
+        return self._stream(f"/streams/{run_id}", f"run {run_id}", last_event_id)
+
+    def _stream(self, path: str, subject: str, last_event_id: str | None) -> Iterator[SseEvent]:
+        """The SSE events at `path` until a terminal one, resuming a dropped connection with Last-Event-ID (shared
+        by the run and the sweep streams, which follow the same protocol)."""
         failures = 0
         retry_s = 0.5
         while True:
@@ -208,7 +213,7 @@ class Client:
                 headers["Last-Event-ID"] = last_event_id
             timeout = httpx.Timeout(self.timeout, read=max(self.timeout, STREAM_READ_TIMEOUT_S))
             try:
-                with self._http.stream("GET", f"/streams/{run_id}", headers=headers, timeout=timeout) as response:
+                with self._http.stream("GET", path, headers=headers, timeout=timeout) as response:
                     if response.status_code >= 400:
                         response.read()
                         raise _api_error(response)
@@ -238,7 +243,7 @@ class Client:
                 failures += 1
                 if failures >= MAX_STREAM_FAILURES:
                     raise httpx.RemoteProtocolError(
-                        f"the event stream of run {run_id} closed {failures} times without a terminal event"
+                        f"the event stream of {subject} closed {failures} times without a terminal event"
                     )
             time.sleep(retry_s)
 
@@ -334,6 +339,141 @@ class Client:
         if not isinstance(sessions, list):
             raise ApiError(0, "no_sessions", f"run {run_id} has no per-session metrics in its summary")
         return pd.DataFrame.from_records(sessions)
+
+    # ------------------------------------------------------------------------------------------ sweeps
+
+    def create_sweep(
+        self,
+        scenario: Mapping[str, Any] | str | None = None,
+        *,
+        grid: Mapping[str, Sequence[Any]],
+        preset: str | None = None,
+        scenario_id: str | None = None,
+        seeds: Sequence[int] | None = None,
+        seeds_per_cell: int | None = None,
+        sessions: int | None = None,
+        overrides: Sequence[str] = (),
+        name: str | None = None,
+    ) -> dict[str, Any]:
+        """Queue a grid of runs of one base scenario (an inline dict, a preset name or a stored scenario's id):
+        `grid` maps dotted paths to lists of values (lists, objects and None survive as they are); every cell
+        runs once per seed (`seeds`, or `seeds_per_cell` = k for seeds 0..k-1) with `sessions` sessions.
+        Returns {"id", "status", "cells", "runs", "links"} at once; ApiError 422 names the cell and field at
+        fault before anything is queued."""
+        if isinstance(scenario, str):
+            scenario, preset = None, scenario
+        sources = [n for n, v in (("scenario", scenario), ("preset", preset), ("scenario_id", scenario_id)) if v is not None]
+        if len(sources) != 1:
+            raise ValueError("give exactly one of scenario (a dict), preset or scenario_id")
+        if seeds is not None and seeds_per_cell is not None:
+            raise ValueError("give seeds or seeds_per_cell, not both")
+        body: dict[str, Any] = {"grid": {path: list(values) for path, values in grid.items()}}
+        if scenario is not None:
+            body["scenario"] = dict(scenario)
+        elif preset is not None:
+            body["preset"] = preset
+        else:
+            body["scenario_id"] = str(scenario_id)
+        if seeds is not None:
+            body["seeds"] = list(seeds)
+        if seeds_per_cell is not None:
+            body["seeds_per_cell"] = seeds_per_cell
+        if sessions is not None:
+            body["sessions"] = sessions
+        if overrides:
+            body["overrides"] = list(overrides)
+        if name is not None:
+            body["name"] = name
+        return self._json("POST", "/sweeps", json=body)
+
+    def get_sweep(self, sweep_id: str) -> dict[str, Any]:
+        """The sweep: status, counts per run status, mean progress, and per cell its overrides, counts and runs."""
+        return self._json("GET", f"/sweeps/{sweep_id}")
+
+    def list_sweeps(self, **filters: Any) -> list[dict[str, Any]]:
+        """Sweeps, newest first (one page; pass limit=/offset= for others)."""
+        return _items(self._json("GET", "/sweeps", params=_params(filters)))
+
+    def cancel_sweep(self, sweep_id: str) -> dict[str, Any]:
+        """Cancel the sweep's queued runs at once; its running ones stop at their next check."""
+        return self._json("POST", f"/sweeps/{sweep_id}/cancel")
+
+    def sweep_events(self, sweep_id: str, last_event_id: str | None = None) -> Iterator[SseEvent]:
+        """The sweep's events as (id, event, data): `progress` whenever its runs' aggregate state changes (status,
+        counts, progress, per-cell counts and progress), ending with the terminal event (succeeded, failed or
+        cancelled). Resumed with Last-Event-ID like `events`."""
+        return self._stream(f"/streams/sweeps/{sweep_id}", f"sweep {sweep_id}", last_event_id)
+
+    def wait_sweep(
+        self,
+        sweep_id: str,
+        progress: ProgressCallback | None = None,
+        *,
+        timeout: float | None = None,
+        poll_interval: float = POLL_INTERVAL_S,
+    ) -> dict[str, Any]:
+        """Block until every run of the sweep is over and return the sweep (GET /sweeps/{id}). `progress` gets
+        the data of each `progress` event (and of the terminal one). Falls back to polling the sweep if the
+        stream keeps failing. TimeoutError after `timeout` seconds (the sweep goes on)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            for _, event, data in self.sweep_events(sweep_id):
+                if progress is not None and isinstance(data, dict):
+                    progress(data)
+                if event in TERMINAL_EVENTS:
+                    return self.get_sweep(sweep_id)
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"sweep {sweep_id} did not finish within {timeout} s")
+        except ApiUnreachable:
+            raise
+        except ApiError as error:
+            if error.is_user_error:
+                raise
+        except httpx.TransportError:
+            pass  # the stream keeps failing: the sweep's record still tells when it ends
+        while True:
+            sweep = self.get_sweep(sweep_id)
+            if progress is not None:
+                progress(sweep)
+            if sweep.get("status") in TERMINAL_STATUSES:
+                return sweep
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"sweep {sweep_id} did not finish in time (status {sweep.get('status')})")
+            time.sleep(poll_interval)
+
+    def sweep_metrics_json(self, sweep_id: str) -> dict[str, Any]:
+        """GET /sweeps/{id}/metrics as JSON: {"grid", "cells": [{index, overrides, values, runs, runs_succeeded,
+        metrics, regulation_effect}], ...} (ApiError 409 while no run has succeeded)."""
+        return self._json("GET", f"/sweeps/{sweep_id}/metrics")
+
+    def sweep_metrics(self, sweep_id: str) -> pd.DataFrame:
+        """The sweep's metrics, one row per cell (its coordinates, run counts, metrics with 95% intervals and
+        the flattened regulation effects), read from the API's CSV form."""
+        return _read_csv(self._request("GET", f"/sweeps/{sweep_id}/metrics", headers={"Accept": "text/csv"}).text)
+
+    def sweep_metrics_csv(self, sweep_id: str) -> str:
+        """The sweep's metrics as the API's CSV text (for writing sweep_results.csv unchanged)."""
+        return self._request("GET", f"/sweeps/{sweep_id}/metrics", headers={"Accept": "text/csv"}).text
+
+    # ------------------------------------------------------------------------------------------ aggregates
+
+    def aggregates(self, *, page_size: int = 200, **filters: Any) -> pd.DataFrame:
+        """Every finished run's coordination indicators (GET /aggregates, all pages) as one DataFrame; filters
+        are the API's query parameters (sweep_id=, scenario_hash=, status=)."""
+        import pandas as pd
+
+        frames: list[pd.DataFrame] = []
+        offset = 0
+        while True:
+            params = _params({**filters, "limit": page_size, "offset": offset})
+            response = self._request("GET", "/aggregates", params=params, headers={"Accept": "text/csv"})
+            frame = _read_csv(response.text)
+            frames.append(frame)
+            offset += len(frame)
+            total = int(response.headers.get("X-Total-Count", offset))
+            if len(frame) == 0 or offset >= total:
+                break
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
     # ------------------------------------------------------------------------------------------ transport
 
@@ -487,3 +627,12 @@ def _read_parquet(content: bytes) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     return pq.read_table(io.BytesIO(content)).to_pandas()
+
+
+def _read_csv(text: str) -> pd.DataFrame:
+    """A CSV answer as a DataFrame (an empty answer gives an empty frame)."""
+    import pandas as pd
+
+    if not text.strip():
+        return pd.DataFrame()
+    return pd.read_csv(io.StringIO(text))

@@ -1,0 +1,2 @@
+"""GET /aggregates: one row of coordination indicators per finished run, across all runs (the aggregator's
+`run_metrics` joined with `runs`)."""
