@@ -228,6 +228,45 @@ def _stream_order(events: list[tuple[str | None, str]]) -> bool:
 # ---------------------------------------------------------------------------------------------- main
 
 
+def bench_sweep(api: str, side: int, sessions: int, max_periods: int) -> Measurement:
+    """A side x side sweep (alpha x beta) of the Calvano baseline at a reduced horizon through the stack, against
+    the same cells simulated by the library in one process with two workers (what `algocomp simulate` does per
+    cell, without paying its start-up once per cell)."""
+    alphas = [round(0.025 + i * (0.25 - 0.025) / max(1, side - 1), 6) for i in range(side)]
+    betas = [round(2e-7 * (100 ** (i / max(1, side - 1))), 12) for i in range(side)]
+    overrides = [f"horizon.max_periods={max_periods}", "logging.interval=10000"]
+    with Client(api) as client:
+        started = time.monotonic()
+        sweep = client.create_sweep(
+            preset=BASELINE, grid={"agents.alpha": alphas, "agents.beta": betas}, seeds=[0], sessions=sessions,
+            overrides=overrides, name="bench-sweep",
+        )
+        final = client.wait_sweep(str(sweep["id"]), timeout=TIMEOUT_S)
+        api_wall = time.monotonic() - started
+    wait_until_idle()
+
+    from algocomp.engine.experiment import run_experiment
+    from algocomp.scenarios import apply_overrides, load_scenario
+
+    base = load_scenario(BASELINE)
+    started = time.monotonic()
+    for alpha in alphas:
+        for beta in betas:
+            cell = apply_overrides(base, [*overrides, f"sessions={sessions}", f"agents.alpha={alpha}",
+                                          f"agents.beta={beta}"])
+            run_experiment(cell, workers=2)
+    library_wall = time.monotonic() - started
+    cells = side * side
+    return Measurement(
+        f"sweep ({cells} cells x {sessions} sessions)",
+        f"{api_wall:.1f} s",
+        "completes",
+        final.get("status") == "succeeded",
+        f"status {final.get('status')}; horizon {max_periods:,} periods; the library on the same cells "
+        f"(one process, 2 workers): {library_wall:.1f} s, ratio {api_wall / library_wall:.2f}",
+    )
+
+
 def wait_until_idle(timeout_s: float = 600.0) -> float:
     """Wait until the workers' queues are empty (runs and their follow-up plots), so that one measurement's
     leftover work does not slow the next; returns how long that took."""
@@ -248,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--api", default=os.environ.get(API_URL_ENV, DEFAULT_BASE_URL))
     parser.add_argument("--quick", action="store_true", help="smaller numbers: about a minute")
-    parser.add_argument("--only", default="throughput,scaleout,fanout", help="comma-separated subset")
+    parser.add_argument("--only", default="throughput,scaleout,fanout,sweep", help="comma-separated subset")
     args = parser.parse_args(argv)
     chosen = {name.strip() for name in args.only.split(",") if name.strip()}
 
@@ -272,6 +311,10 @@ def main(argv: list[str] | None = None) -> int:
     if "fanout" in chosen:
         print("fan-out: SSE clients on one run ...", file=sys.stderr, flush=True)
         measurements.append(bench_fanout(args.api, 20 if args.quick else 100, 10 if args.quick else 20))
+
+    if "sweep" in chosen:
+        print("sweep: a grid of cells through the stack, then the library ...", file=sys.stderr, flush=True)
+        measurements.append(bench_sweep(args.api, 4 if args.quick else 10, 10, 100_000))
 
     print(format_table(measurements))
     return 0
