@@ -219,6 +219,14 @@ def _configure_sweep(parser: argparse.ArgumentParser) -> None:
         help="one axis of the grid (repeatable; values are YAML scalars, or a YAML flow list for values with "
         "commas: 'regulation.price_cap=[null, {value: 1.75}]')",
     )
+    parser.add_argument(
+        "--grid-file",
+        dest="grid_file",
+        metavar="FILE",
+        help='a YAML or JSON sweep file: {"grid": {PATH: [values]}, optional "seeds" (a list, or N for 0..N-1), '
+        '"sessions", "overrides" (["PATH=VALUE"]), "name"}; --grid flags add axes to its grid or replace them, '
+        "the other options override its fields",
+    )
     parser.add_argument("--seeds", type=int, default=None, metavar="N", help="seeds 0..N-1 per cell (default 1)")
     parser.add_argument("--sessions", type=int, metavar="N", help="sessions per run (default: the scenario's)")
     parser.add_argument(
@@ -552,18 +560,86 @@ def parse_grid(axes: Sequence[str]) -> dict[str, list[Any]]:
     return grid
 
 
+_SWEEP_FILE_FIELDS = ("grid", "seeds", "sessions", "overrides", "name")
+
+
+def load_sweep_file(path: Path) -> dict[str, Any]:
+    """A sweep file (YAML, or JSON which YAML reads too) checked field by field, so that a typo is reported as a
+    one-line usage error naming the file rather than as a 422 from the API or a traceback."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise RemoteUsageError(f"--grid-file {path}: cannot read the file: {error.strerror or error}") from error
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        detail = " ".join(str(error).split())
+        raise RemoteUsageError(f"--grid-file {path}: not valid YAML or JSON: {detail}") from error
+    if not isinstance(document, dict):
+        raise RemoteUsageError(f"--grid-file {path}: a sweep file is a mapping with a \"grid\", got "
+                               f"{type(document).__name__}")
+    unknown = sorted(set(document) - set(_SWEEP_FILE_FIELDS))
+    if unknown:
+        raise RemoteUsageError(f"--grid-file {path}: unknown field(s) {', '.join(map(str, unknown))}; "
+                               f"known: {', '.join(_SWEEP_FILE_FIELDS)}")
+    grid = document.get("grid")
+    if not isinstance(grid, dict) or not grid:
+        raise RemoteUsageError(f"--grid-file {path}: needs a \"grid\" mapping of PATH: [values]")
+    for axis, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise RemoteUsageError(f"--grid-file {path}: grid.{axis} must be a non-empty list of values")
+    seeds = document.get("seeds")
+    if seeds is not None and not (
+        (isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1)
+        or (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds))
+    ):
+        raise RemoteUsageError(f"--grid-file {path}: seeds must be a list of integers or a count N >= 1")
+    sessions = document.get("sessions")
+    if sessions is not None and (not isinstance(sessions, int) or isinstance(sessions, bool) or sessions < 1):
+        raise RemoteUsageError(f"--grid-file {path}: sessions must be an integer >= 1")
+    overrides = document.get("overrides") or []
+    if isinstance(overrides, dict):  # {PATH: VALUE} reads naturally in YAML; JSON is a YAML flow value
+        overrides = [f"{key}={json.dumps(value)}" for key, value in overrides.items()]
+    if not isinstance(overrides, list) or not all(isinstance(item, str) for item in overrides):
+        raise RemoteUsageError(f"--grid-file {path}: overrides must be a list of \"PATH=VALUE\" strings")
+    name = document.get("name")
+    if name is not None and not isinstance(name, str):
+        raise RemoteUsageError(f"--grid-file {path}: name must be a string")
+    return {"grid": {str(axis): values for axis, values in grid.items()}, "seeds": seeds, "sessions": sessions,
+            "overrides": overrides, "name": name}
+
+
+def sweep_request(args: argparse.Namespace) -> dict[str, Any]:
+    """The sweep to launch from --grid-file and the flags: --grid axes add to (or replace) the file's, the file's
+    overrides come before --set, and --seeds, --sessions, --name replace the file's values."""
+    spec = load_sweep_file(Path(args.grid_file)) if args.grid_file else {"grid": {}, "overrides": []}
+    grid = dict(spec["grid"])
+    if args.grid or not grid:
+        grid.update(parse_grid(args.grid))
+    seeds = spec.get("seeds")
+    seeds_list, seeds_per_cell = (seeds, None) if isinstance(seeds, list) else (None, seeds)
+    if args.seeds is not None:
+        seeds_list, seeds_per_cell = None, args.seeds
+    return {
+        "grid": grid,
+        "seeds": seeds_list,
+        "seeds_per_cell": seeds_per_cell,
+        "sessions": args.sessions if args.sessions is not None else spec.get("sessions"),
+        "overrides": [*spec["overrides"], *args.overrides],
+        "name": args.name if args.name is not None else spec.get("name"),
+    }
+
+
 def run_sweep(args: argparse.Namespace, client: Client) -> int:
-    grid = parse_grid(args.grid)
+    request = sweep_request(args)
     source = resolve_scenario(args.scenario)
     answer = client.create_sweep(
         source.get("scenario"),
         preset=source.get("preset"),
         scenario_id=source.get("scenario_id"),
-        grid=grid,
-        seeds_per_cell=args.seeds,
-        sessions=args.sessions,
-        overrides=args.overrides,
-        name=args.name,
+        **request,
     )
     sweep_id = str(answer["id"])
     print(sweep_id)

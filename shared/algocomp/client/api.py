@@ -451,6 +451,11 @@ class Client:
         the flattened regulation effects), read from the API's CSV form."""
         return _read_csv(self._request("GET", f"/sweeps/{sweep_id}/metrics", headers={"Accept": "text/csv"}).text)
 
+    def sweep_file(self, sweep_id: str, name: str) -> bytes:
+        """One of the files the aggregator wrote to S3 once the sweep ended (metrics_csv, metrics_parquet,
+        delta_heatmap, regulation_effects; get_sweep(...)["files"] lists those present). ApiError 404 before."""
+        return self._bytes(f"/sweeps/{sweep_id}/files/{name}")
+
     def sweep_metrics_csv(self, sweep_id: str) -> str:
         """The sweep's metrics as the API's CSV text (for writing sweep_results.csv unchanged)."""
         return self._request("GET", f"/sweeps/{sweep_id}/metrics", headers={"Accept": "text/csv"}).text

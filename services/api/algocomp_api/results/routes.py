@@ -12,6 +12,7 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from algocomp_api.deps import DbSession, StorageDep
 from algocomp_api.errors import ApiError, error_responses
+from algocomp_api.files import stream_object
 from algocomp_api.results import service
 from algocomp_api.results.schemas import ResultOut
 
@@ -38,19 +39,14 @@ def _artifact_response(
             return RedirectResponse(
                 storage.presigned_url(key, expires_s=service.PRESIGNED_URL_EXPIRES_S), status_code=307
             )
-        try:
-            chunks, length, _ = storage.open_stream(key)
-        except KeyError as missing:
-            raise ApiError(
-                404, "artifact_not_found", f"{name!r} of run {run_id} is recorded but missing from storage", field="name"
-            ) from missing
-        return StreamingResponse(
-            chunks,
+        return stream_object(
+            storage,
+            key,
+            filename=service.download_name(run_id, name),
             media_type=content_type(name),
-            headers={
-                "Content-Length": str(length),
-                "Content-Disposition": f'attachment; filename="{service.download_name(run_id, name)}"',
-            },
+            missing=ApiError(
+                404, "artifact_not_found", f"{name!r} of run {run_id} is recorded but missing from storage", field="name"
+            ),
         )
 
 

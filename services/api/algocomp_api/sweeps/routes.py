@@ -9,8 +9,11 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from algocomp.db import TERMINAL_STATUSES, Sweep
+from algocomp.storage import content_type
+from algocomp.storage.keys import SWEEP_ARTIFACTS
 from fastapi import APIRouter, Body, Header, Request, Response, status
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -22,7 +25,8 @@ from algocomp_api.deps import (
     SettingsDep,
     StorageDep,
 )
-from algocomp_api.errors import error_responses, not_found
+from algocomp_api.errors import ApiError, error_responses, not_found
+from algocomp_api.files import stream_object
 from algocomp_api.pagination import Page, Pagination
 from algocomp_api.sweeps import service
 from algocomp_api.sweeps.schemas import (
@@ -107,8 +111,12 @@ def list_sweeps(session: DbSession, page: Pagination) -> Page[SweepOut]:
     responses=error_responses({404: {"description": "no sweep with this id"}}),
     summary="A sweep's status and progress, overall and per cell",
 )
-def get_sweep(session: DbSession, sweep_id: uuid.UUID) -> SweepOut:
-    return service.read_sweep(session, sweep_id, detail=True)
+def get_sweep(session: DbSession, storage: StorageDep, sweep_id: uuid.UUID) -> SweepOut:
+    """`files` links the metrics and plots the aggregator wrote to S3 once the sweep ended (empty before)."""
+    out = service.read_sweep(session, sweep_id, detail=True)
+    if isinstance(out, SweepDetail):
+        out.files = service.sweep_files(storage, sweep_id)
+    return out
 
 
 @router.post(
@@ -165,7 +173,37 @@ def sweep_metrics(
             media_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="sweep-{sweep_id}-metrics.csv"'},
         )
-    return JSONResponse(metrics)
+    return JSONResponse({**metrics, "files": jsonable_encoder(service.sweep_files(storage, sweep_id))})
+
+
+@router.get(
+    "/sweeps/{sweep_id}/files/{name}",
+    responses=error_responses(
+        {
+            200: {"description": "the file (text/csv, Parquet or image/png)"},
+            404: {"description": "no sweep with this id, no file of this name, or the file is not written yet"},
+        }
+    ),
+    response_class=StreamingResponse,
+    summary="One of the sweep's files: " + ", ".join(SWEEP_ARTIFACTS),
+)
+def get_sweep_file(session: DbSession, storage: StorageDep, sweep_id: uuid.UUID, name: str) -> Response:
+    """Streamed from S3 like a run's artifacts (Storage.open_stream); the aggregator writes these files once the
+    sweep is over, so until then a known name answers 404 `file_not_found` saying so."""
+    service.get_sweep(session, sweep_id)
+    key = service.sweep_file_key(sweep_id, name)
+    return stream_object(
+        storage,
+        key,
+        filename=service.sweep_file_download_name(sweep_id, name),
+        media_type=content_type(SWEEP_ARTIFACTS[name]),
+        missing=ApiError(
+            404,
+            "file_not_found",
+            f"{name!r} of sweep {sweep_id} is not written yet: the aggregator writes it once the sweep is over",
+            field="name",
+        ),
+    )
 
 
 @router.get(

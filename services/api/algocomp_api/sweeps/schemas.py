@@ -94,6 +94,19 @@ class SweepOut(BaseModel):
     links: SweepLinks
 
 
+class SweepFileLink(BaseModel):
+    """One of the files the aggregator writes to S3 once a sweep is over (metrics.csv, metrics.parquet, plots)."""
+
+    key: str = Field(description="the object's key in the bucket")
+    url: str = Field(description="download through the API")
+    presigned_url: str = Field(description="time-limited direct download from S3")
+
+
 class SweepDetail(SweepOut):
+    files: dict[str, SweepFileLink] = Field(
+        default_factory=dict,
+        description="the sweep's files present in S3 by name (metrics_csv, metrics_parquet, delta_heatmap, "
+        "regulation_effects); empty until the aggregator has written them after the sweep ended",
+    )
     base_spec: dict[str, Any] = Field(description="the base scenario the grid's overrides apply to")
     per_cell: list[SweepCell] = Field(description="every cell, in grid order")

@@ -22,17 +22,20 @@ from algocomp.scenarios import (
 )
 from algocomp.settings import Settings
 from algocomp.storage import Storage
+from algocomp.storage.keys import SWEEP_ARTIFACTS, sweep_key
 from celery import Celery
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from algocomp_api.errors import ApiError, not_found
+from algocomp_api.results.service import PRESIGNED_URL_EXPIRES_S
 from algocomp_api.runs import service as runs
 from algocomp_api.scenarios import service as scenarios
 from algocomp_api.sweeps.schemas import (
     SweepCell,
     SweepCreate,
     SweepDetail,
+    SweepFileLink,
     SweepLinks,
     SweepOut,
 )
@@ -445,3 +448,35 @@ def sweep_metrics(session: Session, storage: Storage, sweep_id: uuid.UUID) -> di
 def metrics_csv(metrics: dict[str, Any]) -> str:
     """One row per cell (algocomp.aggregate.sweeps.metrics_rows): the same table the aggregator writes to S3."""
     return sweep_aggregates.metrics_csv(metrics["grid"], metrics["cells"])
+
+
+# ------------------------------------------------------------------------------------------------ files
+
+
+def sweep_files(storage: Storage, sweep_id: uuid.UUID) -> dict[str, SweepFileLink]:
+    """Links to the sweep's files that exist in S3: the aggregator writes them only once the sweep is over (and
+    a plot only when the grid allows it), so listing what exists tells the client what it can download."""
+    files: dict[str, SweepFileLink] = {}
+    for name in SWEEP_ARTIFACTS:
+        key = sweep_key(sweep_id, name)
+        if storage.exists(key):
+            files[name] = SweepFileLink(
+                key=key,
+                url=f"/sweeps/{sweep_id}/files/{name}",
+                presigned_url=storage.presigned_url(key, expires_s=PRESIGNED_URL_EXPIRES_S),
+            )
+    return files
+
+
+def sweep_file_key(sweep_id: uuid.UUID, name: str) -> str:
+    """The S3 key of sweep file `name`; 404 naming the known files for any other name."""
+    if name not in SWEEP_ARTIFACTS:
+        raise ApiError(
+            404, "file_not_found", f"no sweep file {name!r}; files are: {', '.join(SWEEP_ARTIFACTS)}", field="name"
+        )
+    return sweep_key(sweep_id, name)
+
+
+def sweep_file_download_name(sweep_id: uuid.UUID, name: str) -> str:
+    """The file name offered to a browser: the sweep id and the file's own name."""
+    return f"sweep-{sweep_id}-{SWEEP_ARTIFACTS[name].replace('/', '-')}"
