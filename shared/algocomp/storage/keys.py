@@ -30,6 +30,7 @@ _CONTENT_TYPES: dict[str, str] = {
     ".parquet": "application/vnd.apache.parquet",
     ".json": "application/json",
     ".log": "text/plain; charset=utf-8",
+    ".csv": "text/csv; charset=utf-8",
     ".png": "image/png",
 }
 
@@ -39,13 +40,16 @@ def run_prefix(run_id: uuid.UUID | str) -> str:
     return f"runs/{run_id}/"
 
 
+def _key(prefix: str, files: dict[str, str], name: str, what: str) -> str:
+    try:
+        return prefix + files[name]
+    except KeyError:
+        raise KeyError(f"unknown {what} {name!r}; known: {', '.join(files)}") from None
+
+
 def run_key(run_id: uuid.UUID | str, name: str) -> str:
     """The S3 key of artifact `name` (a key of ARTIFACTS) of a run."""
-    try:
-        relative = ARTIFACTS[name]
-    except KeyError:
-        raise KeyError(f"unknown artifact {name!r}; known artifacts: {', '.join(ARTIFACTS)}") from None
-    return run_prefix(run_id) + relative
+    return _key(run_prefix(run_id), ARTIFACTS, name, "artifact")
 
 
 def content_type(name: str) -> str:
@@ -85,8 +89,4 @@ def sweep_prefix(sweep_id: uuid.UUID | str) -> str:
 
 def sweep_key(sweep_id: uuid.UUID | str, name: str) -> str:
     """The S3 key of sweep artifact `name` (a key of SWEEP_ARTIFACTS)."""
-    try:
-        relative = SWEEP_ARTIFACTS[name]
-    except KeyError:
-        raise KeyError(f"unknown sweep artifact {name!r}; known: {', '.join(SWEEP_ARTIFACTS)}") from None
-    return sweep_prefix(sweep_id) + relative
+    return _key(sweep_prefix(sweep_id), SWEEP_ARTIFACTS, name, "sweep artifact")

@@ -10,7 +10,7 @@ import redis
 from algocomp.db import TERMINAL_STATUSES, Run, RunStatus
 from algocomp.progress import ProgressChannel
 from algocomp.queue import RUN_TASK, RUNS_QUEUE
-from algocomp.scenarios import Scenario, apply_overrides, load_scenario, scenario_hash
+from algocomp.scenarios import Scenario, apply_overrides, scenario_hash
 from algocomp.settings import Settings
 from celery import Celery
 from sqlalchemy import func, select, update
@@ -46,21 +46,9 @@ def effective_scenario(session: Session, request: RunCreate) -> tuple[uuid.UUID,
     An inline scenario or a preset is stored as a scenario first (once per fingerprint), so every run points
     at the scenario it came from. Overrides apply before seed, sessions and log interval; a failure raises
     ScenarioError naming the field."""
-    given = [name for name in ("scenario_id", "scenario", "preset") if getattr(request, name) is not None]
-    if len(given) != 1:
-        raise ApiError(
-            422,
-            "invalid_request",
-            "give exactly one of 'scenario_id', 'scenario' or 'preset'"
-            + (f" (got {', '.join(given)})" if given else ""),
-            field=given[-1] if given else "scenario_id",
-        )
-    if request.scenario_id is not None:
-        record = scenarios.get_scenario(session, request.scenario_id, field="scenario_id")
-        base = load_scenario(record.spec)
-    else:
-        base = scenarios.resolve_source(request.preset, request.scenario)
-        record, _ = scenarios.store_scenario(session, base)
+    record, base = scenarios.source_scenario(
+        session, scenario_id=request.scenario_id, scenario=request.scenario, preset=request.preset
+    )
 
     scenario = apply_overrides(base, request.overrides)
     recorded = list(request.overrides)

@@ -61,6 +61,29 @@ def store_scenario(session: Session, scenario: Scenario) -> tuple[ScenarioRecord
     return record, inserted_id is not None
 
 
+def source_scenario(
+    session: Session, *, scenario_id: uuid.UUID | None, scenario: dict | None, preset: str | None
+) -> tuple[ScenarioRecord, Scenario]:
+    """The stored scenario a run or sweep request names: exactly one of a stored id, an inline scenario or a
+    preset (the latter two are stored first, once per fingerprint, so every run points at its source)."""
+    given = [name for name, value in (("scenario_id", scenario_id), ("scenario", scenario), ("preset", preset))
+             if value is not None]
+    if len(given) != 1:
+        raise ApiError(
+            422,
+            "invalid_request",
+            "give exactly one of 'scenario_id', 'scenario' or 'preset'"
+            + (f" (got {', '.join(given)})" if given else ""),
+            field=given[-1] if given else "scenario_id",
+        )
+    if scenario_id is not None:
+        record = get_scenario(session, scenario_id, field="scenario_id")
+        return record, load_scenario(record.spec)
+    source = resolve_source(preset, scenario)
+    record, _ = store_scenario(session, source)
+    return record, source
+
+
 def get_scenario(session: Session, scenario_id: uuid.UUID, *, field: str | None = None) -> ScenarioRecord:
     record = session.get(ScenarioRecord, scenario_id)
     if record is None:

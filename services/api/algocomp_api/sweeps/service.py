@@ -17,7 +17,6 @@ from algocomp.scenarios import (
     Scenario,
     ScenarioError,
     apply_overrides,
-    load_scenario,
     scenario_hash,
 )
 from algocomp.settings import Settings
@@ -106,21 +105,9 @@ class PlannedRun:
 
 def base_scenario(session: Session, request: SweepCreate) -> tuple[uuid.UUID, Scenario]:
     """(id of the stored source scenario, the base scenario: source with the sweep's overrides)."""
-    given = [name for name in ("scenario_id", "scenario", "preset") if getattr(request, name) is not None]
-    if len(given) != 1:
-        raise ApiError(
-            422,
-            "invalid_request",
-            "give exactly one of 'scenario_id', 'scenario' or 'preset'"
-            + (f" (got {', '.join(given)})" if given else ""),
-            field=given[-1] if given else "scenario_id",
-        )
-    if request.scenario_id is not None:
-        record = scenarios.get_scenario(session, request.scenario_id, field="scenario_id")
-        source = load_scenario(record.spec)
-    else:
-        source = scenarios.resolve_source(request.preset, request.scenario)
-        record, _ = scenarios.store_scenario(session, source)
+    record, source = scenarios.source_scenario(
+        session, scenario_id=request.scenario_id, scenario=request.scenario, preset=request.preset
+    )
     return record.id, apply_overrides(source, request.overrides)
 
 
