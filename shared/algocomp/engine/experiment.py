@@ -1,14 +1,23 @@
 """Run an experiment: every session of a scenario, in parallel across processes, in session order.
 
 Sessions are independent and each draws from its own seeded stream (engine.seeds), so the result is the same
-bit for bit whatever the number of worker processes; only the wall time changes. Processes are forked after
-the kernel is loaded, so workers start with the compiled code in memory.
+bit for bit whatever the number of worker processes and however they are started; only the wall time changes.
+
+Workers start with the platform's method (engine.processes: fork on Linux, spawn on Windows and macOS, or what
+ALGOCOMP_START_METHOD or the start_method argument asks for). Either way the kernel is loaded here first: forked
+workers inherit it in memory; spawned ones load it from numba's on-disk cache, which this first load fills on a
+new machine, so the workers do not each compile it. Everything a worker receives (the compiled scenario, a session
+index and seed) is picklable, and the worker entry points below import nothing beyond the session code.
+
+Workers ignore Ctrl-C (SIGINT; on Windows the console's Ctrl-C event, which reaches every process attached to
+it): the caller decides what an interrupt means. When the experiment stops early (should_stop) or is aborted
+(an exception, a second Ctrl-C in the CLI), the workers are terminated, not waited for, so nothing outlives it.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
+import signal
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Callable
@@ -16,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 from algocomp.engine.build import CompiledScenario, compile_scenario
+from algocomp.engine.processes import mp_context, resolve_start_method
 from algocomp.engine.results import ExperimentResult, ProgressEvent, SessionResult
 from algocomp.engine.seeds import session_seeds
 from algocomp.engine.session import run_session
@@ -39,13 +49,36 @@ def warm_up(scenario: Scenario) -> None:
 
 
 def _init_worker(compiled: CompiledScenario) -> None:
+    """Runs first in every worker, whatever the start method."""
     global _worker_compiled
+    # The parent decides what an interrupt means (a polite stop in the CLI, an abort elsewhere) and terminates
+    # the workers when it is done with them; a worker that died of a Ctrl-C of its own would break the pool.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A forked worker inherits its parent's Python handlers (a service's graceful-shutdown handler, say): the
+    # parent's terminate() must end it.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _worker_compiled = compiled
 
 
 def _run_in_worker(index: int, seed: int) -> SessionResult | None:
     assert _worker_compiled is not None, "worker not initialised"
     return run_session(_worker_compiled, index, seed)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """End the pool now: queued sessions are cancelled and running ones terminated (TerminateProcess on Windows,
+    SIGTERM elsewhere; killed if that has not worked within a few seconds), so no worker outlives the experiment."""
+    # ProcessPoolExecutor has no public way to stop running work before Python 3.14 (terminate_workers).
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
+            process.join(timeout=5)
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def resolve_workers(workers: int | None) -> int:
@@ -64,12 +97,17 @@ def run_experiment(
     progress: Callable[[ProgressEvent], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     compiled: CompiledScenario | None = None,
+    start_method: str | None = None,
 ) -> ExperimentResult:
     """Simulate scenario.sessions sessions seeded from scenario.seed and summarise them.
 
     progress is called after every finished session; should_stop is polled between sessions (and between
     chunks of a session when running in this process) and, if it returns True, the experiment stops early
-    with result.cancelled set and the finished sessions kept.
+    with result.cancelled set and the finished sessions kept (sessions still running in worker processes are
+    dropped, as a session interrupted in this process is).
+
+    start_method (fork, spawn or forkserver) says how worker processes start when workers > 1; None means
+    ALGOCOMP_START_METHOD or the platform's default (engine.processes). It changes only the start-up time.
     """
     started = time.perf_counter()
     cs = compiled if compiled is not None else compile_scenario(scenario)
@@ -111,9 +149,10 @@ def run_experiment(
                 break
             finished(result)
     else:
-        warm_up(scenario)  # forked workers inherit the loaded kernel instead of each loading it
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(n_workers, mp_context=context, initializer=_init_worker, initargs=(cs,)) as pool:
+        context = mp_context(resolve_start_method(start_method))
+        warm_up(scenario)  # fork: workers inherit the loaded kernel; spawn: they load the cache this fills
+        pool = ProcessPoolExecutor(n_workers, mp_context=context, initializer=_init_worker, initargs=(cs,))
+        try:
             pending: set[Future] = set()
             queue = iter(enumerate(seeds))
             # Keep a short queue per worker: dynamic balancing (sessions differ in length) and prompt cancel.
@@ -124,16 +163,28 @@ def run_experiment(
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    finished(future.result())
-                if should_stop is not None and should_stop():
+                    if future.exception() is None:
+                        finished(future.result())
+                    elif should_stop is not None and should_stop():
+                        # A worker hit by the same Ctrl-C before it could ignore it (while starting up): the stop
+                        # was asked for, so this is the stop, not a failure.
+                        cancelled = True
+                    else:
+                        future.result()  # raises the worker's exception, with its traceback
+                if cancelled or (should_stop is not None and should_stop()):
                     cancelled = True
-                    for future in pending:
-                        future.cancel()
                     break
                 for index, seed in queue:
                     pending.add(pool.submit(_run_in_worker, index, seed))
                     if len(pending) >= 2 * n_workers:
                         break
+        except BaseException:
+            _stop_workers(pool)
+            raise
+        if cancelled:
+            _stop_workers(pool)
+        else:
+            pool.shutdown(wait=True)
 
     ordered = [results[i] for i in sorted(results)]
     elapsed = time.perf_counter() - started
