@@ -78,8 +78,9 @@ def write_run(
     impulse = result.impulse
 
     job = (panel, impulse, result.benchmarks, out_dir, scenario.name, scenario.logging.deviating_firm)
-    # Importing matplotlib and rendering take most of a short run's writing time: a forked child draws the
-    # plots while this process writes the tables (started earlier by the caller, it has matplotlib loaded).
+    # Importing matplotlib and rendering take most of a short run's writing time: where processes fork, a child
+    # draws the plots while this process writes the tables (started earlier by the caller, it has matplotlib
+    # loaded); elsewhere PlotProcess draws them here, before the tables.
     if plots:
         if plotter is None:
             plotter = PlotProcess()
@@ -114,18 +115,22 @@ def draw_plots(panel, impulse, benchmarks, out_dir: Path, scenario_name: str, de
 
 
 class PlotProcess:
-    """Draws a run's plots in a forked child.
+    """Draws a run's plots in a forked child, where processes start by fork (Linux; see engine.processes).
 
     Start it before the simulation: the child imports matplotlib (half a second) while the parent simulates,
     then waits for the data on a pipe. `draw` hands it the tables; `wait` waits for the PNGs (and raises if
-    drawing failed); `close` ends a child that will get no data. Where fork is unavailable, everything happens
-    in this process at `draw`.
+    drawing failed); `close` ends a child that will get no data. Where processes start by spawn (Windows, where
+    there is no fork; macOS, where forking a process that has loaded system frameworks is unsafe; or when
+    ALGOCOMP_START_METHOD / `start_method` asks for spawn or forkserver), no child is made: everything happens in
+    this process at `draw`, and `wait` and `close` have nothing to do. The PNGs are the same either way.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, start_method: str | None = None) -> None:
+        from algocomp.engine.processes import resolve_start_method
+
         self._pid = 0
         self._pipe = None
-        if not hasattr(os, "fork"):
+        if resolve_start_method(start_method) != "fork" or not hasattr(os, "fork"):
             return
         read_end, write_end = os.pipe()
         sys.stdout.flush()
@@ -137,6 +142,11 @@ class PlotProcess:
         os.close(read_end)
         self._pid = pid
         self._pipe = os.fdopen(write_end, "wb")
+
+    @property
+    def forked(self) -> bool:
+        """Whether a child draws the plots (False: they are drawn in this process at `draw`)."""
+        return bool(self._pid)
 
     @staticmethod
     def _child(read_end: int) -> None:
@@ -215,7 +225,10 @@ def write_json(document: Any, path: str | Path) -> Path:
 
 
 def _fsync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
+    # Windows flushes only handles opened for writing (FlushFileBuffers needs GENERIC_WRITE; fsync of a read-only
+    # descriptor fails with EBADF there); elsewhere a read-only descriptor is enough and works on any file we made.
+    flags = os.O_RDWR | getattr(os, "O_BINARY", 0) if os.name == "nt" else os.O_RDONLY
+    descriptor = os.open(path, flags)
     try:
         os.fsync(descriptor)
     finally:
