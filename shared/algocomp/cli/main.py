@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `algocomp` command with `argv` (default: the process's arguments) and return its exit code."""
     arguments = list(sys.argv[1:] if argv is None else argv)
+    _tolerate_unencodable_output()
     args = build_parser().parse_args(arguments)
     args.command_line = [PROG, *arguments]
     try:
@@ -130,6 +131,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
+
+
+def _tolerate_unencodable_output() -> None:
+    """Never fail on a character the output cannot encode. On Windows, output redirected to a file or pipe uses the
+    ANSI code page (cp1252 has no "Δ", which the run table prints); such characters are written as backslash
+    escapes instead, which keeps --json output valid JSON. UTF-8 streams (terminals, Linux, macOS) are untouched."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+        if encoding in ("utf8", "utf8sig") or not hasattr(stream, "reconfigure"):
+            continue
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, OSError, ValueError):
+            pass
 
 
 # --------------------------------------------------------------------------------------------- presets
@@ -227,6 +242,12 @@ def _configure_simulate(parser: argparse.ArgumentParser) -> None:
         "the results do not depend on it",
     )
     parser.add_argument(
+        "--start-method",
+        metavar="METHOD",
+        help="how worker processes start: fork, spawn or forkserver (default: $ALGOCOMP_START_METHOD if set, else "
+        "fork on Linux and spawn on Windows and macOS); the results do not depend on it",
+    )
+    parser.add_argument(
         "--json",
         action="store_true",
         help="print the summary as one JSON object on stdout (messages and progress go to stderr)",
@@ -241,6 +262,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     cancelled = true in summary.json) and the exit code is 130.
     """
     workers = parse_workers(args.workers)
+    start_method = parse_start_method(args.start_method)
     extra = [f"sessions={args.sessions}"] if args.sessions is not None else []
     extra += [f"seed={args.seed}"] if args.seed is not None else []
     scenario = load_with_overrides(args.scenario, [*args.overrides, *extra])
@@ -253,11 +275,17 @@ def run_simulate(args: argparse.Namespace) -> int:
     from algocomp.engine.experiment import run_experiment
     from algocomp.output import PlotProcess, dumps_json, write_run
 
-    plotter = PlotProcess()  # loads matplotlib in a child while the sessions run
+    plotter = PlotProcess(start_method)  # where processes fork: loads matplotlib in a child while the sessions run
     try:
         with progress_bar(scenario.sessions, enabled=sys.stderr.isatty()) as on_progress:
             with stop_on_interrupt() as should_stop:
-                result = run_experiment(scenario, workers=workers, progress=on_progress, should_stop=should_stop)
+                result = run_experiment(
+                    scenario,
+                    workers=workers,
+                    progress=on_progress,
+                    should_stop=should_stop,
+                    start_method=start_method,
+                )
     except BaseException:
         plotter.close()
         if created:
@@ -341,6 +369,17 @@ def parse_workers(text: str) -> int:
     return workers
 
 
+def parse_start_method(text: str | None) -> str:
+    """--start-method (or, without it, ALGOCOMP_START_METHOD, or the platform's default), checked before any work
+    is done; a bad value is a user error named after where it came from."""
+    from algocomp.engine.processes import StartMethodError, resolve_start_method
+
+    try:
+        return resolve_start_method(text, source="--start-method")
+    except StartMethodError as error:
+        raise UsageError(error.source, error.problem) from error
+
+
 def default_out_dir(scenario_name: str, *, root: Path = DEFAULT_OUT_ROOT) -> Path:
     """out/<scenario name>-<UTC time>, with the name made safe as a folder name and a counter if taken."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", scenario_name).strip("-.") or "run"
@@ -402,9 +441,10 @@ def stop_on_interrupt() -> Iterator[Callable[[], bool]]:
     """Turn the first Ctrl-C into a polite request (the engine stops at its next check and returns the finished
     sessions); a second Ctrl-C aborts at once with KeyboardInterrupt.
 
-    Worker processes forked by the engine inherit this handler and receive the same Ctrl-C (they share the
-    terminal's process group): they stay silent on the first, so the message appears once, and abort with the
-    parent on the second.
+    Worker processes receive the same Ctrl-C (they share the terminal's process group on Linux and macOS, the
+    console on Windows) and ignore it, however they were started (engine.experiment): this process decides. On
+    the first it stops handing out sessions and ends the workers, dropping the sessions they were running; on the
+    second the KeyboardInterrupt also ends them on its way out. Only SIGINT is used, which every platform has.
     """
     requested = threading.Event()
     owner_pid = os.getpid()
@@ -414,7 +454,10 @@ def stop_on_interrupt() -> Iterator[Callable[[], bool]]:
             raise KeyboardInterrupt
         requested.set()
         if os.getpid() == owner_pid:
-            print(f"\n{PROG}: stopping after the sessions in progress; press Ctrl-C again to abort", file=sys.stderr)
+            print(
+                f"\n{PROG}: stopping; the sessions finished so far will be written. Press Ctrl-C again to abort",
+                file=sys.stderr,
+            )
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
