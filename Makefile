@@ -23,7 +23,8 @@ $(INSTALLED): pyproject.toml
 
 install: $(INSTALLED) ## create .venv and install algocomp (editable) with its test tools
 
-test: $(INSTALLED) ## run the test suite (the slow reproduction tests excluded)
+test: $(INSTALLED) ## run the test suite (the slow reproduction tests excluded); starts Postgres and Redis if needed
+	$(BIN)/python -m algocomp.devstack servers
 	$(BIN)/pytest -q
 
 test-slow: $(INSTALLED) ## run only the slow reproduction tests

@@ -1,7 +1,9 @@
-"""The native local stack (no Docker): `python -m algocomp.devstack up|down|status` (used by `make dev`/`make demo`).
+"""The native local stack (no Docker): `python -m algocomp.devstack up|down|status|servers` (used by `make dev`,
+`make demo` and `make test`).
 
-`up` makes sure Postgres and Redis answer (starting them, or installing them with apt when running as root and
-they are missing), creates the database and migrates it, then starts as background processes, each with a pid
+`servers` makes sure Postgres and Redis answer (starting them, or installing them with apt when running as root
+and they are missing) and that the database URL's role can log in with its password. `up` does that too, creates
+the database and migrates it, then starts as background processes, each with a pid
 file under data/run/ and a log under data/logs/: an S3 endpoint (`rclone serve s3` on data/s3), the MLflow
 tracking server, the API, the run worker, the aggregator, Celery beat (the requeue sweeper) and Flower. What is
 already running (live pid file, or its port already answering) is left alone. Every child gets its ALGOCOMP_*
@@ -304,6 +306,14 @@ def services(settings: Settings) -> list[Service]:
 
 
 # ------------------------------------------------------------------------------------- Postgres and Redis
+#
+# Both servers are taken as the machine has them: started when installed but stopped, installed with apt-get when
+# missing (as root; otherwise an error names the command to run). Postgres is never assumed to trust local TCP
+# logins: the URL's role logs in with its password, and when it cannot (the role is missing, or has another
+# password), the role is created or its password set through the cluster's superuser over the local socket,
+# which is Debian's default peer authentication and needs root. pg_hba.conf is never edited.
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 def _run(argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -311,100 +321,208 @@ def _run(argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str
     return subprocess.run(argv, check=check, text=True, capture_output=True)
 
 
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
 def _apt_install(*packages: str) -> None:
-    if os.geteuid() != 0:
-        raise DevStackError(
-            f"{', '.join(packages)} not installed and this is not root: install them "
-            f"(sudo apt-get install -y {' '.join(packages)}) or point ALGOCOMP_DATABASE_URL / ALGOCOMP_REDIS_URL "
-            "at running servers"
-        )
+    command = f"apt-get install -y {' '.join(packages)}"
     if shutil.which("apt-get") is None:
-        raise DevStackError(f"{', '.join(packages)} not installed and there is no apt-get: install them by hand")
+        raise DevStackError(
+            f"{', '.join(packages)} is not installed and this machine has no apt-get: install it with the system's "
+            "package manager, or point ALGOCOMP_DATABASE_URL / ALGOCOMP_REDIS_URL at running servers"
+        )
+    if not _is_root():
+        raise DevStackError(
+            f"{', '.join(packages)} is not installed and only root can install it: run `sudo {command}` and try "
+            "again, or point ALGOCOMP_DATABASE_URL / ALGOCOMP_REDIS_URL at running servers"
+        )
+    say(f"installing {', '.join(packages)} with apt-get (a few minutes the first time)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-q"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-q", *packages], check=True, env=env)
+    for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]):
+        result = subprocess.run(argv, env=env, text=True, capture_output=True)
+        if result.returncode != 0:
+            raise DevStackError(f"`{' '.join(argv)}` failed ({result.returncode}):\n{(result.stdout + result.stderr)[-3000:]}")
 
 
-def _postgres_clusters() -> list[str]:
-    base = Path("/etc/postgresql")
-    return sorted((p.name for p in base.iterdir() if (p / "main").is_dir()), key=float) if base.is_dir() else []
+def _postgres_clusters() -> list[tuple[str, str, int, bool]]:
+    """(version, name, port, online) of every cluster `pg_lsclusters` knows (Debian's postgresql-common)."""
+    if shutil.which("pg_lsclusters") is None:
+        return []
+    result = subprocess.run(["pg_lsclusters", "--no-header"], text=True, capture_output=True)
+    clusters = []
+    for line in result.stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[2].isdigit():
+            clusters.append((fields[0], fields[1], int(fields[2]), fields[3].startswith("online")))
+    return clusters
 
 
-def _trust_local_tcp(version: str) -> None:
-    """A cluster we just installed accepts local TCP logins without a password, as the settings' URL expects."""
-    hba = Path(f"/etc/postgresql/{version}/main/pg_hba.conf")
-    rules = "host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n"
-    text = hba.read_text()
-    if rules not in text:
-        hba.write_text(f"# added by algocomp.devstack for local development\n{rules}{text}")
-        say(f"{hba}: local TCP connections now trusted (development only)")
+def _start_postgres(port: int) -> None:
+    """Install Postgres if missing and start the local cluster that serves `port` (creating one if none does)."""
+    if shutil.which("pg_lsclusters") is None:
+        say("Postgres is not installed")
+        _apt_install("postgresql")
+    clusters = [cluster for cluster in _postgres_clusters() if cluster[2] == port]
+    if not clusters:
+        versions = sorted({cluster[0] for cluster in _postgres_clusters()}, key=float)
+        installed = sorted((p.name for p in Path("/usr/lib/postgresql").glob("*") if p.name.replace(".", "").isdigit()),
+                           key=float)
+        version = (versions or installed or [""])[-1]
+        if not version:
+            raise DevStackError("Postgres is installed but no server version was found under /usr/lib/postgresql")
+        if not _is_root():
+            raise DevStackError(f"no Postgres cluster serves port {port}: run "
+                                f"`sudo pg_createcluster {version} main --port {port} --start`")
+        _run(["pg_createcluster", version, "algocomp" if _postgres_clusters() else "main", "--port", str(port)])
+        clusters = [cluster for cluster in _postgres_clusters() if cluster[2] == port]
+    version, name, _, online = clusters[0]
+    if online:
+        return
+    if not _is_root():
+        raise DevStackError(f"Postgres {version}/{name} is installed but stopped and only root can start it: run "
+                            f"`sudo pg_ctlcluster {version} {name} start`")
+    say(f"starting Postgres {version}/{name} on port {port}")
+    result = _run(["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "start"], check=False)
+    if result.returncode != 0:
+        raise DevStackError(f"Postgres {version}/{name} did not start: {(result.stdout + result.stderr).strip()}; "
+                            f"see /var/log/postgresql/postgresql-{version}-{name}.log")
 
 
-def ensure_postgres(settings: Settings) -> None:
+def _psql_as_superuser(port: int, sql: str) -> None:
+    """Run `sql` as the cluster's superuser over the local socket (peer authentication; needs root).
+
+    The SQL goes in on standard input, so no password appears on a command line.
+    """
+    runuser = shutil.which("runuser")
+    if runuser is None:
+        raise DevStackError("runuser (util-linux) is missing: cannot act as the postgres user")
+    result = subprocess.run(
+        [runuser, "-u", "postgres", "--", "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-p", str(port), "-d", "postgres"],
+        input=sql, text=True, capture_output=True, cwd="/",
+    )
+    if result.returncode != 0:
+        raise DevStackError(f"psql as the postgres superuser failed: {(result.stdout + result.stderr).strip()}")
+
+
+def _sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _provision_role(port: int, role: str, password: str) -> None:
+    """Create `role` (LOGIN CREATEDB, with `password`) or reset its password, through the superuser."""
+    if not _is_root():
+        raise DevStackError(
+            f"Postgres on port {port} does not let role {role!r} log in with the configured password. Create the "
+            f"role once: sudo -u postgres psql -p {port} -c \"CREATE ROLE {role} LOGIN CREATEDB PASSWORD '...'\" "
+            "(with the password of ALGOCOMP_DATABASE_URL), or set ALGOCOMP_DATABASE_URL to a role that can log in"
+        )
+    identifier = '"' + role.replace('"', '""') + '"'
+    say(f"creating the Postgres role {role} (LOGIN CREATEDB), or setting its password, through the local superuser")
+    _psql_as_superuser(port, (
+        f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {_sql_literal(role)}) "
+        f"THEN CREATE ROLE {identifier}; END IF; END $$;\n"
+        f"ALTER ROLE {identifier} LOGIN CREATEDB PASSWORD {_sql_literal(password)};\n"
+    ))
+
+
+def ensure_postgres_server(database_url: str) -> None:
+    """Make Postgres at `database_url` answer and accept the URL's role with its password (see the section note).
+
+    Only a server on this machine is started, installed or given the role; a remote one is reported.
+    """
+    import psycopg
     from sqlalchemy.engine import make_url
 
-    url = make_url(settings.database_url)
+    url = make_url(database_url)
     host, port = url.host or "127.0.0.1", url.port or 5432
+    role = url.username or "postgres"
+    local = host in LOCAL_HOSTS
     if not port_open(port, host):
-        if host not in {"127.0.0.1", "localhost", "::1"}:
+        if not local:
             raise DevStackError(f"Postgres at {host}:{port} does not answer (ALGOCOMP_DATABASE_URL); start it")
-        installed_now = False
-        if not _postgres_clusters():
-            say("Postgres is not installed; installing it")
-            _apt_install("postgresql")
-            installed_now = True
-        version = _postgres_clusters()[-1]
-        if installed_now:
-            _trust_local_tcp(version)
-        say(f"starting Postgres {version}")
-        _run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"], check=False)
-        if installed_now:
-            _run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "reload"], check=False)
+        _start_postgres(port)
         if not wait_for(lambda: port_open(port, host), 30):
-            raise DevStackError(
-                f"Postgres {version} did not start on {host}:{port}; see /var/log/postgresql/postgresql-{version}-main.log"
-            )
-    _create_database(settings.database_url)
-    say(f"migrating {url.render_as_string(hide_password=True)} to head")
-    migrate(settings.database_url)
+            raise DevStackError(f"Postgres did not start answering on {host}:{port}; see /var/log/postgresql/")
+    maintenance = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+
+    def can_log_in() -> str | None:
+        try:
+            with psycopg.connect(maintenance, connect_timeout=5):
+                return None
+        except psycopg.OperationalError as error:
+            return str(error).strip()
+
+    problem = can_log_in()
+    if problem is None:
+        return
+    if not local:
+        raise DevStackError(f"cannot log in to Postgres at {host}:{port} as {role!r}: {problem}")
+    if not url.password:
+        raise DevStackError(
+            f"cannot log in to Postgres at {host}:{port} as {role!r}: {problem}. algocomp never relies on password-less "
+            "(trust) logins: give ALGOCOMP_DATABASE_URL a password, e.g. postgresql+psycopg://algocomp:PASSWORD@..."
+        )
+    say(f"Postgres refused {role!r} ({problem.splitlines()[-1] if problem else 'no reason given'})")
+    _provision_role(port, role, url.password)
+    problem = can_log_in()
+    if problem is not None:
+        raise DevStackError(f"cannot log in to Postgres at {host}:{port} as {role!r} even after creating it: {problem}")
 
 
-def _create_database(database_url: str) -> None:
+def ensure_database(database_url: str) -> None:
+    """Create the URL's database (owned by its role) unless it exists."""
     import psycopg
     from sqlalchemy.engine import make_url
 
     url = make_url(database_url)
     name = url.database or "algocomp"
-    admin = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    maintenance = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
     try:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as connection:
+        with psycopg.connect(maintenance, autocommit=True, connect_timeout=5) as connection:
             exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
             if not exists:
                 connection.execute(f'CREATE DATABASE "{name}"')
                 say(f"created database {name}")
-    except psycopg.OperationalError as error:
-        raise DevStackError(f"cannot connect to Postgres as {url.username!r}: {error}".strip()) from error
+    except psycopg.Error as error:
+        raise DevStackError(f"cannot create database {name!r} as {url.username!r}: {error}".strip()) from error
 
 
-def ensure_redis(settings: Settings) -> None:
-    url = urlsplit(settings.redis_url)
+def ensure_postgres(settings: Settings) -> None:
+    """The stack's database: server up, role able to log in, database created and migrated to head."""
+    from sqlalchemy.engine import make_url
+
+    ensure_postgres_server(settings.database_url)
+    ensure_database(settings.database_url)
+    say(f"migrating {make_url(settings.database_url).render_as_string(hide_password=True)} to head")
+    migrate(settings.database_url)
+
+
+def ensure_redis_server(redis_url: str) -> None:
+    """Make Redis at `redis_url` answer: started (installed first if missing) when it is on this machine."""
+    url = urlsplit(redis_url)
     host, port = url.hostname or "127.0.0.1", url.port or 6379
     if port_open(port, host):
         return
-    if host not in {"127.0.0.1", "localhost", "::1"}:
+    if host not in LOCAL_HOSTS:
         raise DevStackError(f"Redis at {host}:{port} does not answer (ALGOCOMP_REDIS_URL); start it")
     if shutil.which("redis-server") is None:
-        say("Redis is not installed; installing it")
+        say("Redis is not installed")
         _apt_install("redis-server")
     redis_dir = DATA_DIR / "redis"
-    redis_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (redis_dir, RUN_DIR, LOG_DIR):
+        folder.mkdir(parents=True, exist_ok=True)
     say(f"starting Redis on {host}:{port}")
     _run([
-        "redis-server", "--daemonize", "yes", "--bind", host, "--port", str(port), "--dir", str(redis_dir),
-        "--pidfile", str(RUN_DIR / "redis.pid"), "--logfile", str(LOG_DIR / "redis.log"),
+        shutil.which("redis-server") or "redis-server", "--daemonize", "yes", "--bind", host, "--port", str(port),
+        "--dir", str(redis_dir), "--pidfile", str(RUN_DIR / "redis.pid"), "--logfile", str(LOG_DIR / "redis.log"),
     ])
     if not wait_for(lambda: port_open(port, host), 15):
         raise DevStackError(f"Redis did not start on {host}:{port}; see {LOG_DIR / 'redis.log'}")
+
+
+def ensure_redis(settings: Settings) -> None:
+    ensure_redis_server(settings.redis_url)
 
 
 # ---------------------------------------------------------------------------------------- up, down, status
@@ -515,11 +633,18 @@ def status(settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m algocomp.devstack", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument(
+        "command", choices=["up", "down", "status", "servers"],
+        help="servers: only make Postgres and Redis answer (what the tests need); up: the whole stack",
+    )
     arguments = parser.parse_args(argv)
     settings = get_settings()
     try:
-        if arguments.command == "up":
+        if arguments.command == "servers":
+            ensure_redis(settings)
+            ensure_postgres_server(settings.database_url)
+            say("Postgres and Redis answer")
+        elif arguments.command == "up":
             up(settings)
         elif arguments.command == "down":
             down(settings)

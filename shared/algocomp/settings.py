@@ -20,10 +20,16 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ALGOCOMP_", env_file=".env", extra="ignore")
 
     environment: Literal["development", "test", "production"] = "development"
-    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/algocomp"
+    database_url: str = "postgresql+psycopg://algocomp:algocomp@127.0.0.1:5432/algocomp"
     redis_url: str = "redis://127.0.0.1:6379/0"
     key_prefix: str = Field("algocomp:", description="prefix of every Redis key and queue name")
-    s3_endpoint_url: str | None = "http://127.0.0.1:9000"
+    s3_endpoint_url: str | None = Field("http://127.0.0.1:9000", description="S3 endpoint the services use")
+    s3_public_endpoint_url: str | None = Field(
+        None,
+        description="S3 endpoint that clients reach, used to sign every URL handed to them (presigned links, "
+        "redirects); empty: the services' endpoint. Set it where the services reach S3 under an internal name, "
+        "as in compose (http://minio:9000 inside, http://localhost:9000 from the host).",
+    )
     s3_bucket: str = "algocomp"
     s3_access_key: str = "algocomp"
     s3_secret_key: SecretStr = SecretStr(DEVELOPMENT_S3_SECRET)

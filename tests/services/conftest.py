@@ -6,6 +6,11 @@ Nothing is shared with an earlier run: the database is created and migrated per 
 the end, every Redis key lives under `algocomp-test-<hex>:` and is deleted at the end, and the S3 folder is a
 temporary directory. Settings reach child processes through the ALGOCOMP_* environment variables set here.
 
+Postgres and Redis are made to answer first, exactly as `make dev` does (algocomp.devstack: started, or installed
+when missing and this is root, and the test role given a password login; never trust authentication). When set-up
+fails, that failure is what the test report shows: the clean-up steps of what was never set up do not run, and a
+clean-up step that fails after an earlier error is reported as a warning beside it instead of replacing it.
+
 Fixtures: service_env (the Settings), db_engine, db_session, redis_client, storage, start_service (a factory of
 processes stopped after the test), worker_process, aggregator_process, api_server (its base URL).
 """
@@ -21,7 +26,9 @@ import sys
 import tempfile
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -29,13 +36,25 @@ import psycopg
 import pytest
 import redis
 from algocomp import db as algocomp_db
-from algocomp.devstack import REPO_ROOT, free_port, migrate, port_open, rclone_s3_argv
+from algocomp.devstack import (
+    REPO_ROOT,
+    DevStackError,
+    ensure_postgres_server,
+    ensure_redis_server,
+    free_port,
+    migrate,
+    port_open,
+    rclone_s3_argv,
+)
 from algocomp.queue import WORKER_QUEUES
 from algocomp.settings import Settings, get_settings
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session
 
-POSTGRES_ADMIN_URL = os.environ.get("ALGOCOMP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+# A role that can log in with its password and create databases (algocomp.devstack creates it when it can).
+POSTGRES_ADMIN_URL = os.environ.get(
+    "ALGOCOMP_TEST_POSTGRES_URL", "postgresql://algocomp:algocomp@127.0.0.1:5432/postgres"
+)
 REDIS_URL = os.environ.get("ALGOCOMP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 S3_ACCESS_KEY = "algocomp-test"
 S3_SECRET_KEY = "algocomp-test-secret"
@@ -175,25 +194,90 @@ def _delete_redis_keys(prefix: str) -> None:
         client.close()
 
 
+class _Teardown:
+    """Clean-up steps, registered as each resource is acquired and run in reverse order.
+
+    Every step runs even when an earlier one fails. When the set-up or the test body already raised, a failing
+    step is reported as a warning so that the first error stays the one in the report; otherwise the first
+    failing step's error is raised once all steps have run.
+    """
+
+    def __init__(self) -> None:
+        self._steps: list[tuple[str, Callable[[], object]]] = []
+
+    def add(self, what: str, step: Callable[[], object]) -> None:
+        self._steps.append((what, step))
+
+    def run(self, earlier_error: BaseException | None) -> None:
+        first: BaseException | None = None
+        for what, step in reversed(self._steps):
+            try:
+                step()
+            except Exception as error:  # noqa: BLE001 - every step must run; the error is reported below
+                if earlier_error is not None or first is not None:
+                    warnings.warn(f"clean-up step failed ({what}): {error!r}", stacklevel=1)
+                else:
+                    first = error
+        if first is not None:
+            raise first
+
+
+@contextmanager
+def _teardown() -> Iterator[_Teardown]:
+    teardown = _Teardown()
+    try:
+        yield teardown
+    except BaseException as error:
+        teardown.run(error)
+        raise
+    teardown.run(None)
+
+
+def _stop_popen(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+def _restore_environment(saved: dict[str, str]) -> None:
+    algocomp_db.reset_engine()
+    os.environ.clear()
+    os.environ.update(saved)
+    get_settings.cache_clear()
+
+
 @pytest.fixture(scope="session")
-def service_env() -> Iterator[Settings]:
+def servers() -> None:
+    """Postgres (with the test role able to log in and create databases) and Redis, answering."""
+    try:
+        ensure_postgres_server(POSTGRES_ADMIN_URL)
+        ensure_redis_server(REDIS_URL)
+    except DevStackError as error:
+        pytest.fail(f"the service tests need Postgres and Redis: {error}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def service_env(servers: None) -> Iterator[Settings]:
     """A fresh migrated database, a unique Redis prefix and a live S3 endpoint, exported as ALGOCOMP_* variables."""
     token = uuid.uuid4().hex[:12]
     database_name = f"algocomp_test_{token}"
     key_prefix = f"algocomp-test-{token}:"
-    s3_folder = Path(tempfile.mkdtemp(prefix="algocomp-test-s3-"))
-    s3_port = free_port()
-    saved_environment = dict(os.environ)
-    rclone: subprocess.Popen[bytes] | None = None
-    rclone_log = s3_folder.parent / f"{s3_folder.name}-rclone.log"
-    database_created = False
-    try:
+    with _teardown() as teardown:
         with _admin_connection() as admin:
             admin.execute(f'CREATE DATABASE "{database_name}"')
-        database_created = True
+        teardown.add(f"drop database {database_name}", lambda: _drop_database(database_name))
+        teardown.add(f"delete Redis keys {key_prefix}*", lambda: _delete_redis_keys(key_prefix))
         database_url = _database_url(database_name)
         migrate(database_url)
 
+        s3_folder = Path(tempfile.mkdtemp(prefix="algocomp-test-s3-"))
+        teardown.add(f"remove {s3_folder}", lambda: shutil.rmtree(s3_folder, ignore_errors=True))
+        rclone_log = s3_folder.parent / f"{s3_folder.name}-rclone.log"
+        teardown.add(f"remove {rclone_log}", lambda: rclone_log.unlink(missing_ok=True))
+        s3_port = free_port()
         with rclone_log.open("wb") as log:
             rclone = subprocess.Popen(
                 rclone_s3_argv(s3_folder, s3_port, S3_ACCESS_KEY, S3_SECRET_KEY),
@@ -202,12 +286,15 @@ def service_env() -> Iterator[Settings]:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        teardown.add("stop rclone serve s3", lambda: _stop_popen(rclone))
         deadline = time.monotonic() + 30
         while not port_open(s3_port):
             if rclone.poll() is not None or time.monotonic() > deadline:
                 raise ServiceStartError(f"rclone serve s3 did not start:\n{rclone_log.read_text(errors='replace')}")
             time.sleep(0.1)
 
+        saved_environment = dict(os.environ)
+        teardown.add("restore the environment", lambda: _restore_environment(saved_environment))
         os.environ.update(
             {
                 "ALGOCOMP_ENVIRONMENT": "test",
@@ -231,23 +318,6 @@ def service_env() -> Iterator[Settings]:
 
         Storage(settings).ensure_bucket()
         yield settings
-    finally:
-        algocomp_db.reset_engine()
-        os.environ.clear()
-        os.environ.update(saved_environment)
-        get_settings.cache_clear()
-        if rclone is not None:
-            rclone.terminate()
-            try:
-                rclone.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                rclone.kill()
-                rclone.wait(timeout=5)
-        shutil.rmtree(s3_folder, ignore_errors=True)
-        rclone_log.unlink(missing_ok=True)
-        _delete_redis_keys(key_prefix)
-        if database_created:
-            _drop_database(database_name)
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ TABLES = {"scenarios", "runs", "results", "run_metrics", "sweeps", "sweep_cell_m
 
 
 @pytest.fixture
-def empty_database() -> Iterator[str]:
+def empty_database(servers: None) -> Iterator[str]:
     """A brand-new database of its own (not the session's migrated one), dropped afterwards."""
     name = f"algocomp_test_migrations_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
