@@ -9,6 +9,7 @@ import logging
 import sys
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -29,7 +30,7 @@ from algocomp.storage import (
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from .conftest import ServiceStartError, start_process
+from .conftest import ServiceStartError, _teardown, start_process
 
 # ------------------------------------------------------------------------------------------------ storage
 
@@ -63,6 +64,29 @@ def test_storage_round_trip_over_http(storage: Storage) -> None:
     with pytest.raises(ValueError):
         storage.delete_prefix("")
     storage.ping()
+
+
+def test_presigned_urls_are_signed_for_the_public_endpoint(service_env: Settings, storage: Storage) -> None:
+    """Clients get links for the endpoint they reach (here `localhost` where the services use 127.0.0.1); the
+    signature covers the host, so the link only works because it was signed for that name."""
+    key = f"tests/{uuid.uuid4().hex}/public.json"
+    storage.put_bytes(key, b'{"consumer_surplus": 0.1}', "application/json")
+    internal = urlsplit(service_env.s3_endpoint_url or "")
+    public_endpoint = f"http://localhost:{internal.port}"
+    public = Storage(service_env.model_copy(update={"s3_public_endpoint_url": public_endpoint}))
+
+    url = public.presigned_url(key, expires_s=60)
+    assert url.startswith(f"{public_endpoint}/{service_env.s3_bucket}/")
+    assert httpx.get(url, timeout=10).content == b'{"consumer_surplus": 0.1}'
+    # the services still talk to the internal endpoint
+    assert public.get_bytes(key) == b'{"consumer_surplus": 0.1}'
+    assert public.client.meta.endpoint_url == service_env.s3_endpoint_url
+    # a link signed for one host name is refused under another: the public setting is what makes it work
+    internal_link = storage.presigned_url(key, expires_s=60)
+    assert internal_link.startswith(f"{service_env.s3_endpoint_url}/")
+    moved = internal_link.replace(f"{internal.hostname}:{internal.port}", f"localhost:{internal.port}", 1)
+    assert httpx.get(moved, timeout=10).status_code == 403
+    storage.delete_prefix(key)
 
 
 def test_storage_ping_fails_clearly_when_the_endpoint_is_down(service_env: Settings) -> None:
@@ -130,6 +154,33 @@ def test_the_session_database_is_fresh_and_migrated(db_session: Session, service
 
 
 # ---------------------------------------------------------------------------------------------- processes
+
+
+def _fail(message: str) -> None:
+    raise ConnectionError(message)
+
+
+def test_fixture_teardown_keeps_the_first_error_in_front() -> None:
+    """A set-up that fails is what the report shows; clean-ups of what it had acquired still run, and one that
+    fails as a consequence (Redis unreachable) becomes a warning instead of replacing the first error."""
+    cleaned: list[str] = []
+    with pytest.raises(RuntimeError, match="connection refused on 5432"), pytest.warns(UserWarning, match="redis down"):
+        with _teardown() as teardown:
+            teardown.add("remove folder", lambda: cleaned.append("folder"))
+            teardown.add("delete keys", lambda: _fail("redis down"))
+            raise RuntimeError("connection refused on 5432")
+    assert cleaned == ["folder"]
+
+
+def test_fixture_teardown_raises_its_own_error_after_running_every_step() -> None:
+    cleaned: list[str] = []
+    # steps run last-registered first: "stop s3" fails first and is raised, "delete keys" after it is a warning
+    with pytest.raises(ConnectionError, match="s3 stuck"), pytest.warns(UserWarning, match="redis down"):
+        with _teardown() as teardown:
+            teardown.add("drop database", lambda: cleaned.append("database"))
+            teardown.add("delete keys", lambda: _fail("redis down"))
+            teardown.add("stop s3", lambda: _fail("s3 stuck"))
+    assert cleaned == ["database"]
 
 
 def test_start_process_fails_clearly_when_the_service_module_is_missing(tmp_path: Path) -> None:

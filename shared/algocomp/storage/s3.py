@@ -21,6 +21,26 @@ STREAM_CHUNK_BYTES = 1024 * 1024
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
 
 
+def _client(settings: Settings, endpoint_url: str | None) -> Any:
+    """A boto3 S3 client of `endpoint_url` with the settings' credentials and region."""
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint_url or None,
+        region_name=settings.s3_region,
+        aws_access_key_id=settings.s3_access_key,
+        aws_secret_access_key=settings.s3_secret_key.get_secret_value(),
+        config=Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+            connect_timeout=5,
+            read_timeout=30,
+            retries={"max_attempts": 3, "mode": "standard"},
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        ),
+    )
+
+
 class StorageError(RuntimeError):
     """An S3 operation failed; the message names the bucket, key and endpoint."""
 
@@ -31,21 +51,14 @@ class Storage:
     def __init__(self, settings: Settings) -> None:
         self.bucket = settings.s3_bucket
         self.endpoint_url = settings.s3_endpoint_url
-        self._client = boto3.session.Session().client(
-            "s3",
-            endpoint_url=settings.s3_endpoint_url or None,
-            region_name=settings.s3_region,
-            aws_access_key_id=settings.s3_access_key,
-            aws_secret_access_key=settings.s3_secret_key.get_secret_value(),
-            config=Config(
-                signature_version="s3v4",
-                s3={"addressing_style": "path"},
-                connect_timeout=5,
-                read_timeout=30,
-                retries={"max_attempts": 3, "mode": "standard"},
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
-            ),
+        self.public_endpoint_url = settings.s3_public_endpoint_url or settings.s3_endpoint_url
+        self._client = _client(settings, settings.s3_endpoint_url)
+        # A presigned URL signs its host, so links for clients are signed by a client of the endpoint they reach;
+        # signing is local, this client never connects.
+        self._public_client = (
+            _client(settings, self.public_endpoint_url)
+            if self.public_endpoint_url != settings.s3_endpoint_url
+            else self._client
         )
 
     @property
@@ -147,8 +160,9 @@ class Storage:
         return sorted(keys)
 
     def presigned_url(self, key: str, expires_s: int = 3600) -> str:
-        """A time-limited GET link to an object, for clients that download directly from S3."""
-        return self._client.generate_presigned_url(
+        """A time-limited GET link to an object, for clients that download directly from S3: signed for the
+        public endpoint (Settings.s3_public_endpoint_url) when one is set."""
+        return self._public_client.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_s
         )
 
