@@ -19,7 +19,9 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from typing import Callable
 
 import numpy as np
@@ -34,6 +36,9 @@ from algocomp.scenarios import scenario_hash
 from algocomp.scenarios.model import Horizon, LoggingSpec, Scenario
 
 _worker_compiled: CompiledScenario | None = None
+
+# How often the parent checks should_stop while its workers run (a session can take minutes).
+POLL_S = 0.1
 
 
 def warm_up(scenario: Scenario) -> None:
@@ -57,12 +62,34 @@ def _init_worker(compiled: CompiledScenario) -> None:
     # A forked worker inherits its parent's Python handlers (a service's graceful-shutdown handler, say): the
     # parent's terminate() must end it.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # held by _interrupts_held while starting
     _worker_compiled = compiled
 
 
 def _run_in_worker(index: int, seed: int) -> SessionResult | None:
     assert _worker_compiled is not None, "worker not initialised"
     return run_session(_worker_compiled, index, seed)
+
+
+@contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Hold back SIGINT in this thread while worker processes may be started (pool.submit starts them).
+
+    A worker inherits the blocked signal (across fork and exec), so a Ctrl-C that arrives while it boots (a spawned
+    worker spends a second or more importing) waits until _init_worker has set it to be ignored, instead of killing
+    the worker mid-import with a KeyboardInterrupt traceback. Here the held Ctrl-C is delivered on leaving, so it is
+    delayed by a moment, never lost. Windows has no signal masks: there a worker interrupted while starting ends
+    with a traceback, and run_experiment counts the lost session as part of the stop that was asked for.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
@@ -155,13 +182,18 @@ def run_experiment(
         try:
             pending: set[Future] = set()
             queue = iter(enumerate(seeds))
-            # Keep a short queue per worker: dynamic balancing (sessions differ in length) and prompt cancel.
-            for index, seed in queue:
-                pending.add(pool.submit(_run_in_worker, index, seed))
-                if len(pending) >= 2 * n_workers:
-                    break
+
+            def submit_more() -> None:
+                # Keep a short queue per worker: dynamic balancing (sessions differ in length) and prompt cancel.
+                for index, seed in queue:
+                    with _interrupts_held():
+                        pending.add(pool.submit(_run_in_worker, index, seed))
+                    if len(pending) >= 2 * n_workers:
+                        break
+
+            submit_more()
             while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                done, pending = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
                 for future in done:
                     if future.exception() is None:
                         finished(future.result())
@@ -174,10 +206,7 @@ def run_experiment(
                 if cancelled or (should_stop is not None and should_stop()):
                     cancelled = True
                     break
-                for index, seed in queue:
-                    pending.add(pool.submit(_run_in_worker, index, seed))
-                    if len(pending) >= 2 * n_workers:
-                        break
+                submit_more()
         except BaseException:
             _stop_workers(pool)
             raise
