@@ -127,10 +127,13 @@ def _without_timing(summary):
     return {k: v for k, v in summary.items() if k not in TIMING_KEYS}
 
 
-def test_same_seed_same_results_whatever_the_workers():
+# Every parallel test follows ALGOCOMP_START_METHOD (default: fork on Linux); this one runs both ways, as Linux and
+# Windows/macOS start workers. `ALGOCOMP_START_METHOD=spawn pytest tests/test_engine.py` runs them all with spawn.
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_same_seed_same_results_whatever_the_workers(start_method):
     scenario = baseline("sessions=6", "horizon.max_periods=200000", "seed=11")
     one = run_experiment(scenario, workers=1)
-    two = run_experiment(scenario, workers=2)
+    two = run_experiment(scenario, workers=2, start_method=start_method)
     pd.testing.assert_frame_equal(one.panel, two.panel, check_exact=True)
     pd.testing.assert_frame_equal(one.impulse, two.impulse, check_exact=True)
     assert _without_timing(one.summary) == _without_timing(two.summary)
