@@ -5,8 +5,16 @@
 #   docker run --rm -p 8000:8000 -e ALGOCOMP_DATABASE_URL=... algocomp
 #
 # Settings come from ALGOCOMP_* environment variables (algocomp.settings); nothing is baked into the image.
+#
+# Build arguments:
+#   PYTHON_IMAGE   the base image (default python:3.11-slim); docker-compose.yml passes its PYTHON_IMAGE, which
+#                  tests/compose points at a stand-in built from Debian where registry images cannot be pulled.
+# Extra CA certificates: every *.crt in docker/ca-certificates/ (empty in the repository) is trusted in the image,
+# by pip at build time too, for networks whose HTTPS passes an intercepting proxy. tests/compose copies the
+# machine's certificates there before it builds.
 
-FROM python:3.11-slim
+ARG PYTHON_IMAGE=python:3.11-slim
+FROM ${PYTHON_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -18,10 +26,17 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
+COPY docker/ca-certificates/ /usr/local/share/ca-certificates/algocomp/
+RUN if ls /usr/local/share/ca-certificates/algocomp/*.crt >/dev/null 2>&1 && command -v update-ca-certificates >/dev/null; then \
+        update-ca-certificates >/dev/null; \
+    fi
+
 # The dependencies first, from pyproject.toml alone: this layer is rebuilt only when they change, not on every
 # edit of the code. Every dependency ships wheels for Linux (x86-64 and arm64), so no compiler is needed.
 COPY pyproject.toml ./
+# pip trusts the system's CA bundle (with the certificates above) rather than its own copy of certifi's.
 RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('/tmp/requirements.txt', 'w').write('\n'.join(deps))" \
+    && if [ -s /etc/ssl/certs/ca-certificates.crt ]; then export PIP_CERT=/etc/ssl/certs/ca-certificates.crt; fi \
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
@@ -29,7 +44,8 @@ RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))
 COPY README.md ./
 COPY shared ./shared
 COPY services ./services
-RUN pip install --no-deps . && rm -rf build shared/*.egg-info
+RUN if [ -s /etc/ssl/certs/ca-certificates.crt ]; then export PIP_CERT=/etc/ssl/certs/ca-certificates.crt; fi \
+    && pip install --no-deps . && rm -rf build shared/*.egg-info
 
 # The migrations the api runs before it serves (alembic.ini's script_location is relative to /app).
 COPY alembic.ini ./
