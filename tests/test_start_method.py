@@ -182,6 +182,48 @@ def test_an_abort_terminates_the_workers(method: str) -> None:
     assert multiprocessing.active_children() == []
 
 
+# --------------------------------------------------------------------------------------------- the plots
+
+
+def test_plots_are_drawn_in_process_unless_workers_fork(in_process, tmp_path: Path) -> None:
+    from algocomp.output import PlotProcess, write_run
+
+    pngs = {}
+    for method in ("fork", "spawn"):
+        plotter = PlotProcess(method)
+        assert plotter.forked == (method == "fork")  # spawn (Windows, macOS): the in-process fallback
+        paths = write_run(in_process, tmp_path / method, workers=2, plotter=plotter)
+        pngs[method] = [paths[name].read_bytes() for name in ("prices_plot", "impulse_plot")]
+        assert all(png[:8] == b"\x89PNG\r\n\x1a\n" for png in pngs[method])
+    assert pngs["fork"] == pngs["spawn"]
+
+
+def test_fsync_opens_for_writing_on_windows(tmp_path: Path, monkeypatch) -> None:
+    """FlushFileBuffers needs a handle opened for writing: a read-only descriptor makes os.fsync fail on Windows."""
+    from algocomp.output import writer
+
+    class WindowsOs:
+        name = "nt"
+
+        def __getattr__(self, attribute):
+            return getattr(os, attribute)
+
+    opened = []
+
+    def spy_open(path, flags, *args):
+        opened.append(flags)
+        return os.open(path, flags, *args)
+
+    fake = WindowsOs()
+    fake.open = spy_open
+    monkeypatch.setattr(writer, "os", fake)
+    target = tmp_path / "file.json"
+    writer.atomic_write(target, lambda path: path.write_text("{}"))
+    assert opened and all(flags & os.O_RDWR for flags in opened)
+    monkeypatch.undo()
+    assert target.read_text() == "{}"
+
+
 # --------------------------------------------------------------------------------------------- the command
 
 
