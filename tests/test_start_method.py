@@ -333,3 +333,28 @@ def test_ctrl_c_stops_parallel_workers_without_orphans(tmp_path: Path, method: s
     while _group_members(process.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _group_members(process.pid) == []  # no worker (nor resource tracker, nor plot drawer) left behind
+
+
+def test_windows_runs_at_most_61_workers(monkeypatch) -> None:
+    """ProcessPoolExecutor refuses more than 61 workers on Windows; `--workers auto` on a big machine must not fail."""
+    from algocomp.engine import experiment
+
+    asked = []
+
+    class Started(Exception):
+        pass
+
+    def pool(max_workers, **options):
+        asked.append((max_workers, options["mp_context"].get_start_method()))
+        raise Started
+
+    scenario = short("sessions=100")
+    experiment.warm_up(scenario)  # before sys.platform is faked
+    monkeypatch.setattr(experiment, "ProcessPoolExecutor", pool)
+    monkeypatch.setattr(experiment, "warm_up", lambda scenario: None)
+    monkeypatch.delenv(START_METHOD_ENV, raising=False)
+    monkeypatch.setattr(sys, "platform", "win32")
+    with pytest.raises(Started):
+        run_experiment(scenario, workers=100)
+    monkeypatch.undo()
+    assert asked == [(61, "spawn")]

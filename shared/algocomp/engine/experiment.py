@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -39,6 +40,9 @@ _worker_compiled: CompiledScenario | None = None
 
 # How often the parent checks should_stop while its workers run (a session can take minutes).
 POLL_S = 0.1
+# ProcessPoolExecutor refuses more than 61 workers on Windows (WaitForMultipleObjects' limit of 64 handles, less
+# the ones it needs itself): `--workers auto` on a big Windows machine uses 61.
+WINDOWS_MAX_WORKERS = 61
 
 
 def warm_up(scenario: Scenario) -> None:
@@ -139,6 +143,8 @@ def run_experiment(
     started = time.perf_counter()
     cs = compiled if compiled is not None else compile_scenario(scenario)
     n_workers = min(resolve_workers(workers), scenario.sessions)
+    if sys.platform == "win32":
+        n_workers = min(n_workers, WINDOWS_MAX_WORKERS)
     seeds = session_seeds(scenario.seed, scenario.sessions)
     results: dict[int, SessionResult] = {}
     gains: list[float] = []
