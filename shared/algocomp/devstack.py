@@ -638,6 +638,10 @@ def main(argv: list[str] | None = None) -> int:
         help="servers: only make Postgres and Redis answer (what the tests need); up: the whole stack",
     )
     arguments = parser.parse_args(argv)
+    if os.name != "posix":
+        print("[devstack] error: the native stack runs on Linux (and other POSIX systems); on Windows run the stack "
+              "with Docker Desktop: docker compose up -d --build (see the README's quick start)", file=sys.stderr)
+        return 1
     settings = get_settings()
     try:
         if arguments.command == "servers":
