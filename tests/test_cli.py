@@ -196,3 +196,20 @@ def test_ctrl_c_cancels_cleanly(tmp_path: Path) -> None:
     assert "interrupted" in stderr
     assert "Traceback" not in stderr
     assert stdout == ""
+
+
+def test_output_in_a_legacy_code_page_does_not_crash(tmp_path: Path) -> None:
+    """Windows writes redirected output in the ANSI code page (cp1252 has no "Δ"): escape, never crash."""
+    env = {**os.environ, "PYTHONIOENCODING": "cp1252"}
+    table = subprocess.run(
+        [sys.executable, "-m", "algocomp.cli.main", *TINY_RUN, "--out", str(tmp_path / "table")],
+        capture_output=True, timeout=TIMEOUT_S, env=env, check=False,
+    )  # fmt: skip
+    assert table.returncode == 0, table.stderr.decode("cp1252")
+    assert b"profit gain \\u0394" in table.stdout
+    as_json = subprocess.run(
+        [sys.executable, "-m", "algocomp.cli.main", *TINY_RUN, "--out", str(tmp_path / "json"), "--json"],
+        capture_output=True, timeout=TIMEOUT_S, env=env, check=False,
+    )  # fmt: skip
+    assert as_json.returncode == 0, as_json.stderr.decode("cp1252")
+    assert json.loads(as_json.stdout.decode("cp1252"))["sessions"] == 2
