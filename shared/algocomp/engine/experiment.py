@@ -7,7 +7,8 @@ Workers start with the platform's method (engine.processes: fork on Linux, spawn
 ALGOCOMP_START_METHOD or the start_method argument asks for). Either way the kernel is loaded here first: forked
 workers inherit it in memory; spawned ones load it from numba's on-disk cache, which this first load fills on a
 new machine, so the workers do not each compile it. Everything a worker receives (the compiled scenario, a session
-index and seed) is picklable, and the worker entry points below import nothing beyond the session code.
+index and seed) is picklable; a spawned worker imports this module and what sessions need (numpy, numba, pandas,
+pydantic), not matplotlib, the benchmark solver or the service libraries.
 
 Workers ignore Ctrl-C (SIGINT; on Windows the console's Ctrl-C event, which reaches every process attached to
 it): the caller decides what an interrupt means. When the experiment stops early (should_stop) or is aborted
