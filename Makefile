@@ -10,6 +10,7 @@ INSTALLED = $(VENV)/.installed
 .DEFAULT_GOAL := help
 
 .PHONY: help install test test-slow bench demo dev stop up down bench-stack clean distclean
+.PHONY: test-compose
 
 help: ## list the targets
 	@echo "algocomp: make TARGET"
@@ -48,6 +49,9 @@ up: ## start the whole stack in Docker (docker compose up -d --build)
 
 down: ## stop the Docker stack (data stays in its volumes)
 	docker compose down
+
+test-compose: $(INSTALLED) ## docker-compose.yml end to end in Docker (root installs Docker; stand-in images when none can be pulled)
+	$(BIN)/python tests/compose/compose_e2e.py
 
 bench-stack: $(INSTALLED) ## time the stack: run throughput, API vs CLI wall time, SSE fan-out (benchmarks/bench_stack.py)
 	$(BIN)/python -m algocomp.devstack up
