@@ -153,7 +153,7 @@ def ensure_docker(log: Log = default_log, log_dir: Path | None = None) -> None:
             log("installing Debian's docker.io (apt-get)")
             apt_env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
             run(["apt-get", "update"], log_file=log_dir / "apt-docker.log", env=apt_env)
-            run(["apt-get", "install", "-y", "--no-install-recommends", "docker.io", "iptables"],
+            run(["apt-get", "install", "-y", "docker.io"],
                 log_file=log_dir / "apt-docker.log", env=apt_env)
         if not _docker_answers():
             dockerd_log = Path("/var/log/algocomp-dockerd.log")

@@ -474,9 +474,10 @@ def main(argv: list[str] | None = None) -> int:
         images = standins.image_environment(args.standins, lambda m: log("  " + m), OUT / "build-logs")
         timings["docker and images"] = time.monotonic() - t0
         ports = dict(zip(PORT_VARIABLES, free_ports(len(PORT_VARIABLES)), strict=True))
-        project = f"algocomp-composetest-{secrets.token_hex(3)}"
+        suffix = secrets.token_hex(3)
+        project = f"algocomp-composetest-{suffix}"
         variables = {**images, **{k: str(v) for k, v in ports.items()},
-                     "ALGOCOMP_IMAGE_TAG": "compose-test", "WORKER_CONCURRENCY": WORKER_CONCURRENCY}
+                     "ALGOCOMP_IMAGE_TAG": f"compose-test-{suffix}", "WORKER_CONCURRENCY": WORKER_CONCURRENCY}
         stack = Stack(project, variables)
         log(f"  project {project}; ports " + ", ".join(f"{k}={v}" for k, v in ports.items()))
         scenario(stack, ports, timings)
@@ -498,7 +499,8 @@ def main(argv: list[str] | None = None) -> int:
             log("== tear down: docker compose down -v")
             stack.compose("down", "-v", "--remove-orphans", check=False)
             # the image's tag only: its layers stay in Docker's build cache, so the next build takes seconds
-            subprocess.run(["docker", "image", "rm", "algocomp:compose-test"], capture_output=True)
+            subprocess.run(["docker", "image", "rm", f"algocomp:{stack.variables['ALGOCOMP_IMAGE_TAG']}"],
+                           capture_output=True)
             timings["tear down"] = time.monotonic() - t0
         elif stack is not None:
             log(f"--keep: the stack is still up (docker compose -p {stack.project} down -v to remove it)")
