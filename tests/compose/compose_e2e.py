@@ -15,10 +15,15 @@
    one: the run rows record the worker node, runs@<container hostname>).
 6. `docker compose down` (volumes kept) and `up -d` again: the earlier runs, sweep, results and files are all
    still there, byte for byte.
-7. `docker compose down -v` (and the test's image tag removed, its layers stay in the build cache).
+7. `docker compose down -v`, checking no volume is left behind; the test's image tag is removed (its layers
+   stay in the build cache, so the next build takes seconds); the stand-in images stay.
+
+Runs are tiny (20 000 periods, 2 sessions). The workers run one run at a time (WORKER_CONCURRENCY=1) so that,
+with late acknowledgement and prefetch 1, six runs queued at once reach all three worker containers.
 
 It prints its progress with timings and exits non-zero on failure; the compose logs then go to
-out/compose-test/compose.log (and their tail to the terminal). It is not a pytest module: `make test` does not
+out/compose-test/compose.log (and their tail to the terminal); the logs of the first start are always kept in
+out/compose-test/compose-before-restart.log, the build logs in out/compose-test/build-logs/. It is not a pytest module: `make test` does not
 collect it (tests/compose/conftest.py).
 """
 
@@ -442,6 +447,10 @@ def scenario(stack: Stack, ports: dict[str, int], timings: dict[str, float]) -> 
     done()
 
 
+def volume_names() -> list[str]:
+    return subprocess.run(["docker", "volume", "ls", "-q"], capture_output=True, text=True).stdout.split()
+
+
 def dump_logs(stack: Stack, name: str = "compose.log") -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / name
@@ -466,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     stack: Stack | None = None
     failed: BaseException | None = None
+    volumes_before: set[str] = set()
     try:
         t0 = time.monotonic()
         log("== docker and images")
@@ -479,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
         variables = {**images, **{k: str(v) for k, v in ports.items()},
                      "ALGOCOMP_IMAGE_TAG": f"compose-test-{suffix}", "WORKER_CONCURRENCY": WORKER_CONCURRENCY}
         stack = Stack(project, variables)
+        volumes_before = set(volume_names())
         log(f"  project {project}; ports " + ", ".join(f"{k}={v}" for k, v in ports.items()))
         scenario(stack, ports, timings)
     except BaseException as error:  # noqa: BLE001 - report, tear down, exit non-zero (Ctrl-C included)
@@ -501,6 +512,10 @@ def main(argv: list[str] | None = None) -> int:
             # the image's tag only: its layers stay in Docker's build cache, so the next build takes seconds
             subprocess.run(["docker", "image", "rm", f"algocomp:{stack.variables['ALGOCOMP_IMAGE_TAG']}"],
                            capture_output=True)
+            left = set(volume_names()) - volumes_before
+            if left and failed is None:
+                failed = Failure(f"volumes left after docker compose down -v: {sorted(left)}")
+                log(f"FAILED: {failed}")
             timings["tear down"] = time.monotonic() - t0
         elif stack is not None:
             log(f"--keep: the stack is still up (docker compose -p {stack.project} down -v to remove it)")
