@@ -415,7 +415,7 @@ def _provision_role(port: int, role: str, password: str) -> None:
         raise DevStackError(
             f"Postgres on port {port} does not let role {role!r} log in with the configured password. Create the "
             f"role once: sudo -u postgres psql -p {port} -c \"CREATE ROLE {role} LOGIN CREATEDB PASSWORD '...'\" "
-            "(with the password of ALGOCOMP_DATABASE_URL), or set ALGOCOMP_DATABASE_URL to a role that can log in"
+            "(with the URL's password), or point the URL at a role that can log in"
         )
     identifier = '"' + role.replace('"', '""') + '"'
     say(f"creating the Postgres role {role} (LOGIN CREATEDB), or setting its password, through the local superuser")
@@ -426,10 +426,11 @@ def _provision_role(port: int, role: str, password: str) -> None:
     ))
 
 
-def ensure_postgres_server(database_url: str) -> None:
+def ensure_postgres_server(database_url: str, setting: str = "ALGOCOMP_DATABASE_URL") -> None:
     """Make Postgres at `database_url` answer and accept the URL's role with its password (see the section note).
 
-    Only a server on this machine is started, installed or given the role; a remote one is reported.
+    Only a server on this machine is started, installed or given the role; a remote one is reported. `setting`
+    names where the URL came from, in the errors.
     """
     import psycopg
     from sqlalchemy.engine import make_url
@@ -440,7 +441,7 @@ def ensure_postgres_server(database_url: str) -> None:
     local = host in LOCAL_HOSTS
     if not port_open(port, host):
         if not local:
-            raise DevStackError(f"Postgres at {host}:{port} does not answer (ALGOCOMP_DATABASE_URL); start it")
+            raise DevStackError(f"Postgres at {host}:{port} does not answer ({setting}); start it")
         _start_postgres(port)
         if not wait_for(lambda: port_open(port, host), 30):
             raise DevStackError(f"Postgres did not start answering on {host}:{port}; see /var/log/postgresql/")
@@ -461,7 +462,7 @@ def ensure_postgres_server(database_url: str) -> None:
     if not url.password:
         raise DevStackError(
             f"cannot log in to Postgres at {host}:{port} as {role!r}: {problem}. algocomp never relies on password-less "
-            "(trust) logins: give ALGOCOMP_DATABASE_URL a password, e.g. postgresql+psycopg://algocomp:PASSWORD@..."
+            f"(trust) logins: give {setting} a password, e.g. postgresql+psycopg://algocomp:PASSWORD@..."
         )
     say(f"Postgres refused {role!r} ({problem.splitlines()[-1] if problem else 'no reason given'})")
     _provision_role(port, role, url.password)
@@ -498,14 +499,14 @@ def ensure_postgres(settings: Settings) -> None:
     migrate(settings.database_url)
 
 
-def ensure_redis_server(redis_url: str) -> None:
+def ensure_redis_server(redis_url: str, setting: str = "ALGOCOMP_REDIS_URL") -> None:
     """Make Redis at `redis_url` answer: started (installed first if missing) when it is on this machine."""
     url = urlsplit(redis_url)
     host, port = url.hostname or "127.0.0.1", url.port or 6379
     if port_open(port, host):
         return
     if host not in LOCAL_HOSTS:
-        raise DevStackError(f"Redis at {host}:{port} does not answer (ALGOCOMP_REDIS_URL); start it")
+        raise DevStackError(f"Redis at {host}:{port} does not answer ({setting}); start it")
     if shutil.which("redis-server") is None:
         say("Redis is not installed")
         _apt_install("redis-server")

@@ -252,11 +252,14 @@ def _restore_environment(saved: dict[str, str]) -> None:
 @pytest.fixture(scope="session")
 def servers() -> None:
     """Postgres (with the test role able to log in and create databases) and Redis, answering."""
+    problem = None
     try:
-        ensure_postgres_server(POSTGRES_ADMIN_URL)
-        ensure_redis_server(REDIS_URL)
+        ensure_postgres_server(POSTGRES_ADMIN_URL, setting="ALGOCOMP_TEST_POSTGRES_URL")
+        ensure_redis_server(REDIS_URL, setting="ALGOCOMP_TEST_REDIS_URL")
     except DevStackError as error:
-        pytest.fail(f"the service tests need Postgres and Redis: {error}", pytrace=False)
+        problem = str(error)
+    if problem is not None:  # outside the except block: the report shows this one error, not a chain
+        pytest.fail(f"the service tests need Postgres and Redis: {problem}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
