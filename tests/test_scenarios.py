@@ -112,7 +112,9 @@ def test_klein_preset():
     assert scenario.prices == RangeGrid(low=0.0, high=1.0, m=7)
     assert scenario.agents.type == "klein_qlearning"
     assert (scenario.agents.alpha, scenario.agents.delta) == (0.3, 0.95)
-    assert scenario.horizon.max_periods == 1_000_000 and scenario.horizon.stop_at_convergence
+    # Klein's schedule and horizon: exploration at 0.1% after 250,000 periods, every run learns 500,000 periods
+    assert math.exp(-scenario.agents.beta * 250_000) == pytest.approx(0.001, rel=1e-3)
+    assert scenario.horizon.max_periods == 500_000 and not scenario.horizon.stop_at_convergence
 
 
 def test_hansen_preset():
