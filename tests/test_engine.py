@@ -360,6 +360,15 @@ def test_profit_gain_falls_with_more_firms(preset, expected):
     assert s["profit_gain"] == pytest.approx(expected, abs=0.1)
 
 
+@pytest.mark.slow
+def test_klein_focal_share_with_his_schedule_and_horizon():
+    """Klein (2021), k = 6: about two thirds of runs end at a focal price (1,000 sessions, about a minute)."""
+    s = run_experiment(load_scenario("klein-2021-sequential"), workers=0).summary
+    assert s["sessions"] == 1000
+    assert s["focal_share"] == pytest.approx(2 / 3, abs=1.96 * (2 / 3 * 1 / 3 / 1000) ** 0.5)
+    assert s["focal_share"] + s["edgeworth_share"] == pytest.approx(1.0)
+
+
 def test_mean_impulse_path_fast_layout_matches_the_group_by(calvano_16):
     from algocomp.metrics.summary import mean_impulse_path
 
