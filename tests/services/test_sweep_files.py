@@ -115,7 +115,10 @@ def test_files_not_written_yet_are_absent_and_404(api_server: str, worker_proces
     with Client(api_server) as client:
         accepted = client.create_sweep(
             preset="calvano-2020-baseline", grid={"agents.alpha": [0.1]}, seeds=[0], sessions=1,
-            overrides=["horizon.max_periods=2000000", "logging.interval=100000"],
+            # long enough that it cannot end before the checks (a converging session ended first on a busy
+            # machine, and the clean-up's cancel then met a finished sweep); the cancel below stops it
+            overrides=["horizon.max_periods=200000000", "horizon.stop_at_convergence=false",
+                       "logging.interval=100000"],
         )
         sweep_id = str(accepted["id"])
         try:
