@@ -306,6 +306,41 @@ def test_synchronous_updating_competes_harder_than_asynchronous(calvano_16):
     assert synchronous.summary["profit_gain"] < calvano_16.summary["profit_gain"] - 0.2
 
 
+def test_shock_length_follows_calvano_et_al(calvano_100):
+    """Every cycle state and firm deviates once; the shock lasts until the pre-deviation cycle is back."""
+    s = calvano_100.summary
+    per_session = calvano_100.session_summaries
+    assert all(m["shock_deviations"] == m["cycle_length"] * 2 for m in per_session)
+    assert all(m["shock_length"] >= 1 for m in per_session)
+    assert 4.0 <= s["mean_shock_length"] <= 8.0 and s["shock_return_share"] > 0.9
+    # pooled over deviations as the authors do, so longer cycles weigh more
+    weights = np.array([m["shock_deviations"] for m in per_session], dtype=float)
+    pooled = np.sum(weights * np.array([m["shock_length"] for m in per_session])) / weights.sum()
+    assert s["mean_shock_length"] == pytest.approx(pooled)
+
+
+def test_shock_length_counts_the_periods_until_the_cycle_is_back():
+    """Strategies that play one price in every state: the cycle is back one period after any deviation (2), at
+    once (1) when the static best response is the strategy's own price."""
+    scenario = baseline("sessions=1", "horizon.max_periods=1000", "horizon.stop_at_convergence=false")
+    cs = compile_scenario(scenario)
+    st = new_state(cs, 3)
+    m = cs.grid.shape[1]
+    nash = int(np.argmin(np.abs(cs.grid[0] - 1.4729)))
+    # both firms price at the grid point nearest Nash in every state: a one-profile cycle where the static
+    # best response to the rival's Nash price is (on this grid) that same price
+    st.G[:] = nash
+    from algocomp.engine.session import shock_lengths
+
+    profile = nash * int(cs.powers[0]) + nash * int(cs.powers[1])
+    st.state[:] = profile
+    shocks = shock_lengths(cs, st, 1)
+    best = [int(np.argmax([cs.profit[a * int(cs.powers[f]) + nash * int(cs.powers[1 - f]), f] for a in range(m)]))
+            for f in range(2)]
+    # a deviation to the strategy's own price never leaves the cycle; any other is back one period later
+    assert shocks == [(1 if b == nash else 2, True) for b in best]
+
+
 def test_klein_sequential_learners_price_above_competition():
     result = run_experiment(apply_overrides(load_scenario("klein-2021-sequential"), ["sessions=8"]), workers=2)
     s = result.summary
@@ -350,6 +385,8 @@ def test_calvano_baseline_full_experiment():
     assert s["converged_share"] == 1.0
     assert 0.80 <= s["profit_gain"] <= 0.90
     assert s["punishment_share"] > 0.5
+    # Calvano et al.'s punishment length (online appendix Table A11, k = 1: 5.705 periods)
+    assert s["mean_shock_length"] == pytest.approx(5.705, abs=0.25)
 
 
 @pytest.mark.slow

@@ -261,6 +261,45 @@ def find_cycle(actions: np.ndarray) -> int:
     return 0
 
 
+def shock_lengths(cs: CompiledScenario, on_cycle: SessionState, cycle_length: int) -> list[tuple[int, bool]]:
+    """Calvano et al.'s punishment length: from every state of the limit cycle, every firm in turn deviates for
+    one period to its static best response and all play greedily after; the shock lasts until the state is back
+    in the pre-deviation cycle (the deviation period counts as one). A path that settles into another cycle first
+    ends its shock where that cycle starts. Returns (length, returned to the pre-deviation cycle) per deviation.
+
+    `on_cycle` is a session state on the limit cycle (not changed); simultaneous moves only (empty otherwise).
+    """
+    if cs.sequential or cycle_length <= 0:
+        return []
+    horizon = cs.scenario.logging.cycle_search
+    walker = on_cycle.copy()
+    starts: list[SessionState] = []
+    cycle_states: set[tuple[int, ...]] = set()
+    for _ in range(cycle_length):
+        starts.append(walker.copy())
+        play_greedy(cs, walker, 1)
+        cycle_states.add(tuple(int(x) for x in walker.state))
+    out: list[tuple[int, bool]] = []
+    for start in starts:
+        for firm in range(cs.n_firms):
+            path = start.copy()
+            play_greedy(cs, path, 1, deviate_firm=firm)
+            seen: dict[tuple[int, ...], int] = {}
+            for period in range(1, horizon + 1):
+                key = tuple(int(x) for x in path.state)
+                if key in cycle_states:
+                    out.append((period, True))
+                    break
+                if key in seen:
+                    out.append((seen[key], False))
+                    break
+                seen[key] = period
+                play_greedy(cs, path, 1)
+            else:
+                out.append((horizon, False))
+    return out
+
+
 # ------------------------------------------------------------------------------------------- panel rows
 
 
@@ -357,7 +396,7 @@ def run_session(cs: CompiledScenario, session: int, seed: int, *, chunk: int = D
     metrics = session_metrics(
         cs, session=session, seed=seed, periods=st.period, converged_at=st.converged_at, cycle=cycle,
         cycle_length=cycle_length, path=path, interval_prices=intervals[1][:, : cs.n_firms],
-        deviation=deviation, counterfactual=counterfactual,
+        deviation=deviation, counterfactual=counterfactual, shocks=shock_lengths(cs, frozen, cycle_length),
     )
     return SessionResult(
         session=session,

@@ -141,6 +141,7 @@ def session_metrics(
     interval_prices: np.ndarray,
     deviation: np.ndarray,
     counterfactual: np.ndarray,
+    shocks: list[tuple[int, bool]] | None = None,
 ) -> dict[str, Any]:
     metrics: dict[str, Any] = {
         "session": session,
@@ -155,4 +156,8 @@ def session_metrics(
     metrics["cycle_prices"] = [[float(cs.grid[i, a]) for i, a in enumerate(row)] for row in cycle[:64]]
     metrics["comovement"] = comovement(interval_prices)
     metrics.update(impulse_metrics(cs, deviation, counterfactual, cycle, cs.scenario.logging.deviating_firm))
+    # Calvano et al.'s measures, over every cycle state and every deviating firm (engine.session.shock_lengths)
+    metrics["shock_length"] = float(np.mean([length for length, _ in shocks])) if shocks else None
+    metrics["shock_deviations"] = len(shocks) if shocks else 0
+    metrics["shock_return_share"] = float(np.mean([back for _, back in shocks])) if shocks else None
     return metrics

@@ -135,6 +135,16 @@ def summarise(
     summary["deviation_pays_share"] = float(np.mean([s["ir_deviation_pays"] for s in sessions])) if sessions else None
     lengths = _values([s for s in sessions if s["ir_punishment"]], "ir_punishment_length")
     summary["mean_punishment_length"] = float(lengths.mean()) if lengths.size else None
+    # Calvano et al.'s punishment length: periods until the pre-deviation cycle is back, averaged as they do over
+    # every deviation (each cycle state and deviating firm of every session), so longer cycles weigh more
+    shocked = [s for s in sessions if s.get("shock_deviations")]
+    weights = np.array([s["shock_deviations"] for s in shocked], dtype=float)
+    summary["mean_shock_length"] = (
+        float(np.average([s["shock_length"] for s in shocked], weights=weights)) if shocked else None
+    )
+    summary["shock_return_share"] = (
+        float(np.average([s["shock_return_share"] for s in shocked], weights=weights)) if shocked else None
+    )
     summary["impulse_response"] = mean_impulse_path(impulse)
     periods_total = int(sum(s["periods"] for s in sessions))
     summary["periods_total"] = periods_total
