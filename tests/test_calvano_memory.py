@@ -20,7 +20,7 @@ import pytest
 from algocomp.engine.build import CompiledScenario, compile_scenario
 from algocomp.engine.processes import mp_context
 from algocomp.engine.seeds import session_seeds
-from algocomp.engine.session import SessionState, find_cycle, learn, new_state, play_greedy, run_session
+from algocomp.engine.session import SessionState, learn, limit_cycle, new_state, play_greedy, run_session
 from algocomp.metrics.session import cycle_outcomes
 from algocomp.scenarios import apply_overrides, load_scenario
 
@@ -56,9 +56,7 @@ def replication_code_state(cs: CompiledScenario, st: SessionState) -> SessionSta
 
 def cycle_profit_gain(cs: CompiledScenario, st: SessionState) -> float:
     """Delta over the limit cycle of the frozen greedy strategies played from `st` (a copy is advanced)."""
-    path = play_greedy(cs, st.copy(), cs.scenario.logging.cycle_search)
-    length = find_cycle(path)
-    cycle = path[-length:] if length else path[path.shape[0] // 2 :]
+    cycle, _ = limit_cycle(play_greedy(cs, st.copy(), cs.scenario.logging.cycle_search))
     return float(cycle_outcomes(cs, cycle)["profit_gain"])
 
 

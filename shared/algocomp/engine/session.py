@@ -261,6 +261,18 @@ def find_cycle(actions: np.ndarray) -> int:
     return 0
 
 
+def limit_cycle(path: np.ndarray) -> tuple[np.ndarray, int]:
+    """(the profiles of the cycle the greedy path settled into, its length); when no cycle shows (length 0), the
+    second half of the path stands in for it."""
+    length = find_cycle(path)
+    return (path[-length:] if length else path[path.shape[0] // 2 :]), length
+
+
+def _state_key(st: SessionState) -> tuple[int, ...]:
+    """Every firm's state: with the strategies frozen, what the next profile depends on."""
+    return tuple(int(x) for x in st.state)
+
+
 def shock_lengths(cs: CompiledScenario, on_cycle: SessionState, cycle_length: int) -> list[tuple[int, bool]]:
     """Calvano et al.'s punishment length: from every state of the limit cycle, every firm in turn deviates for
     one period to its static best response and all play greedily after; the shock lasts until the state is back
@@ -278,7 +290,7 @@ def shock_lengths(cs: CompiledScenario, on_cycle: SessionState, cycle_length: in
     for _ in range(cycle_length):
         starts.append(walker.copy())
         play_greedy(cs, walker, 1)
-        cycle_states.add(tuple(int(x) for x in walker.state))
+        cycle_states.add(_state_key(walker))
     out: list[tuple[int, bool]] = []
     for start in starts:
         for firm in range(cs.n_firms):
@@ -286,7 +298,7 @@ def shock_lengths(cs: CompiledScenario, on_cycle: SessionState, cycle_length: in
             play_greedy(cs, path, 1, deviate_firm=firm)
             seen: dict[tuple[int, ...], int] = {}
             for period in range(1, horizon + 1):
-                key = tuple(int(x) for x in path.state)
+                key = _state_key(path)
                 if key in cycle_states:
                     out.append((period, True))
                     break
@@ -380,8 +392,7 @@ def run_session(cs: CompiledScenario, session: int, seed: int, *, chunk: int = D
     lg = cs.scenario.logging
     frozen = st.copy()
     path = play_greedy(cs, frozen, lg.cycle_search)
-    cycle_length = find_cycle(path)
-    cycle = path[-cycle_length:] if cycle_length else path[path.shape[0] // 2 :]
+    cycle, cycle_length = limit_cycle(path)
 
     # Impulse response from the point reached on the cycle. With alternating moves the deviation must fall on
     # the deviating firm's turn, so play on until it is.
