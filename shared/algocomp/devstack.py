@@ -363,18 +363,19 @@ def _start_postgres(port: int) -> None:
     if shutil.which("pg_lsclusters") is None:
         say("Postgres is not installed")
         _apt_install("postgresql")
-    clusters = [cluster for cluster in _postgres_clusters() if cluster[2] == port]
+    known = _postgres_clusters()
+    clusters = [cluster for cluster in known if cluster[2] == port]
     if not clusters:
-        versions = sorted({cluster[0] for cluster in _postgres_clusters()}, key=float)
+        # the newest server installed (every cluster's version is one of these)
         installed = sorted((p.name for p in Path("/usr/lib/postgresql").glob("*") if p.name.replace(".", "").isdigit()),
                            key=float)
-        version = (versions or installed or [""])[-1]
-        if not version:
+        if not installed:
             raise DevStackError("Postgres is installed but no server version was found under /usr/lib/postgresql")
+        version, name = installed[-1], "algocomp" if known else "main"
         if not _is_root():
             raise DevStackError(f"no Postgres cluster serves port {port}: run "
-                                f"`sudo pg_createcluster {version} main --port {port} --start`")
-        _run(["pg_createcluster", version, "algocomp" if _postgres_clusters() else "main", "--port", str(port)])
+                                f"`sudo pg_createcluster {version} {name} --port {port} --start`")
+        _run(["pg_createcluster", version, name, "--port", str(port)])
         clusters = [cluster for cluster in _postgres_clusters() if cluster[2] == port]
     version, name, _, online = clusters[0]
     if online:
