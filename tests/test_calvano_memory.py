@@ -8,24 +8,37 @@ the TRANSPOSE. With memory one the two orders coincide, so only memory >= 2 is a
 profits Table A11 reports is followed from a state where firm 1's price two periods back stands in for firm 2's
 last price, which is off the learned path whenever the last two profiles are not symmetric and constant.
 
-The learning itself is the same in both codes. These tests hold algocomp's on-path figure and show that, started
-from the state as the replication code decodes it, the same sessions give the published Delta (0.574 over 1,000
-sessions) within sampling error.
+The same misreading sits in the code's equilibrium and deviation analysis (computeQCell starts every path from the
+decoded prices). The learning itself is the same in both codes. These tests hold algocomp's on-path figures and show
+that the same sessions, analysed as the replication code analyses them, give the published Delta, share of
+equilibria on the path and share of unprofitable deviations within sampling error.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from algocomp.agents.catalog import I_SOFF
 from algocomp.engine.build import CompiledScenario, compile_scenario
+from algocomp.engine.deviations import DeviationCheck, state_values
+from algocomp.engine.kernel import best_response
 from algocomp.engine.processes import mp_context
 from algocomp.engine.seeds import session_seeds
-from algocomp.engine.session import SessionState, learn, limit_cycle, new_state, play_greedy, run_session
+from algocomp.engine.session import (
+    SessionState,
+    cycle_starts,
+    deviation_check,
+    learn,
+    limit_cycle,
+    new_state,
+    play_greedy,
+    run_session,
+)
 from algocomp.metrics.session import cycle_outcomes
 from algocomp.scenarios import apply_overrides, load_scenario
+from published import CALVANO_A11, within_sampling_error
 
-PUBLISHED_MEMORY_2_DELTA = 0.574  # Table A11, k = 2, 1,000 sessions (replication package, table_A11.txt)
-PUBLISHED_SESSIONS = 1000
+PUBLISHED = CALVANO_A11[2]  # Table A11, k = 2
 
 
 def memory_2(*overrides: str):
@@ -54,10 +67,42 @@ def replication_code_state(cs: CompiledScenario, st: SessionState) -> SessionSta
     return decoded
 
 
-def cycle_profit_gain(cs: CompiledScenario, st: SessionState) -> float:
-    """Delta over the limit cycle of the frozen greedy strategies played from `st` (a copy is advanced)."""
-    cycle, _ = limit_cycle(play_greedy(cs, st.copy(), cs.scenario.logging.cycle_search))
-    return float(cycle_outcomes(cs, cycle)["profit_gain"])
+def replication_code_checks(cs: CompiledScenario, on_cycle: SessionState, cycle_length: int) -> DeviationCheck:
+    """Calvano et al.'s equilibrium and incentive checks as their analysis code computes them for memory 2: from
+    each state of the cycle, the first-period prices are the strategies' at that state, but the history the path
+    continues from is the state as the code decodes it (computeQCell starts from the decoded prices)."""
+    net = cs.profit - cs.expected_fine
+    horizon = cs.scenario.logging.cycle_search
+    starts = cycle_starts(cs, on_cycle, cycle_length)
+    n = cs.n_firms
+    best_reply = np.zeros((len(starts), n), dtype=bool)
+    strategy_value = np.zeros((len(starts), n))
+    static_value = np.zeros((len(starts), n))
+    for r, start in enumerate(starts):
+        first = np.array([start.G[int(cs.ipar[k, I_SOFF]) + int(start.state[k])] for k in range(n)], dtype=np.int64)
+        history = replication_code_state(cs, start).state
+        for i in range(n):
+            values, _ = state_values(i, history, first, start.G, cs.ipar, cs.fpar, cs.powers, cs.n_prices, net,
+                                     cs.allowed, cs.n_allowed, horizon)
+            best_reply[r, i] = values[first[i]] >= values.max() - 1e-12 * max(1.0, abs(values.max()))
+            strategy_value[r, i] = values[first[i]]
+            static_value[r, i] = values[best_response(i, first, cs.profit, cs.expected_fine, cs.powers, cs.allowed,
+                                                      cs.n_allowed)]
+    return DeviationCheck(best_reply=best_reply, strategy_value=strategy_value, static_br_value=static_value,
+                          exact=True)
+
+
+def analysis(cs: CompiledScenario, st: SessionState, *, as_replication_code: bool) -> list[float]:
+    """Delta over the limit cycle, the equilibrium-on-path flag, and the number of deviations to the static best
+    response from the cycle that do not pay and that were tried, from the converged session `st` (not changed):
+    on the learned path, or as the replication code computes them."""
+    frozen = replication_code_state(cs, st) if as_replication_code else st.copy()
+    cycle, length = limit_cycle(play_greedy(cs, frozen, cs.scenario.logging.cycle_search))
+    check = replication_code_checks(cs, frozen, length) if as_replication_code else deviation_check(cs, frozen, length)
+    assert check is not None
+    unprofitable = check.unprofitable_static_deviation
+    return [float(cycle_outcomes(cs, cycle)["profit_gain"]), float(check.equilibrium_on_path),
+            float(unprofitable.sum()), float(unprofitable.size)]
 
 
 _compiled: CompiledScenario | None = None
@@ -68,11 +113,11 @@ def _set_compiled(compiled: CompiledScenario) -> None:
     _compiled = compiled
 
 
-def _both_figures(seed: int) -> tuple[float, float]:
+def _both_analyses(seed: int) -> list[float]:
     assert _compiled is not None
     st = new_state(_compiled, seed)
     learn(_compiled, st)
-    return cycle_profit_gain(_compiled, st), cycle_profit_gain(_compiled, replication_code_state(_compiled, st))
+    return analysis(_compiled, st, as_replication_code=False) + analysis(_compiled, st, as_replication_code=True)
 
 
 def test_the_replication_code_decoding_is_the_identity_for_a_symmetric_constant_history():
@@ -89,8 +134,8 @@ def test_the_replication_code_decoding_is_the_identity_for_a_symmetric_constant_
     assert _profiles(cs, int(decoded.state[0]) // profiles) == [9, 11]
 
 
-def test_on_path_profit_gain_is_the_engines():
-    """The figure computed here from the converged state is the one run_session reports."""
+def test_on_path_analysis_is_the_engines():
+    """The figures computed here from the converged state are the ones run_session reports."""
     scenario = memory_2("sessions=2")
     cs = compile_scenario(scenario)
     for index, seed in enumerate(session_seeds(scenario.seed, 2)):
@@ -98,20 +143,28 @@ def test_on_path_profit_gain_is_the_engines():
         learn(cs, st)
         result = run_session(cs, index, int(seed))
         assert result is not None
-        assert cycle_profit_gain(cs, st) == pytest.approx(result.metrics["profit_gain"], abs=1e-12)
+        gain, equilibrium, unprofitable, tried = analysis(cs, st, as_replication_code=False)
+        assert gain == pytest.approx(result.metrics["profit_gain"], abs=1e-12)
+        assert equilibrium == result.metrics["equilibrium_on_path"]
+        assert tried == result.metrics["static_deviations"]
+        assert unprofitable / tried == pytest.approx(result.metrics["static_deviation_unprofitable_share"])
 
 
 @pytest.mark.slow
-def test_memory_2_matches_table_a11_once_the_state_is_decoded_as_the_replication_code_does():
+def test_memory_2_matches_table_a11_as_the_replication_code_analyses_it():
     scenario = memory_2("sessions=200")
     compiled = compile_scenario(scenario)
     seeds = [int(seed) for seed in session_seeds(scenario.seed, scenario.sessions)]
     with mp_context().Pool(2, initializer=_set_compiled, initargs=(compiled,)) as pool:
-        rows = np.array(pool.map(_both_figures, seeds))
-    on_path, decoded = rows[:, 0], rows[:, 1]
+        rows = np.array(pool.map(_both_analyses, seeds))
+    ours, theirs = rows[:, :4], rows[:, 4:]
+    # Table A11, k = 2: Delta 0.574, equilibrium on path 0.371, deviations to the static best response that do not
+    # pay 0.441, reproduced when the sessions are analysed as the replication code does
+    assert within_sampling_error(theirs[:, 0], PUBLISHED["profit_gain"])
+    assert within_sampling_error(theirs[:, 1], PUBLISHED["equilibrium_on_path"])
+    assert within_sampling_error(theirs[:, 2], PUBLISHED["unprofitable_deviations"], weights=theirs[:, 3])
+    # on the learned path the strategies collude more, and more of them are equilibria, beyond sampling error
     n = len(seeds)
-    # sampling error of the difference between our mean and the authors' 1,000-session mean (same spread assumed)
-    tolerance = 1.96 * decoded.std(ddof=1) * np.sqrt(1 / n + 1 / PUBLISHED_SESSIONS)
-    assert abs(decoded.mean() - PUBLISHED_MEMORY_2_DELTA) <= tolerance
-    # on the learned path the algorithms collude more than the published figure says, beyond sampling error
-    assert on_path.mean() - PUBLISHED_MEMORY_2_DELTA > 3 * on_path.std(ddof=1) / np.sqrt(n)
+    assert ours[:, 0].mean() - PUBLISHED["profit_gain"] > 3 * ours[:, 0].std(ddof=1) / np.sqrt(n)
+    assert ours[:, 1].mean() - PUBLISHED["equilibrium_on_path"] > 3 * ours[:, 1].std(ddof=1) / np.sqrt(n)
+    assert ours[:, 2].sum() / ours[:, 3].sum() > 0.9

@@ -20,6 +20,7 @@ from algocomp.engine.session import (
     run_session,
 )
 from algocomp.scenarios import ScenarioError, apply_overrides, load_scenario
+from published import CALVANO_A11, within_sampling_error
 
 TIMING_KEYS = {"elapsed_s", "periods_per_second"}
 
@@ -338,7 +339,41 @@ def test_shock_length_counts_the_periods_until_the_cycle_is_back():
     best = [int(np.argmax([cs.profit[a * int(cs.powers[f]) + nash * int(cs.powers[1 - f]), f] for a in range(m)]))
             for f in range(2)]
     # a deviation to the strategy's own price never leaves the cycle; any other is back one period later
-    assert shocks == [(1 if b == nash else 2, True) for b in best]
+    assert [(shock.length, shock.returned) for shock in shocks] == [(1 if b == nash else 2, True) for b in best]
+    # the rival plays Nash in every state, so it does not respond
+    assert [shock.rival_relative_change for shock in shocks] == [0.0, 0.0]
+
+
+def test_calvano_measures_of_the_converged_strategies(calvano_100):
+    """Calvano et al.'s online appendix Table A11 (k = 1, 1,000 sessions): equilibrium on the path 0.505, the
+    rival's relative price change after a deviation -0.127, deviations to the static best response that do not pay
+    0.936; 100 sessions here, so loose bounds (the slow test holds the 1,000-session figures)."""
+    s = calvano_100.summary
+    per_session = calvano_100.session_summaries
+    assert 0.3 <= s["equilibrium_on_path_share"] <= 0.7
+    assert s["equilibrium_on_path_share"] == pytest.approx(np.mean([m["equilibrium_on_path"] for m in per_session]))
+    assert -0.2 <= s["shock_rival_relative_change"] <= -0.05
+    assert 0.85 <= s["static_deviation_unprofitable_share"] <= 1.0
+    # a session whose strategies are an equilibrium on the path has no profitable deviation from it, in particular
+    # not the static best response (unless it is the strategy's own price, which counts as not unprofitable)
+    for m in per_session:
+        assert m["static_deviations"] == 2 * m["cycle_length"]
+        assert 0.0 <= m["equilibrium_state_share"] <= 1.0
+        assert m["equilibrium_on_path"] == (m["equilibrium_state_share"] == 1.0)
+
+
+def test_relative_impulse_response(calvano_100):
+    """The impulse response relative to each firm's price before the deviation, as in Calvano et al.'s figures."""
+    impulse = calvano_100.impulse
+    before = impulse[impulse["tau"] == -1].set_index(["session", "firm"])["price"]
+    joined = impulse.join(before.rename("before"), on=["session", "firm"])
+    np.testing.assert_allclose(joined["relative_price"], joined["price"] / joined["before"], rtol=1e-12)
+    path = calvano_100.summary["impulse_response"]
+    relative = np.array(path["relative_price"])
+    tau = path["tau"]
+    assert np.allclose(relative[tau.index(-1)], 1.0)
+    assert relative[tau.index(0), 0] < 1.0  # the deviation undercuts
+    assert relative[tau.index(1), 1] < 0.97  # the rival punishes the next period
 
 
 def test_klein_sequential_learners_price_above_competition():
@@ -381,12 +416,24 @@ def test_find_cycle():
 @pytest.mark.slow
 def test_calvano_baseline_full_experiment():
     """The paper's experiment: 1,000 sessions (under a minute on two cores)."""
-    s = run_experiment(baseline("sessions=1000"), workers=0).summary
+    result = run_experiment(baseline("sessions=1000"), workers=0)
+    s = result.summary
     assert s["converged_share"] == 1.0
     assert 0.80 <= s["profit_gain"] <= 0.90
     assert s["punishment_share"] > 0.5
-    # Calvano et al.'s punishment length (online appendix Table A11, k = 1: 5.705 periods)
-    assert s["mean_shock_length"] == pytest.approx(5.705, abs=0.25)
+    # Calvano et al.'s measures (online appendix Table A11, k = 1), within sampling error of their 1,000 sessions
+    published = CALVANO_A11[1]
+    assert s["mean_shock_length"] == pytest.approx(published["punishment_length"], abs=0.25)
+    sessions = result.session_summaries
+    assert within_sampling_error([m["profit_gain"] for m in sessions], published["profit_gain"])
+    assert within_sampling_error([m["equilibrium_on_path"] for m in sessions], published["equilibrium_on_path"])
+    deviations = np.array([m["static_deviations"] for m in sessions])
+    assert within_sampling_error([m["shock_rival_relative_change"] * d for m, d in zip(sessions, deviations)],
+                                 published["rival_relative_change"], weights=deviations)
+    assert within_sampling_error(
+        [m["static_deviation_unprofitable_share"] * d for m, d in zip(sessions, deviations)],
+        published["unprofitable_deviations"], weights=deviations,
+    )
 
 
 @pytest.mark.slow

@@ -76,7 +76,8 @@ def synthetic_impulse(sessions: int = 3, n_firms: int = 2, periods: int = 25) ->
                     price = 1.60 if tau == 0 else 1.85 - 0.25 * math.exp(-tau / 3)
                 else:
                     price = 1.85 if tau == 0 else 1.85 - 0.30 * math.exp(-(tau - 1) / 3)
-                rows.append((session, firm, tau, price + 0.005 * session, (price - 1) * 0.4, 1.85, 0.34))
+                level = price + 0.005 * session
+                rows.append((session, firm, tau, level, level / (1.85 + 0.005 * session), (price - 1) * 0.4, 1.85, 0.34))
     return pd.DataFrame(rows, columns=IMPULSE_COLUMNS)
 
 

@@ -530,6 +530,14 @@ def format_run(result: "ExperimentResult", out_dir: Path) -> str:
         ),
         labelled("output", str(out_dir)),
     ]
+    if summary.get("equilibrium_on_path_share") is not None:
+        # Calvano et al.'s checks of the converged strategies, where they apply (tabular learners, simultaneous moves)
+        lines.insert(-2, labelled(
+            "strategies",
+            f"equilibrium on the path in {fmt_share(summary.get('equilibrium_on_path_share'))} of sessions, "
+            f"static deviations unprofitable {fmt_share(summary.get('static_deviation_unprofitable_share'))}, "
+            f"punishment {fmt_number(summary.get('mean_shock_length'), 1)} periods",
+        ))
     return "\n".join(lines)
 
 

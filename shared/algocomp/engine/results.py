@@ -6,7 +6,8 @@ The panel is long: one row per session, logged row and firm, with these columns
 (consumer_surplus and total_welfare are market-level and repeat on each firm's row).
 
 The impulse table has one row per session, firm and tau (tau = -1 is the period before the forced deviation,
-tau = 0 the deviation itself): session, firm, tau, price, profit, counterfactual_price, counterfactual_profit,
+tau = 0 the deviation itself): session, firm, tau, price, relative_price (price over the firm's price at tau = -1,
+the form of Calvano et al.'s impulse-response figures), profit, counterfactual_price, counterfactual_profit,
 where the counterfactual is the limit cycle continued without the deviation.
 """
 
@@ -37,6 +38,7 @@ IMPULSE_COLUMNS = [
     "firm",
     "tau",
     "price",
+    "relative_price",
     "profit",
     "counterfactual_price",
     "counterfactual_profit",

@@ -9,7 +9,7 @@ without a forced one-period deviation, for the impulse response.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from algocomp.agents.catalog import (
 )
 from algocomp.engine import kernel as K
 from algocomp.engine.build import CompiledScenario
+from algocomp.engine.deviations import DeviationCheck, applies, check_cycle
 from algocomp.engine.results import PANEL_COLUMNS, SessionResult
 from algocomp.engine.seeds import splitmix64
 
@@ -273,43 +274,72 @@ def _state_key(st: SessionState) -> tuple[int, ...]:
     return tuple(int(x) for x in st.state)
 
 
-def shock_lengths(cs: CompiledScenario, on_cycle: SessionState, cycle_length: int) -> list[tuple[int, bool]]:
-    """Calvano et al.'s punishment length: from every state of the limit cycle, every firm in turn deviates for
-    one period to its static best response and all play greedily after; the shock lasts until the state is back
-    in the pre-deviation cycle (the deviation period counts as one). A path that settles into another cycle first
-    ends its shock where that cycle starts. Returns (length, returned to the pre-deviation cycle) per deviation.
+class Shock(NamedTuple):
+    """One of Calvano et al.'s one-period deviations from a state of the limit cycle."""
+
+    length: int  # periods until the state is back in the pre-deviation cycle, the deviation period counted
+    returned: bool  # back in the pre-deviation cycle (not settled into another one)
+    rival_relative_change: float  # the other firms' mean relative price change from the deviation period to the next
+
+
+def cycle_starts(cs: CompiledScenario, on_cycle: SessionState, cycle_length: int) -> list[SessionState]:
+    """Copies of the session at each state of the limit cycle, in order, starting from `on_cycle` (not changed)."""
+    walker = on_cycle.copy()
+    starts: list[SessionState] = []
+    for _ in range(max(cycle_length, 0)):
+        starts.append(walker.copy())
+        play_greedy(cs, walker, 1)
+    return starts
+
+
+def shock_lengths(cs: CompiledScenario, on_cycle: SessionState, cycle_length: int) -> list[Shock]:
+    """Calvano et al.'s punishment length and impulse response: from every state of the limit cycle, every firm
+    in turn deviates for one period to its static best response and all play greedily after; the shock lasts
+    until the state is back in the pre-deviation cycle (the deviation period counts as one). A path that settles
+    into another cycle first ends its shock where that cycle starts. The rivals' response is their relative
+    price change from the deviation period to the next, as in the paper's Table A11 ("IR").
 
     `on_cycle` is a session state on the limit cycle (not changed); simultaneous moves only (empty otherwise).
     """
     if cs.sequential or cycle_length <= 0:
         return []
     horizon = cs.scenario.logging.cycle_search
-    walker = on_cycle.copy()
-    starts: list[SessionState] = []
-    cycle_states: set[tuple[int, ...]] = set()
-    for _ in range(cycle_length):
-        starts.append(walker.copy())
-        play_greedy(cs, walker, 1)
-        cycle_states.add(_state_key(walker))
-    out: list[tuple[int, bool]] = []
+    starts = cycle_starts(cs, on_cycle, cycle_length)
+    cycle_states = {_state_key(start) for start in starts}
+    firms = np.arange(cs.n_firms)
+    out: list[Shock] = []
     for start in starts:
         for firm in range(cs.n_firms):
             path = start.copy()
             play_greedy(cs, path, 1, deviate_firm=firm)
+            rivals = firms[firms != firm]
+            at_deviation = cs.grid[rivals, path.act[rivals]]
+            after = play_greedy(cs, path.copy(), 1)[0]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                change = np.where(at_deviation > 0, cs.grid[rivals, after[rivals]] / at_deviation - 1.0, np.nan)
+            response = float(np.mean(change)) if np.isfinite(change).all() else float("nan")
             seen: dict[tuple[int, ...], int] = {}
             for period in range(1, horizon + 1):
                 key = _state_key(path)
                 if key in cycle_states:
-                    out.append((period, True))
+                    out.append(Shock(period, True, response))
                     break
                 if key in seen:
-                    out.append((seen[key], False))
+                    out.append(Shock(seen[key], False, response))
                     break
                 seen[key] = period
                 play_greedy(cs, path, 1)
             else:
-                out.append((horizon, False))
+                out.append(Shock(horizon, False, response))
     return out
+
+
+def deviation_check(cs: CompiledScenario, on_cycle: SessionState, cycle_length: int) -> DeviationCheck | None:
+    """Calvano et al.'s equilibrium and incentive checks on the limit cycle (engine.deviations)."""
+    if cycle_length <= 0 or not applies(cs):
+        return None
+    states = np.array([s.state for s in cycle_starts(cs, on_cycle, cycle_length)], dtype=np.int64)
+    return check_cycle(cs, on_cycle.G, states)
 
 
 # ------------------------------------------------------------------------------------------- panel rows
@@ -347,6 +377,19 @@ def interval_means(cs: CompiledScenario, st: SessionState) -> tuple[np.ndarray, 
     return log_i, log_f / np.maximum(log_i[:, 1:2].astype(float), 1.0)
 
 
+def tail_outcomes(cs: CompiledScenario, st: SessionState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The last learning periods the tail holds, oldest first: (price indices, quantities, profits), each
+    (periods, n)."""
+    tail_len = cs.scenario.logging.tail
+    kept = min(tail_len, st.period)
+    slots = np.arange(st.period - kept, st.period) % max(tail_len, 1)
+    acts = st.tail_a[slots]
+    if cs.qlearning_only:  # the specialised loop keeps only the prices; outcomes are table entries
+        joint = acts @ cs.powers
+        return acts, cs.quantity[joint], cs.profit[joint]
+    return acts, st.tail_q[slots], st.tail_pi[slots]
+
+
 def panel_columns(cs: CompiledScenario, st: SessionState, session: int,
                   intervals: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
     """The session's interval means and its tail, period by period, as panel columns."""
@@ -356,17 +399,11 @@ def panel_columns(cs: CompiledScenario, st: SessionState, session: int,
         _expand(session, "interval", log_i[:, 0] + 1, log_i[:, 1], means[:, :n], means[:, n : 2 * n],
                 means[:, 2 * n : 3 * n], means[:, 3 * n], cs.costs)
     ]
-    tail_len = cs.scenario.logging.tail
-    kept = min(tail_len, st.period)
+    acts, tail_q, tail_pi = tail_outcomes(cs, st)
+    kept = acts.shape[0]
     if kept > 0:
         start = st.period - kept
-        slots = np.arange(start, st.period) % tail_len
-        acts = st.tail_a[slots]
         joint = acts @ cs.powers
-        if cs.qlearning_only:  # the specialised loop keeps only the prices; outcomes are table entries
-            tail_q, tail_pi = cs.quantity[joint], cs.profit[joint]
-        else:
-            tail_q, tail_pi = st.tail_q[slots], st.tail_pi[slots]
         parts.append(
             _expand(session, "tail", np.arange(start, st.period) + 1, np.ones(kept, dtype=np.int64),
                     cs.grid[np.arange(n)[None, :], acts], tail_q, tail_pi, cs.consumer_surplus[joint], cs.costs)
@@ -408,6 +445,7 @@ def run_session(cs: CompiledScenario, session: int, seed: int, *, chunk: int = D
         cs, session=session, seed=seed, periods=st.period, converged_at=st.converged_at, cycle=cycle,
         cycle_length=cycle_length, path=path, interval_prices=intervals[1][:, : cs.n_firms],
         deviation=deviation, counterfactual=counterfactual, shocks=shock_lengths(cs, frozen, cycle_length),
+        check=deviation_check(cs, frozen, cycle_length), tail_profit=tail_outcomes(cs, st)[2],
     )
     return SessionResult(
         session=session,
@@ -425,11 +463,15 @@ def _impulse_columns(cs: CompiledScenario, session: int, deviation: np.ndarray,
     firms = np.arange(n)
     net = cs.profit - cs.expected_fine
     steps = deviation.shape[0]
+    price = cs.grid[firms[None, :], deviation]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = np.where(price[0] > 0, price / price[0], np.nan)  # to tau = -1, as Calvano et al. plot it
     return {
         "session": np.full(steps * n, session, dtype=np.int32),
         "firm": np.tile(firms.astype(np.int16), steps),
         "tau": np.repeat(np.arange(-1, steps - 1), n).astype(np.int64),
-        "price": cs.grid[firms[None, :], deviation].reshape(-1),
+        "price": price.reshape(-1),
+        "relative_price": relative.reshape(-1),
         "profit": net[deviation @ cs.powers].reshape(-1),
         "counterfactual_price": cs.grid[firms[None, :], counterfactual].reshape(-1),
         "counterfactual_profit": net[counterfactual @ cs.powers].reshape(-1),

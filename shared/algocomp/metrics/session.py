@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from algocomp.engine.build import CompiledScenario
+from algocomp.engine.deviations import DeviationCheck
 
 # Klein's label: a focal price if p_t == p_{t-2} throughout the last this many periods, otherwise a cycle.
 FOCAL_WINDOW = 50
@@ -141,7 +142,9 @@ def session_metrics(
     interval_prices: np.ndarray,
     deviation: np.ndarray,
     counterfactual: np.ndarray,
-    shocks: list[tuple[int, bool]] | None = None,
+    shocks: list | None = None,
+    check: DeviationCheck | None = None,
+    tail_profit: np.ndarray | None = None,
 ) -> dict[str, Any]:
     metrics: dict[str, Any] = {
         "session": session,
@@ -153,11 +156,24 @@ def session_metrics(
     metrics.update(cycle_outcomes(cs, cycle))
     metrics["cycle_length"] = cycle_length if cycle_length else None
     metrics["cycle_label"] = focal_or_cycle(path)
+    # Klein's profitability: the mean profit per firm and period over the last periods of learning (his 1,000 when
+    # logging.tail is 1,000), exploration and all, where the cycle figures above describe the greedy play after it
+    metrics["tail_profit"] = float(tail_profit.mean()) if tail_profit is not None and tail_profit.size else None
     metrics["cycle_prices"] = [[float(cs.grid[i, a]) for i, a in enumerate(row)] for row in cycle[:64]]
     metrics["comovement"] = comovement(interval_prices)
     metrics.update(impulse_metrics(cs, deviation, counterfactual, cycle, cs.scenario.logging.deviating_firm))
     # Calvano et al.'s measures, over every cycle state and every deviating firm (engine.session.shock_lengths)
-    metrics["shock_length"] = float(np.mean([length for length, _ in shocks])) if shocks else None
+    metrics["shock_length"] = float(np.mean([shock.length for shock in shocks])) if shocks else None
     metrics["shock_deviations"] = len(shocks) if shocks else 0
-    metrics["shock_return_share"] = float(np.mean([back for _, back in shocks])) if shocks else None
+    metrics["shock_return_share"] = float(np.mean([shock.returned for shock in shocks])) if shocks else None
+    responses = np.array([shock.rival_relative_change for shock in shocks], dtype=float) if shocks else np.zeros(0)
+    metrics["shock_rival_relative_change"] = (
+        float(responses.mean()) if responses.size and np.isfinite(responses).all() else None
+    )
+    # ... and their equilibrium and incentive checks (engine.deviations), where the strategies allow them
+    metrics["equilibrium_on_path"] = check.equilibrium_on_path if check is not None else None
+    metrics["equilibrium_state_share"] = check.equilibrium_state_share if check is not None else None
+    unprofitable = check.unprofitable_static_deviation if check is not None else None
+    metrics["static_deviation_unprofitable_share"] = float(unprofitable.mean()) if unprofitable is not None else None
+    metrics["static_deviations"] = int(unprofitable.size) if unprofitable is not None else 0
     return metrics

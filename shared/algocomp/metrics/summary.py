@@ -27,6 +27,7 @@ _MEANS = (
     "comovement",
     "ir_rival_price_change",
     "ir_deviation_gain",
+    "tail_profit",
 )
 
 
@@ -45,10 +46,21 @@ def mean_ci(values: np.ndarray, level_z: float = 1.959963984540054) -> tuple[flo
     return mean, mean - half, mean + half
 
 
+def _nanmean(values: np.ndarray) -> list:
+    """Mean over sessions (axis 0) ignoring undefined entries; None where every session's is undefined."""
+    finite = np.isfinite(values)
+    counts = finite.sum(axis=0)
+    sums = np.where(finite, values, 0.0).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        means = np.where(counts > 0, sums / counts, np.nan)
+    return [[_finite(v) for v in row] for row in means]
+
+
 def mean_impulse_path(impulse: pd.DataFrame) -> dict[str, Any]:
-    """Mean price by tau and firm over sessions, with and without the deviation."""
+    """Mean price by tau and firm over sessions, with and without the deviation, and the mean price relative to
+    the firm's own price before the deviation (tau = -1), the form of Calvano et al.'s figures."""
     if impulse.empty:
-        return {"tau": [], "price": [], "counterfactual_price": []}
+        return {"tau": [], "price": [], "relative_price": [], "counterfactual_price": []}
     taus = np.unique(impulse["tau"].to_numpy())
     firms = int(impulse["firm"].max()) + 1
     block = taus.size * firms
@@ -63,14 +75,17 @@ def mean_impulse_path(impulse: pd.DataFrame) -> dict[str, Any]:
             return {
                 "tau": [int(t) for t in taus],
                 "price": impulse["price"].to_numpy().reshape(shape).mean(axis=0).tolist(),
+                "relative_price": _nanmean(impulse["relative_price"].to_numpy().reshape(shape)),
                 "counterfactual_price": impulse["counterfactual_price"].to_numpy().reshape(shape).mean(axis=0).tolist(),
             }
-    grouped = impulse.groupby(["tau", "firm"])[["price", "counterfactual_price"]].mean()
+    grouped = impulse.groupby(["tau", "firm"])[["price", "relative_price", "counterfactual_price"]].mean()
     price = grouped["price"].unstack("firm")
+    relative = grouped["relative_price"].unstack("firm")
     cf = grouped["counterfactual_price"].unstack("firm")
     return {
         "tau": [int(t) for t in price.index],
         "price": price.to_numpy().tolist(),
+        "relative_price": [[_finite(v) for v in row] for row in relative.to_numpy()],
         "counterfactual_price": cf.to_numpy().tolist(),
     }
 
@@ -144,6 +159,24 @@ def summarise(
     )
     summary["shock_return_share"] = (
         float(np.average([s["shock_return_share"] for s in shocked], weights=weights)) if shocked else None
+    )
+    responded = [s for s in shocked if s.get("shock_rival_relative_change") is not None]
+    summary["shock_rival_relative_change"] = (
+        float(np.average([s["shock_rival_relative_change"] for s in responded],
+                         weights=[s["shock_deviations"] for s in responded]))
+        if responded else None
+    )
+    # Their equilibrium check (share of sessions whose strategies are an equilibrium on the path) and incentive
+    # check (share of deviations to the static best response that do not pay, pooled over every cycle state and firm)
+    checked = [s for s in sessions if s.get("equilibrium_on_path") is not None]
+    summary["equilibrium_on_path_share"] = (
+        float(np.mean([s["equilibrium_on_path"] for s in checked])) if checked else None
+    )
+    deviated = [s for s in checked if s.get("static_deviations")]
+    summary["static_deviation_unprofitable_share"] = (
+        float(np.average([s["static_deviation_unprofitable_share"] for s in deviated],
+                         weights=[s["static_deviations"] for s in deviated]))
+        if deviated else None
     )
     summary["impulse_response"] = mean_impulse_path(impulse)
     periods_total = int(sum(s["periods"] for s in sessions))
