@@ -32,3 +32,19 @@ def within_sampling_error(values: np.ndarray, published: float, *, weights: np.n
         mean = values.sum() / weights.sum()
         se = np.sqrt(np.sum((values - mean * weights) ** 2) * n / (n - 1)) / weights.sum()
     return bool(abs(mean - published) <= 1.96 * se * np.sqrt(1 + n / published_sessions))
+
+
+def report(label: str, values, *, weights=None) -> str:
+    """'label: mean [low, high] (n sessions)', the 95% interval clustered by session when weighted; printed by the
+    reproduction tests (run them with -s) so the README's figures come from the run that holds them."""
+    values = np.asarray(values, dtype=float)
+    n = len(values)
+    if weights is None:
+        mean, se = values.mean(), values.std(ddof=1) / np.sqrt(n)
+    else:
+        weights = np.asarray(weights, dtype=float)
+        mean = values.sum() / weights.sum()
+        se = np.sqrt(np.sum((values - mean * weights) ** 2) * n / (n - 1)) / weights.sum()
+    line = f"{label}: {mean:.3f} [{mean - 1.96 * se:.3f}, {mean + 1.96 * se:.3f}] ({n} sessions)"
+    print(line)
+    return line

@@ -36,7 +36,7 @@ from algocomp.engine.session import (
 )
 from algocomp.metrics.session import cycle_outcomes
 from algocomp.scenarios import apply_overrides, load_scenario
-from published import CALVANO_A11, within_sampling_error
+from published import CALVANO_A11, report, within_sampling_error
 
 PUBLISHED = CALVANO_A11[2]  # Table A11, k = 2
 
@@ -158,6 +158,10 @@ def test_memory_2_matches_table_a11_as_the_replication_code_analyses_it():
     with mp_context().Pool(2, initializer=_set_compiled, initargs=(compiled,)) as pool:
         rows = np.array(pool.map(_both_analyses, seeds))
     ours, theirs = rows[:, :4], rows[:, 4:]
+    for label, figures in (("on the learned path", ours), ("as the replication code analyses it", theirs)):
+        report(f"memory 2, {label}, Delta", figures[:, 0])
+        report(f"memory 2, {label}, equilibrium on the path", figures[:, 1])
+        report(f"memory 2, {label}, unprofitable static deviations", figures[:, 2], weights=figures[:, 3])
     # Table A11, k = 2: Delta 0.574, equilibrium on path 0.371, deviations to the static best response that do not
     # pay 0.441, reproduced when the sessions are analysed as the replication code does
     assert within_sampling_error(theirs[:, 0], PUBLISHED["profit_gain"])

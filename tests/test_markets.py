@@ -39,6 +39,7 @@ def baseline() -> Benchmarks:
 # --------------------------------------------------------------------------------------------- Calvano figures
 
 
+@pytest.mark.reproduction
 def test_calvano_baseline_benchmarks(baseline: Benchmarks) -> None:
     np.testing.assert_allclose(baseline.nash_price, [1.47293, 1.47293], atol=1e-5)
     np.testing.assert_allclose(baseline.monopoly_price, [1.92498, 1.92498], atol=1e-5)
