@@ -345,7 +345,7 @@ def market_benchmarks(scenario: "Scenario") -> tuple["Benchmarks", Any]:
     from algocomp.markets import compute_benchmarks, price_grid
 
     try:
-        benchmarks = compute_benchmarks(scenario.market)
+        benchmarks = compute_benchmarks(scenario.market, scenario.prices)
     except ValueError as error:
         raise UsageError("market", str(error)) from error
     try:
