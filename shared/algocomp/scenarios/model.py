@@ -18,6 +18,8 @@ from pydantic import (
     NonNegativeFloat,
     PositiveFloat,
     PositiveInt,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -405,7 +407,7 @@ class Scenario(Spec):
     name: str = Field("custom", min_length=1, max_length=200)
     description: str = ""
     market: MarketSpec = Field(default_factory=MarketSpec)
-    prices: PriceSpec = Field(default_factory=BenchmarkGrid)
+    prices: PriceSpec = Field(default_factory=BenchmarkGrid, validate_default=True)  # checked against the demand
     agents: AgentSpec | list[AgentSpec] = Field(
         default_factory=QLearning, description="one spec for every firm, or a list with one per firm"
     )
@@ -415,6 +417,17 @@ class Scenario(Spec):
     seed: int = Field(0, ge=0, lt=2**63)
     sessions: PositiveInt = 1000
 
+    @field_validator("prices")
+    @classmethod
+    def _grid_for_unit_demand(cls, prices: PriceSpec, info: ValidationInfo) -> PriceSpec:
+        market = info.data.get("market")
+        if market is not None and isinstance(market.demand, UnitDemand) and isinstance(prices, BenchmarkGrid):
+            raise ValueError(
+                "unit demand's Nash and monopoly benchmarks are equilibria of the price grid, so the grid cannot be "
+                "built from them; use prices.kind range or explicit"
+            )
+        return prices
+
     @model_validator(mode="after")
     def _consistent(self) -> "Scenario":
         n = self.market.n_firms
@@ -422,11 +435,6 @@ class Scenario(Spec):
             raise ValueError(f"agents lists {len(self.agents)} specs but market.n_firms is {n}")
         if self.logging.deviating_firm >= n:
             raise ValueError(f"logging.deviating_firm is {self.logging.deviating_firm} but firms are 0..{n - 1}")
-        if isinstance(self.market.demand, UnitDemand) and isinstance(self.prices, BenchmarkGrid):
-            raise ValueError(
-                "prices: unit demand's Nash and monopoly benchmarks are equilibria of the price grid, so the grid "
-                "cannot be built from them; use prices.kind range or explicit"
-            )
         timing = self.market.timing
         for i, agent in enumerate(self.agent_list()):
             if agent.type == "klein_qlearning" and timing != "sequential":
