@@ -347,7 +347,8 @@ def market_benchmarks(scenario: "Scenario") -> tuple["Benchmarks", Any]:
     try:
         benchmarks = compute_benchmarks(scenario.market, scenario.prices)
     except ValueError as error:
-        raise UsageError("market", str(error)) from error
+        # unit demand's benchmarks are equilibria of the price grid, so its failures are the grid's
+        raise UsageError("prices" if scenario.market.demand.model == "unit" else "market", str(error)) from error
     try:
         grid = price_grid(scenario.prices, benchmarks)
     except ValueError as error:
