@@ -94,7 +94,8 @@ def test_benchmarks_of_unit_demand_are_the_grid_equilibria() -> None:
     benchmarks = json.loads(completed.stdout)
     assert benchmarks["nash_price"] == pytest.approx([2.1291, 2.1291], abs=1e-4)  # the higher of 2.0282 and 2.1291
     assert benchmarks["monopoly_price"] == [10.0, 10.0] and benchmarks["monopoly_profit"] == [4.0, 4.0]
-    failed = algocomp("benchmarks", "asker-2022-unit-demand-synchronous", "--set", "prices={kind: explicit, values: [0.5, 1.5]}")
+    no_sale = "prices={kind: explicit, values: [0.5, 1.5]}"
+    failed = algocomp("benchmarks", "asker-2022-unit-demand-synchronous", "--set", no_sale)
     assert failed.returncode != 0 and "prices" in failed.stderr and "no sale is profitable" in failed.stderr
 
 
