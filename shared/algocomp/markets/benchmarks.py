@@ -423,10 +423,11 @@ def unit_grid_equilibria(market: MarketSpec, grid_row: np.ndarray) -> np.ndarray
 
     All at p is an equilibrium when no firm gains by a unilateral move to another grid price: sharing
     (p - c) mass / n must be at least undercutting's (p' - c) mass for the best p' < p (p' <= V), and at least the
-    zero a higher price earns (so p >= c). With a grid step s just above c the grid has two such equilibria
-    when (p_2 - c) / n >= p_1 - c: Asker, Fershtman & Pakes's 2.0282 and 2.1291 for c = 2, V = 10, 100 prices on
-    [0.01, 10], n = 2 (only 2.0282 from n = 5 on). Checked by evaluating every deviation with the demand
-    function, not by that formula.
+    zero a higher price earns (so p >= c). If p_1 < p_2 are the two lowest grid prices at or above c (and <= V),
+    all at p_1 is always an equilibrium and all at p_2 is one too when (p_2 - c) / n >= p_1 - c: Asker, Fershtman &
+    Pakes's 2.0282 and 2.1291 for c = 2, V = 10, 100 prices on [0.01, 10], n = 2 (only 2.0282 from n = 5 on).
+    Coarser grids can have more. Checked here by evaluating every unilateral deviation with the demand function,
+    not by that formula.
     """
     demand = market.demand
     if not isinstance(demand, UnitDemand):
@@ -459,14 +460,13 @@ def _unit_prices(market: MarketSpec, grid_row: np.ndarray) -> tuple[np.ndarray, 
     demand = market.demand
     assert isinstance(demand, UnitDemand)
     cost = float(cost_array(market)[0])
-    equilibria = unit_grid_equilibria(market, row)
-    if equilibria.size == 0:
-        raise ValueError(f"unit demand: the price grid has no symmetric pure-strategy equilibrium (cost {cost})")
     sold = row[(row <= demand.reservation_price) & (row > cost)]
     if sold.size == 0:
         raise ValueError(
             f"unit demand: no grid price is above the cost {cost} and at most the reservation price "
             f"{demand.reservation_price}, so no sale is profitable"
         )
+    # Now all at the lowest grid price in [c, V] is an equilibrium (undercutting it loses money), so there is one.
+    equilibria = unit_grid_equilibria(market, row)
     n = market.n_firms
     return np.full(n, equilibria.max()), np.full(n, sold.max())
