@@ -88,6 +88,17 @@ def test_benchmarks_json_gives_the_calvano_baseline() -> None:
     assert grid[0][0] == pytest.approx(1.4277250, abs=1e-4) and grid[0][-1] == pytest.approx(1.9701850, abs=1e-4)
 
 
+def test_benchmarks_of_unit_demand_are_the_grid_equilibria() -> None:
+    completed = algocomp("benchmarks", "asker-2022-unit-demand-synchronous", "--json")
+    assert completed.returncode == 0, completed.stderr
+    benchmarks = json.loads(completed.stdout)
+    assert benchmarks["nash_price"] == pytest.approx([2.1291, 2.1291], abs=1e-4)  # the higher of 2.0282 and 2.1291
+    assert benchmarks["monopoly_price"] == [10.0, 10.0] and benchmarks["monopoly_profit"] == [4.0, 4.0]
+    no_sale = "prices={kind: explicit, values: [0.5, 1.5]}"
+    failed = algocomp("benchmarks", "asker-2022-unit-demand-synchronous", "--set", no_sale)
+    assert failed.returncode != 0 and "prices" in failed.stderr and "no sale is profitable" in failed.stderr
+
+
 def test_benchmarks_table_applies_overrides() -> None:
     completed = algocomp("benchmarks", "calvano-2020-baseline", "--set", "market.n_firms=3")
     assert completed.returncode == 0, completed.stderr

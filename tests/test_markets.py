@@ -24,11 +24,16 @@ from algocomp.scenarios.model import (
     LogitDemand,
     MarketSpec,
     RangeGrid,
+    UnitDemand,
 )
+from algocomp.markets.benchmarks import unit_grid_equilibria
 
 BASELINE = MarketSpec()
 ASYMMETRIC_LOGIT = MarketSpec(demand=LogitDemand(quality=[2.2, 2.0]), costs=[1.0, 0.9])
 KLEIN = MarketSpec(demand=BertrandDemand(), costs=0.0)
+# Asker, Fershtman & Pakes (2021, 2022): unit demand up to V = 10, cost 2, 100 prices on [0.01, 10].
+AFP_UNIT = MarketSpec(demand=UnitDemand(reservation_price=10.0), costs=2.0)
+AFP_PRICES = RangeGrid(low=0.01, high=10.0, m=100)
 
 
 @pytest.fixture(scope="module")
@@ -266,13 +271,90 @@ def test_bertrand_without_profitable_demand_is_rejected() -> None:
         compute_benchmarks(MarketSpec(demand=BertrandDemand(intercept=1.0, slope=2.0), costs=0.6))
 
 
+def test_unit_demand_lowest_price_sells_to_everyone_and_ties_split() -> None:
+    market = MarketSpec(n_firms=3, demand=UnitDemand(reservation_price=10.0, mass=3.0), costs=2.0)
+    np.testing.assert_array_equal(quantities(market, np.array([3.0, 5.0, 4.0])), [3.0, 0.0, 0.0])
+    np.testing.assert_array_equal(quantities(market, np.array([4.0, 4.0, 6.0])), [1.5, 1.5, 0.0])
+    np.testing.assert_array_equal(quantities(market, np.array([5.0, 5.0, 5.0])), [1.0, 1.0, 1.0])
+    # A consumer indifferent at p = V buys (Asker et al.: demand is 1 for p <= 10); nobody buys above V.
+    np.testing.assert_array_equal(quantities(market, np.array([10.0, 10.5, 12.0])), [3.0, 0.0, 0.0])
+    np.testing.assert_array_equal(quantities(market, np.array([10.01, 10.5, 12.0])), [0.0, 0.0, 0.0])
+    # Profits are (p - c) q, losses below cost included; demand does not fall with the price below V.
+    np.testing.assert_allclose(profits(market, np.array([4.0, 4.0, 6.0])), [3.0, 3.0, 0.0])
+    np.testing.assert_allclose(profits(market, np.array([1.0, 4.0, 6.0])), [-3.0, 0.0, 0.0])
+    np.testing.assert_allclose(profits(market, np.array([9.0, 9.0, 9.0])), [7.0, 7.0, 7.0])
+
+
+def test_unit_demand_consumer_surplus_is_the_rectangle() -> None:
+    market = MarketSpec(n_firms=2, demand=UnitDemand(reservation_price=10.0, mass=2.0), costs=2.0)
+    assert float(consumer_surplus(market, np.array([3.0, 5.0]))) == pytest.approx(14.0)  # 2 (10 - 3)
+    assert float(consumer_surplus(market, np.array([10.0, 10.0]))) == 0.0
+    surplus_above = consumer_surplus(market, np.array([11.0, 12.0]))
+    assert float(surplus_above) == 0.0 and not np.signbit(surplus_above)
+    # Every sale moves surplus between consumers and firms: welfare is mass (V - c) whenever anybody buys.
+    for prices in ([3.0, 5.0], [4.0, 4.0], [9.5, 9.9], [1.0, 1.0]):
+        assert float(total_welfare(market, np.array(prices))) == pytest.approx(16.0)
+    assert float(total_welfare(market, np.array([11.0, 12.0]))) == 0.0
+
+
+def test_unit_demand_grid_equilibria_of_asker_fershtman_pakes() -> None:
+    """AFP (2022 AEA P&P, p. 1; 2021 NBER w28535, p. 16 and fn. 28): on 100 prices over [0.01, 10] with c = 2 the
+    static Nash prices are 2.0282 and 2.1291 for two to four firms, and only 2.0282 from five firms on; on their
+    25-point grid (w28535 Fig. 5-6) they are 2.09 and 2.51."""
+    row = price_grid(AFP_PRICES, compute_benchmarks(AFP_UNIT, AFP_PRICES))[0]
+    step = 9.99 / 99
+    np.testing.assert_allclose(unit_grid_equilibria(AFP_UNIT, row), [0.01 + 20 * step, 0.01 + 21 * step])
+    np.testing.assert_allclose(unit_grid_equilibria(AFP_UNIT, row), [2.0282, 2.1291], atol=5e-5)
+    for n_firms, expected in ((3, [2.0282, 2.1291]), (4, [2.0282, 2.1291]), (5, [2.0282]), (8, [2.0282])):
+        market = MarketSpec(n_firms=n_firms, demand=UnitDemand(), costs=2.0)
+        np.testing.assert_allclose(unit_grid_equilibria(market, row), expected, atol=5e-5)
+    np.testing.assert_allclose(unit_grid_equilibria(AFP_UNIT, np.linspace(0.01, 10.0, 25)), [2.09, 2.51], atol=3e-3)
+
+
+def test_unit_demand_benchmarks_by_hand() -> None:
+    benchmarks = compute_benchmarks(AFP_UNIT, AFP_PRICES)
+    nash = 0.01 + 21 * 9.99 / 99  # the higher of the two grid equilibria
+    np.testing.assert_allclose(benchmarks.nash_price, [nash, nash])
+    np.testing.assert_allclose(benchmarks.nash_profit, [(nash - 2.0) / 2] * 2)
+    np.testing.assert_allclose(benchmarks.nash_quantity, [0.5, 0.5])
+    np.testing.assert_allclose(benchmarks.monopoly_price, [10.0, 10.0])
+    np.testing.assert_allclose(benchmarks.monopoly_profit, [4.0, 4.0])  # AFP: 4 per firm when they share
+    assert benchmarks.nash_consumer_surplus == pytest.approx(10.0 - nash)
+    assert benchmarks.monopoly_consumer_surplus == 0.0
+    assert benchmarks.nash_welfare == pytest.approx(8.0) and benchmarks.monopoly_welfare == pytest.approx(8.0)
+    # A coarse grid, c = 1, V = 5. All at p is an equilibrium iff (p - 1) / 2 >= (p' - 1) for the next price
+    # p' below: 1.2 (0.1 vs a loss), 1.5 (0.25 vs 0.2), 2.5 (0.75 vs 0.5) and 4 (1.5 vs 1.5) are; 5 is not (2 vs
+    # 3 from undercutting to 4), nor 0.5 (a loss) or 6 (nobody buys; undercutting to 5 earns 4).
+    market = MarketSpec(demand=UnitDemand(reservation_price=5.0), costs=1.0)
+    prices = ExplicitPrices(values=[0.5, 1.2, 1.5, 2.5, 4.0, 5.0, 6.0])
+    np.testing.assert_allclose(unit_grid_equilibria(market, np.asarray(prices.values)), [1.2, 1.5, 2.5, 4.0])
+    coarse = compute_benchmarks(market, prices)
+    np.testing.assert_allclose(coarse.nash_price, [4.0, 4.0])
+    np.testing.assert_allclose(coarse.nash_profit, [1.5, 1.5])
+    np.testing.assert_allclose(coarse.monopoly_price, [5.0, 5.0])  # the highest price anyone pays, not 6
+    np.testing.assert_allclose(coarse.monopoly_profit, [2.0, 2.0])
+    # A price at cost is an equilibrium with zero profit; here it is the only one below the sharing threshold.
+    at_cost = compute_benchmarks(market, ExplicitPrices(values=[1.0, 3.0, 5.0]))
+    np.testing.assert_allclose(unit_grid_equilibria(market, np.array([1.0, 3.0, 5.0])), [1.0, 3.0, 5.0])
+    np.testing.assert_allclose(at_cost.nash_price, [5.0, 5.0])
+
+
+def test_unit_demand_benchmarks_need_the_grid_and_a_profitable_price() -> None:
+    with pytest.raises(ValueError, match="range or explicit"):
+        compute_benchmarks(AFP_UNIT)
+    with pytest.raises(ValueError, match="range or explicit"):
+        compute_benchmarks(AFP_UNIT, BenchmarkGrid())
+    with pytest.raises(ValueError, match="no sale is profitable"):
+        compute_benchmarks(AFP_UNIT, ExplicitPrices(values=[0.5, 1.5, 10.5]))
+
+
 # --------------------------------------------------------------------------------------------- broadcasting
 
 
 @pytest.mark.parametrize(
     "market",
-    [BASELINE, ASYMMETRIC_LOGIT, MarketSpec(demand=LinearDemand(), costs=0.2), KLEIN],
-    ids=["logit", "logit-asymmetric", "linear", "bertrand"],
+    [BASELINE, ASYMMETRIC_LOGIT, MarketSpec(demand=LinearDemand(), costs=0.2), KLEIN, AFP_UNIT],
+    ids=["logit", "logit-asymmetric", "linear", "bertrand", "unit"],
 )
 def test_functions_broadcast_over_leading_dimensions(market: MarketSpec) -> None:
     rng = np.random.default_rng(1)

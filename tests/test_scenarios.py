@@ -35,7 +35,9 @@ EXPECTED_PRESETS = {
     "klein-2021-sequential",
     "hansen-2021-ucb",
     "myopic-vs-bandit",
-    "asker-2022-synchronous",
+    "asker-2022-calvano-market-synchronous",
+    "asker-2022-unit-demand-synchronous",
+    "asker-2022-unit-demand-synchronous-delta95",
     "johnson-2023-steering",
     "calvano-2020-price-cap",
 }
@@ -117,6 +119,27 @@ def test_klein_preset():
     assert scenario.horizon.max_periods == 500_000 and not scenario.horizon.stop_at_convergence
 
 
+def test_asker_unit_demand_presets_are_the_authors_set_up():
+    """AFP 2022 (AEA P&P) section I-II and NBER w28535 p. 16 (delta = 0) and Fig. 5 / Table 3 (delta = 0.95): two
+    firms, cost 2, unit demand up to 10, alpha 0.1, greedy play from optimistic uniform initial values; 100 prices
+    on [0.01, 10], one state, W0 ~ U[10, 20] without discounting; 25 prices, last period's prices as the state,
+    W0 ~ U[200, 210] with discount 0.95. The two differ in exactly those things."""
+    myopic = load_scenario("asker-2022-unit-demand-synchronous")
+    patient = load_scenario("asker-2022-unit-demand-synchronous-delta95")
+    for scenario in (myopic, patient):
+        market, agents = scenario.market, scenario.agents
+        assert market.n_firms == 2 and market.cost_vector() == [2.0, 2.0] and market.timing == "simultaneous"
+        assert market.demand.model == "unit" and (market.demand.reservation_price, market.demand.mass) == (10.0, 1.0)
+        assert agents.type == "qlearning" and agents.update == "synchronous" and agents.alpha == 0.1
+        assert math.exp(-agents.beta) == 0.0  # no exploration after period 0
+        assert (scenario.prices.low, scenario.prices.high) == (0.01, 10.0)
+    assert myopic.prices.m == 100 and myopic.agents.delta == 0.0 and myopic.agents.memory == 0
+    assert (myopic.agents.q_init.low, myopic.agents.q_init.high) == (10.0, 20.0)
+    assert patient.prices.m == 25 and patient.agents.delta == 0.95 and patient.agents.memory == 1
+    assert (patient.agents.q_init.low, patient.agents.q_init.high) == (200.0, 210.0)
+    assert "agents.update=asynchronous" in myopic.description and "agents.update=asynchronous" in patient.description
+
+
 def test_hansen_preset():
     scenario = load_scenario("hansen-2021-ucb")
     assert isinstance(scenario.market.demand, LinearDemand)
@@ -136,7 +159,7 @@ def test_mixed_population_preset():
 @pytest.mark.parametrize(
     "name, override",
     [
-        ("asker-2022-synchronous", "agents.update=synchronous"),
+        ("asker-2022-calvano-market-synchronous", "agents.update=synchronous"),
         ("johnson-2023-steering", "regulation.steering={share: 0.5}"),
         ("calvano-2020-price-cap", "regulation.price_cap={basis: nash_markup, value: 0.1}"),
     ],
@@ -204,6 +227,41 @@ def test_per_firm_lists_must_have_one_entry_per_firm():
 
     two = load_scenario({"agents": [{"type": "myopic"}, {"type": "qlearning"}]})
     assert [a.type for a in two.agent_list()] == ["myopic", "qlearning"]
+
+
+UNIT_MARKET = {"demand": {"model": "unit", "reservation_price": 10.0}, "costs": 2.0}
+UNIT_PRICES = {"kind": "range", "low": 0.01, "high": 10.0, "m": 100}
+
+
+def test_unit_demand_is_validated_with_the_field_named():
+    ok = load_scenario({"market": UNIT_MARKET, "prices": UNIT_PRICES})
+    assert ok.market.demand.model == "unit" and ok.market.demand.mass == 1.0
+
+    err = error_of({"market": UNIT_MARKET})  # the default prices are a benchmark grid
+    assert err.field == "prices" and "range or explicit" in err.problem
+    err = error_of({"market": UNIT_MARKET, "prices": {"kind": "benchmark_grid", "m": 15}})
+    assert err.field == "prices" and "range or explicit" in err.problem
+
+    err = error_of({"market": {**UNIT_MARKET, "costs": [2.0, 2.5]}, "prices": UNIT_PRICES})
+    assert err.field == "market" and err.problem.startswith("costs:") and "one cost for every firm" in err.problem
+
+    err = error_of({"market": {**UNIT_MARKET, "costs": 10.0}, "prices": UNIT_PRICES})
+    assert err.field == "market" and "demand.reservation_price" in err.problem
+
+    err = error_of({"market": {"demand": {"model": "unit", "reservation_price": 0}}, "prices": UNIT_PRICES})
+    assert err.field == "market.demand.reservation_price" and "greater than 0" in err.problem
+
+    err = error_of({"market": {"demand": {"model": "unit", "mass": -1}}, "prices": UNIT_PRICES})
+    assert err.field == "market.demand.mass"
+
+
+def test_uniform_initial_q_is_validated():
+    agents = {"type": "qlearning", "q_init": {"kind": "uniform", "low": 10, "high": 20}}
+    assert load_scenario({"agents": agents}).agents.q_init.high == 20.0
+    err = error_of({"agents": {**agents, "q_init": {"kind": "uniform", "low": 20, "high": 10}}})
+    assert err.field == "agents.q_init" and "high (10.0) must be above low (20.0)" in err.problem
+    err = error_of({"agents": {**agents, "q_init": {"kind": "uniform", "low": 10}}})
+    assert err.field == "agents.q_init.high"
 
 
 def test_unknown_field_error_names_the_field():

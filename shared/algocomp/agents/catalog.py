@@ -14,7 +14,7 @@ import numpy as np
 
 from algocomp.markets import Benchmarks, nearest_index
 from algocomp.scenarios import ScenarioError
-from algocomp.scenarios.model import Scenario
+from algocomp.scenarios.model import Scenario, UniformQInit
 
 # Agent kinds, as the kernel knows them.
 FIXED = 0
@@ -47,7 +47,9 @@ RULE_BASED = (FIXED, MYOPIC, GRIM_TRIGGER, TIT_FOR_TAT)
 class PackedAgents:
     ipar: np.ndarray  # (n, N_IPAR) int64
     fpar: np.ndarray  # (n, N_FPAR) float64
-    q_init: np.ndarray  # (q_size,) initial Q-values / preferences of all firms, concatenated
+    q_init: np.ndarray  # (q_size,) initial Q-values / preferences of all firms, concatenated (the low end of a
+    # uniform draw where q_spread > 0)
+    q_spread: np.ndarray  # (q_size,) width of each cell's uniform initial draw per session; 0 = deterministic
     q_size: int
     s_size: int
 
@@ -80,6 +82,7 @@ def pack_agents(
     ipar = np.zeros((n, N_IPAR), dtype=np.int64)
     fpar = np.zeros((n, N_FPAR), dtype=np.float64)
     q_init_parts: list[np.ndarray] = []
+    q_spread_parts: list[np.ndarray] = []
     q_off = s_off = 0
     agents = scenario.agent_list()
     for i, agent in enumerate(agents):
@@ -144,12 +147,14 @@ def pack_agents(
         own_max = float(profit[:, i].max())
         row_f[F_SCALE] = own_max if own_max > 0 else 1.0
         q_init_parts.append(_initial_q(agent, i, states, m, profit, expected_fine, actions, allowed_mask))
+        q_spread_parts.append(_initial_spread(agent, i, states, m, allowed_mask))
         q_off += states * m
         s_off += states
     return PackedAgents(
         ipar=ipar,
         fpar=fpar,
         q_init=np.concatenate(q_init_parts) if q_init_parts else np.zeros(0),
+        q_spread=np.concatenate(q_spread_parts) if q_spread_parts else np.zeros(0),
         q_size=q_off,
         s_size=s_off,
     )
@@ -171,5 +176,17 @@ def _initial_q(agent, firm: int, states: int, m: int, profit, expected_fine, act
             row[a] = net[sel].mean() / (1.0 - agent.delta) if sel.any() else 0.0
     elif isinstance(q_init, (int, float)) and not isinstance(q_init, bool):
         row[:] = float(q_init)
+    elif isinstance(q_init, UniformQInit):
+        row[:] = q_init.low  # the session adds q_spread times its own uniform draw (engine.session.new_state)
     row[~allowed_mask[firm]] = -np.inf
+    return np.tile(row, states)
+
+
+def _initial_spread(agent, firm: int, states: int, m: int, allowed_mask) -> np.ndarray:
+    """Width of each cell's per-session uniform initial draw: high - low on allowed prices for q_init uniform,
+    0 everywhere else (deterministic initial values)."""
+    row = np.zeros(m)
+    q_init = getattr(agent, "q_init", None)
+    if isinstance(q_init, UniformQInit):
+        row[allowed_mask[firm]] = q_init.high - q_init.low
     return np.tile(row, states)

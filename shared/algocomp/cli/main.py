@@ -345,9 +345,10 @@ def market_benchmarks(scenario: "Scenario") -> tuple["Benchmarks", Any]:
     from algocomp.markets import compute_benchmarks, price_grid
 
     try:
-        benchmarks = compute_benchmarks(scenario.market)
+        benchmarks = compute_benchmarks(scenario.market, scenario.prices)
     except ValueError as error:
-        raise UsageError("market", str(error)) from error
+        # unit demand's benchmarks are equilibria of the price grid, so its failures are the grid's
+        raise UsageError("prices" if scenario.market.demand.model == "unit" else "market", str(error)) from error
     try:
         grid = price_grid(scenario.prices, benchmarks)
     except ValueError as error:

@@ -13,6 +13,7 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
+from pydantic import TypeAdapter
 
 from algocomp.agents.catalog import I_KIND, QLEARNING, pack_agents
 from algocomp.markets import (
@@ -24,7 +25,7 @@ from algocomp.markets import (
 )
 from algocomp.regulation.levers import allowed_prices, audit_terms, steer
 from algocomp.scenarios import ScenarioError
-from algocomp.scenarios.model import MarketSpec, Scenario
+from algocomp.scenarios.model import MarketSpec, PriceSpec, Scenario, UnitDemand
 
 # Noise kinds.
 NOISE_NONE, NOISE_ADDITIVE, NOISE_MULTIPLICATIVE = 0, 1, 2
@@ -55,7 +56,7 @@ class CompiledScenario:
     fpar: np.ndarray  # (n, N_FPAR) float64
     q_size: int  # total entries of the flat Q array (all firms)
     s_size: int  # total entries of the flat per-state arrays (all firms)
-    q_init: np.ndarray  # (q_size,) initial Q / preference values
+    q_init: np.ndarray  # (q_size,) initial Q / preference values (low end of the draw where q_spread > 0)
     sequential: bool
     reprice_every: int
     noise_kind: int
@@ -65,20 +66,29 @@ class CompiledScenario:
     audit_threshold: np.ndarray  # (n,) fined when action index > this
     learning: bool  # any agent learns (else convergence is immediate)
     qlearning_only: bool  # every firm a simultaneous asynchronous Q-learner, no noise, audits or repricing limit
+    q_spread: np.ndarray | None = None  # (q_size,) width of each cell's per-session uniform initial draw, or None
 
 
 @functools.lru_cache(maxsize=64)
-def _benchmarks(market_json: str) -> Benchmarks:
+def _benchmarks(market_json: str, prices_json: str | None = None) -> Benchmarks:
     """Benchmarks per market, solved once per process (a service runs the same market many times; the result is
-    an immutable dataclass of read-only arrays, safe to share)."""
-    return compute_benchmarks(MarketSpec.model_validate_json(market_json))
+    an immutable dataclass of read-only arrays, safe to share). prices_json is given only for unit demand, whose
+    benchmarks are equilibria of the price grid."""
+    prices = TypeAdapter(PriceSpec).validate_json(prices_json) if prices_json else None
+    return compute_benchmarks(MarketSpec.model_validate_json(market_json), prices)
 
 
 def compile_scenario(scenario: Scenario) -> CompiledScenario:
     """Benchmarks, grid, tables, regulation and agents of a scenario, ready for the kernel."""
     market = scenario.market
     n = market.n_firms
-    bench = _benchmarks(market.model_dump_json())
+    on_grid = isinstance(market.demand, UnitDemand)
+    try:
+        bench = _benchmarks(market.model_dump_json(), scenario.prices.model_dump_json() if on_grid else None)
+    except ValueError as exc:
+        if not on_grid:
+            raise
+        raise ScenarioError("prices", str(exc)) from exc
     try:
         grid = np.ascontiguousarray(price_grid(scenario.prices, bench), dtype=np.float64)
     except ValueError as exc:
@@ -147,4 +157,5 @@ def compile_scenario(scenario: Scenario) -> CompiledScenario:
             and audit.probability == 0.0
             and regulation.reprice_every == 1
         ),
+        q_spread=agents.q_spread if agents.q_spread.any() else None,
     )

@@ -97,12 +97,22 @@ class _Stream:
         self.state = (self.state + _GOLDEN) & _MASK
         return ((r >> 32) * k) >> 32
 
+    def unit(self) -> float:
+        """A uniform double in [0, 1) from the top 53 bits, as kernel._unit."""
+        r = splitmix64(self.state)
+        self.state = (self.state + _GOLDEN) & _MASK
+        return (r >> 11) * 2.0**-53
+
 
 def new_state(cs: CompiledScenario, seed: int) -> SessionState:
     n, m = cs.n_firms, cs.n_prices
     scenario = cs.scenario
     stream = _Stream(seed)
     Q = cs.q_init.copy()
+    if cs.q_spread is not None:
+        # Uniform initial values (q_init uniform), one draw per cell in table order, before anything else is drawn.
+        for cell in np.flatnonzero(cs.q_spread):
+            Q[cell] += cs.q_spread[cell] * stream.unit()
     V = np.zeros(cs.s_size)
     U2 = np.zeros(cs.s_size)
     G = np.zeros(cs.s_size, dtype=np.int64)

@@ -2,7 +2,9 @@
 
 They are solved on continuous prices, not on the price grid (Calvano et al. 2020), because the grid itself is
 built from them and because the profit gain Delta = (pi - pi_N) / (pi_M - pi_N) must not depend on how finely
-prices are discretised.
+prices are discretised. The exception is unit (rectangular) demand, whose continuous Nash equilibrium (price at
+cost, zero profit) is never on a grid: as in Asker, Fershtman & Pakes, its benchmarks are the equilibria of the
+price grid itself, which the scenario must then give explicitly (a range or explicit prices).
 """
 
 from __future__ import annotations
@@ -21,12 +23,16 @@ from algocomp.markets.demand import (
 )
 from algocomp.scenarios.model import (
     BertrandDemand,
+    ExplicitPrices,
     LinearDemand,
     LogitDemand,
     MarketSpec,
+    PriceSpec,
+    RangeGrid,
+    UnitDemand,
 )
 
-__all__ = ["Benchmarks", "compute_benchmarks"]
+__all__ = ["Benchmarks", "compute_benchmarks", "unit_grid_equilibria"]
 
 # Convergence targets of the numerical (logit) solvers. The published figures have 5 decimals; these leave
 # several orders of magnitude of headroom so rounding, not the solver, decides the last digit.
@@ -96,8 +102,11 @@ class Benchmarks:
         return out
 
 
-def compute_benchmarks(market: MarketSpec) -> Benchmarks:
+def compute_benchmarks(market: MarketSpec, prices: PriceSpec | None = None) -> Benchmarks:
     """Solve the static Bertrand–Nash equilibrium and the joint-profit optimum of `market`.
+
+    `prices` is needed only for unit demand, whose benchmarks are defined on the price grid; the other models
+    are solved on continuous prices and ignore it.
 
     logit: Nash where every firm satisfies p_i - c_i = mu / (1 - q_i) (exact best responses iterated to their
         fixed point, polished by scipy root); monopoly by
@@ -106,6 +115,8 @@ def compute_benchmarks(market: MarketSpec) -> Benchmarks:
         valid while every firm sells at the solution, and a ValueError says so when it does not.
     bertrand: Nash at marginal cost (limit pricing by a strictly cheapest firm); monopoly at the price a monopolist
         with the lowest cost would charge, set by every firm. See `_bertrand_prices` for the conventions.
+    unit: on the price grid. Nash is the highest-priced symmetric pure-strategy equilibrium of the grid game and
+        monopoly is every firm at the highest grid price a consumer pays (<= V). See `_unit_prices`.
     """
     demand = market.demand
     if isinstance(demand, LogitDemand):
@@ -118,6 +129,9 @@ def compute_benchmarks(market: MarketSpec) -> Benchmarks:
     if isinstance(demand, BertrandDemand):
         nash_price, monopoly_price, nash_quantity = _bertrand_prices(market)
         return _assemble(market, nash_price, monopoly_price, nash_quantity=nash_quantity)
+    if isinstance(demand, UnitDemand):
+        nash_price, monopoly_price = _unit_prices(market, _unit_grid_row(prices))
+        return _assemble(market, nash_price, monopoly_price)
     raise TypeError(f"unsupported demand model: {type(demand).__name__}")
 
 
@@ -386,3 +400,73 @@ def _bertrand_prices(market: MarketSpec) -> tuple[np.ndarray, np.ndarray, np.nda
 
     monopoly_price = np.full(market.n_firms, (choke_price + lowest_cost) / 2.0)
     return nash_price, monopoly_price, nash_quantity
+
+
+# --------------------------------------------------------------------------------------------- unit
+
+
+def _unit_grid_row(prices: PriceSpec | None) -> np.ndarray:
+    """The common price grid of a unit-demand market, built exactly as markets.grid.price_grid builds it."""
+    if isinstance(prices, RangeGrid):
+        return np.linspace(prices.low, prices.high, prices.m)
+    if isinstance(prices, ExplicitPrices):
+        return np.asarray(prices.values, dtype=float)
+    raise ValueError(
+        "unit demand: the benchmarks are equilibria of the price grid, so they need the scenario's prices as a "
+        f"range or explicit list (got {type(prices).__name__ if prices is not None else 'none'})"
+    )
+
+
+def unit_grid_equilibria(market: MarketSpec, grid_row: np.ndarray) -> np.ndarray:
+    """Every grid price p such that all firms charging p is a pure-strategy Nash equilibrium of the one-shot
+    unit-demand game on `grid_row`, ascending.
+
+    All at p is an equilibrium when no firm gains by a unilateral move to another grid price: sharing
+    (p - c) mass / n must be at least undercutting's (p' - c) mass for the best p' < p (p' <= V), and at least the
+    zero a higher price earns (so p >= c). If p_1 < p_2 are the two lowest grid prices at or above c (and <= V),
+    all at p_1 is always an equilibrium and all at p_2 is one too when (p_2 - c) / n >= p_1 - c: Asker, Fershtman &
+    Pakes's 2.0282 and 2.1291 for c = 2, V = 10, 100 prices on [0.01, 10], n = 2 (only 2.0282 from n = 5 on).
+    Coarser grids can have more. Checked here by evaluating every unilateral deviation with the demand function,
+    not by that formula.
+    """
+    demand = market.demand
+    if not isinstance(demand, UnitDemand):
+        raise TypeError("grid equilibria are defined here for unit demand only")
+    row = np.asarray(grid_row, dtype=float)
+    n = market.n_firms
+    equilibria = []
+    for p in row:
+        profile = np.full(n, p)
+        on_path = float(profits(market, profile)[0])
+        deviations = np.repeat(profile[None, :], row.size, axis=0)
+        deviations[:, 0] = row
+        if float(profits(market, deviations)[:, 0].max()) <= on_path:
+            equilibria.append(float(p))
+    return np.asarray(equilibria)
+
+
+def _unit_prices(market: MarketSpec, grid_row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nash and monopoly prices of the unit-demand grid game (symmetric costs, which the model enforces).
+
+    Nash: the grid game can have several symmetric equilibria (see `unit_grid_equilibria`); the benchmark is the
+    one with the highest price, the most profitable for the firms. So a price "above Nash" is above every static
+    equilibrium, which is how Asker, Fershtman & Pakes count runs above the static Nash price (2.1291 on their
+    grid, where runs at 2.0282 also count as Nash), and the profit gain of a session that settles on any static
+    equilibrium is at most 0.
+    Monopoly: joint profit is mass (p_min - c) whenever p_min <= V, so it is maximised by the highest grid price
+    not above V, charged by every firm (each earns 1/n of it; on Asker et al.'s grid, p = 10 and 4 per firm).
+    """
+    row = np.asarray(grid_row, dtype=float)
+    demand = market.demand
+    assert isinstance(demand, UnitDemand)
+    cost = float(cost_array(market)[0])
+    sold = row[(row <= demand.reservation_price) & (row > cost)]
+    if sold.size == 0:
+        raise ValueError(
+            f"unit demand: no grid price is above the cost {cost} and at most the reservation price "
+            f"{demand.reservation_price}, so no sale is profitable"
+        )
+    # Now all at the lowest grid price in [c, V] is an equilibrium (undercutting it loses money), so there is one.
+    equilibria = unit_grid_equilibria(market, row)
+    n = market.n_firms
+    return np.full(n, equilibria.max()), np.full(n, sold.max())

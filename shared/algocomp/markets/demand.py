@@ -1,4 +1,4 @@
-"""Static demand, consumer surplus and profits for the three market models a scenario can name.
+"""Static demand, consumer surplus and profits for the four market models a scenario can name.
 
 Every function takes the market and a price array of shape (..., n_firms) and broadcasts over the leading
 dimensions, so the engine can tabulate a whole price grid (shape (m, m, n) for a duopoly) or a batch of
@@ -17,6 +17,7 @@ from algocomp.scenarios.model import (
     LinearDemand,
     LogitDemand,
     MarketSpec,
+    UnitDemand,
 )
 
 __all__ = [
@@ -81,6 +82,11 @@ def _bertrand_market_demand(demand: BertrandDemand, lowest_price: np.ndarray) ->
     return np.maximum(0.0, demand.intercept - demand.slope * lowest_price)
 
 
+def _unit_market_demand(demand: UnitDemand, lowest_price: np.ndarray) -> np.ndarray:
+    """The whole mass buys at a lowest price up to and including V (Asker et al.: demand is 1 for p <= 10)."""
+    return np.where(lowest_price <= demand.reservation_price, demand.mass, 0.0)
+
+
 def quantities(market: MarketSpec, prices: np.ndarray) -> np.ndarray:
     """Quantity sold by each firm, shape (..., n_firms).
 
@@ -93,6 +99,9 @@ def quantities(market: MarketSpec, prices: np.ndarray) -> np.ndarray:
     bertrand: homogeneous good; market demand max(0, A - B p_min) goes to the firm(s) at the lowest price and is
         split equally on ties. Ties use exact equality: prices come from a grid, and a tolerance would make two
         adjacent grid prices tie on a fine grid.
+    unit: rectangular demand; the whole mass of consumers buys one unit each from the firm(s) at the lowest price
+        if that price is at most the reservation price V (a consumer indifferent at p = V buys), split equally on
+        ties (exact equality, as bertrand); nobody buys above V.
     """
     p = _as_prices(market, prices)
     demand = market.demand
@@ -106,6 +115,11 @@ def quantities(market: MarketSpec, prices: np.ndarray) -> np.ndarray:
         at_lowest = p == lowest
         sellers = at_lowest.sum(axis=-1, keepdims=True)
         return np.where(at_lowest, _bertrand_market_demand(demand, lowest) / sellers, 0.0)
+    if isinstance(demand, UnitDemand):
+        lowest = p.min(axis=-1, keepdims=True)
+        at_lowest = p == lowest
+        sellers = at_lowest.sum(axis=-1, keepdims=True)
+        return np.where(at_lowest, _unit_market_demand(demand, lowest) / sellers, 0.0)
     raise TypeError(f"unsupported demand model: {type(demand).__name__}")
 
 
@@ -133,6 +147,7 @@ def consumer_surplus(market: MarketSpec, prices: np.ndarray) -> np.ndarray:
         which needs no matrix inverse. The floored quantities are used, so CS is exact whenever every firm sells
         and an approximation when the floor binds (see `quantities`).
     bertrand: the triangle under market demand, (A - B p_min)^2 / (2 B), zero when nobody buys.
+    unit: the rectangle mass * (V - p_min) when the consumers buy (p_min <= V), zero otherwise.
     """
     p = _as_prices(market, prices)
     demand = market.demand
@@ -147,6 +162,9 @@ def consumer_surplus(market: MarketSpec, prices: np.ndarray) -> np.ndarray:
     if isinstance(demand, BertrandDemand):
         market_demand = _bertrand_market_demand(demand, p.min(axis=-1))
         return market_demand**2 / (2.0 * demand.slope)
+    if isinstance(demand, UnitDemand):
+        lowest = p.min(axis=-1)
+        return np.where(lowest <= demand.reservation_price, demand.mass * (demand.reservation_price - lowest), 0.0)
     raise TypeError(f"unsupported demand model: {type(demand).__name__}")
 
 

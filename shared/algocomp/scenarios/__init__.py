@@ -37,6 +37,8 @@ from algocomp.scenarios.model import (
     Regulation,
     Scenario,
     Steering,
+    UniformQInit,
+    UnitDemand,
 )
 from algocomp.scenarios.overrides import apply_overrides, parse_override
 
@@ -62,6 +64,8 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "Steering",
+    "UniformQInit",
+    "UnitDemand",
     "apply_overrides",
     "dump_scenario",
     "format_validation_error",

@@ -18,6 +18,8 @@ from pydantic import (
     NonNegativeFloat,
     PositiveFloat,
     PositiveInt,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -58,7 +60,17 @@ class BertrandDemand(Spec):
     slope: PositiveFloat = Field(1.0, description="B, the slope of market demand")
 
 
-DemandSpec = Annotated[Union[LogitDemand, LinearDemand, BertrandDemand], Field(discriminator="model")]
+class UnitDemand(Spec):
+    """Rectangular (unit) demand for a homogeneous good (Asker, Fershtman & Pakes 2021, 2022): a mass of
+    consumers who each buy one unit if the lowest price is at most their common reservation price V. The whole
+    mass goes to the firm(s) at the lowest price and is split equally on ties; nobody buys above V."""
+
+    model: Literal["unit"] = "unit"
+    reservation_price: PositiveFloat = Field(10.0, description="V, every consumer's value of one unit")
+    mass: PositiveFloat = Field(1.0, description="the number (mass) of consumers, each buying at most one unit")
+
+
+DemandSpec = Annotated[Union[LogitDemand, LinearDemand, BertrandDemand, UnitDemand], Field(discriminator="model")]
 
 
 class DemandNoise(Spec):
@@ -98,6 +110,18 @@ class MarketSpec(Spec):
                 raise ValueError(
                     f"linear demand needs own_slope > (n_firms - 1) * cross_slope for a well-defined equilibrium "
                     f"(got b = {b}, d = {d}, n = {n})"
+                )
+        if isinstance(self.demand, UnitDemand):
+            costs = self.cost_vector()
+            if any(c != costs[0] for c in costs):
+                raise ValueError(
+                    f"costs: unit demand needs one cost for every firm (got {costs}); its benchmarks are the "
+                    "symmetric equilibria of the price grid"
+                )
+            if not costs[0] < self.demand.reservation_price:
+                raise ValueError(
+                    f"demand.reservation_price ({self.demand.reservation_price}) must be above the marginal cost "
+                    f"({costs[0]}), or no sale is profitable"
                 )
         return self
 
@@ -201,11 +225,28 @@ class ThompsonBandit(Spec):
 QInit = Union[Literal["calvano", "zero"], float]
 
 
+class UniformQInit(Spec):
+    """Initial Q-values drawn independently for every cell, uniformly on [low, high), afresh in each session from
+    the session's random stream: Asker, Fershtman & Pakes's optimistic initial values (W^0 ~ U[10, 20]), which
+    are their algorithms' only exploration when they play greedily."""
+
+    kind: Literal["uniform"] = "uniform"
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "UniformQInit":
+        if not (math.isfinite(self.low) and math.isfinite(self.high) and self.high > self.low):
+            raise ValueError(f"high ({self.high}) must be above low ({self.low}), both finite")
+        return self
+
+
 class QLearning(Spec):
     """Tabular Q-learning with memory k exactly as Calvano et al. (2020).
 
     State: the price vector of the last `memory` periods. Exploration: a uniformly random price with probability
-    exp(-beta t). Q starts at the discounted profit against uniformly random rivals (q_init calvano).
+    exp(-beta t). Q starts at the discounted profit against uniformly random rivals (q_init calvano), at a
+    constant, or at values drawn uniformly per cell and session (q_init {kind: uniform, low, high}).
     update asynchronous: only the price played is updated (Calvano); synchronous: every price is updated with
     its counterfactual profit against the rivals' actual prices (Asker, Fershtman & Pakes 2022).
     """
@@ -216,7 +257,7 @@ class QLearning(Spec):
     beta: NonNegativeFloat = Field(4e-6, description="exploration decay: eps_t = exp(-beta t)")
     memory: int = Field(1, ge=0, le=4, description="periods of past prices in the state (0: stateless)")
     update: Literal["asynchronous", "synchronous"] = "asynchronous"
-    q_init: QInit = "calvano"
+    q_init: QInit | UniformQInit = "calvano"
 
 
 class KleinQLearning(Spec):
@@ -366,7 +407,7 @@ class Scenario(Spec):
     name: str = Field("custom", min_length=1, max_length=200)
     description: str = ""
     market: MarketSpec = Field(default_factory=MarketSpec)
-    prices: PriceSpec = Field(default_factory=BenchmarkGrid)
+    prices: PriceSpec = Field(default_factory=BenchmarkGrid, validate_default=True)  # checked against the demand
     agents: AgentSpec | list[AgentSpec] = Field(
         default_factory=QLearning, description="one spec for every firm, or a list with one per firm"
     )
@@ -375,6 +416,17 @@ class Scenario(Spec):
     logging: LoggingSpec = Field(default_factory=LoggingSpec)
     seed: int = Field(0, ge=0, lt=2**63)
     sessions: PositiveInt = 1000
+
+    @field_validator("prices")
+    @classmethod
+    def _grid_for_unit_demand(cls, prices: PriceSpec, info: ValidationInfo) -> PriceSpec:
+        market = info.data.get("market")
+        if market is not None and isinstance(market.demand, UnitDemand) and isinstance(prices, BenchmarkGrid):
+            raise ValueError(
+                "unit demand's Nash and monopoly benchmarks are equilibria of the price grid, so the grid cannot be "
+                "built from them; use prices.kind range or explicit"
+            )
+        return prices
 
     @model_validator(mode="after")
     def _consistent(self) -> "Scenario":
