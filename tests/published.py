@@ -17,6 +17,11 @@ CALVANO_A11 = {
 }
 
 
+# Three firms: online appendix Table A4, first row (alpha 0.15, beta 4e-6 per period)
+CALVANO_A4_N3 = {"profit_gain": 0.643, "equilibrium_on_path": 0.184, "rival_relative_change": -0.078,
+                 "unprofitable_deviations": 0.882, "punishment_length": 11.686}
+
+
 def within_sampling_error(values: np.ndarray, published: float, *, weights: np.ndarray | None = None,
                           published_sessions: int = CALVANO_SESSIONS) -> bool:
     """Whether our mean over sessions is within 1.96 standard errors of the difference from a published mean over

@@ -20,7 +20,7 @@ from algocomp.engine.session import (
     run_session,
 )
 from algocomp.scenarios import ScenarioError, apply_overrides, load_scenario
-from published import CALVANO_A11, report, within_sampling_error
+from published import CALVANO_A4_N3, CALVANO_A11, report, within_sampling_error
 
 TIMING_KEYS = {"elapsed_s", "periods_per_second"}
 
@@ -447,7 +447,8 @@ def test_calvano_baseline_full_experiment():
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "preset, sessions, published_gain, published_shock",
-    [("calvano-2020-n3", 200, 0.643, 11.7), ("calvano-2020-n4", 100, 0.559, None)],
+    [("calvano-2020-n3", 200, CALVANO_A4_N3["profit_gain"], CALVANO_A4_N3["punishment_length"]),
+     ("calvano-2020-n4", 100, 0.559, None)],
 )
 def test_profit_gain_falls_with_more_firms(preset, sessions, published_gain, published_shock):
     """Calvano et al.: Delta 0.643 with three firms and 0.559 with four; with three, shocks last 11.7 periods."""
@@ -462,6 +463,16 @@ def test_profit_gain_falls_with_more_firms(preset, sessions, published_gain, pub
         pooled = [m["shock_length"] * d for m, d in zip(per_session, deviations)]
         report(f"{preset} punishment length", pooled, weights=deviations)
         assert within_sampling_error(pooled, published_shock, weights=deviations)
+        # and the rest of their Table A4 (three firms): equilibria on the path, responses, unprofitable deviations
+        equilibria = [m["equilibrium_on_path"] for m in per_session]
+        responses = [m["shock_rival_relative_change"] * d for m, d in zip(per_session, deviations)]
+        unprofitable = [m["static_deviation_unprofitable_share"] * d for m, d in zip(per_session, deviations)]
+        report(f"{preset} equilibrium on the path", equilibria)
+        report(f"{preset} rival's relative price change", responses, weights=deviations)
+        report(f"{preset} unprofitable static deviations", unprofitable, weights=deviations)
+        assert within_sampling_error(equilibria, CALVANO_A4_N3["equilibrium_on_path"])
+        assert within_sampling_error(responses, CALVANO_A4_N3["rival_relative_change"], weights=deviations)
+        assert within_sampling_error(unprofitable, CALVANO_A4_N3["unprofitable_deviations"], weights=deviations)
 
 
 @pytest.mark.slow
