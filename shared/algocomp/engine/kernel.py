@@ -203,7 +203,9 @@ def _realised(i, j, a_i, z, audited, profit, quantity, grid, costs, noise_kind, 
     """Quantity and profit of firm i at profile j after the shock z (standard normal, or uniform on (-1, 1) for
     profit_uniform) and an audit. The kinds are documented in scenarios.model.DemandNoise."""
     q = quantity[j, i]
-    if noise_kind == NOISE_ADDITIVE_UNFLOORED:
+    if noise_kind == 0:  # the common case first
+        pi = profit[j, i]
+    elif noise_kind == NOISE_ADDITIVE_UNFLOORED:
         q = q + noise_sd * z
         pi = (grid[i, a_i] - costs[i]) * q
     elif noise_kind == NOISE_ADDITIVE_FLOORED:
@@ -212,10 +214,8 @@ def _realised(i, j, a_i, z, audited, profit, quantity, grid, costs, noise_kind, 
     elif noise_kind == NOISE_MULTIPLICATIVE:
         q = q * np.exp(noise_sd * z - 0.5 * noise_sd * noise_sd)
         pi = (grid[i, a_i] - costs[i]) * q
-    elif noise_kind == NOISE_PROFIT_UNIFORM:
+    else:  # NOISE_PROFIT_UNIFORM
         pi = profit[j, i] + noise_sd * z
-    else:
-        pi = profit[j, i]
     if audited and a_i > audit_thr[i]:
         pi -= audit_fine
     return q, pi
