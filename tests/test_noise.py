@@ -132,6 +132,12 @@ def test_scenarios_without_snr_keep_their_fingerprint():
 # --------------------------------------------------------------------------------------------- UCB-tuned
 
 
+def test_newcombe_interval_by_hand():
+    # Newcombe (1998), table II, example (a): 56/70 against 48/80, difference 0.2, 95% interval 0.0524 to 0.3339.
+    assert difference_lower_bound((48, 80), (56, 70)) == pytest.approx(0.0524, abs=1e-4)
+    assert wilson(0, 200)[0] == pytest.approx(0.0, abs=1e-12) and wilson(0, 200)[1] == pytest.approx(0.01885, abs=1e-4)
+
+
 def test_ucb_tuned_index_by_hand():
     # Arm rewards 0.2, 0.6, 0.4 after 10 plays in all: mean 0.4, mean of squares 0.56/3, variance 0.02667,
     # V = 0.02667 + sqrt(2 ln 10 / 3) = 1.2656 > 1/4, so the index is 0.4 + sqrt(ln 10 / 3 / 4) = 0.838043.
@@ -226,6 +232,16 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return centre - half, centre + half
 
 
+def difference_lower_bound(low: tuple[int, int], high: tuple[int, int]) -> float:
+    """Lower end of Newcombe's (1998) 95% score interval for the difference of two proportions, high - low, each
+    given as (successes, n): above 0 when the higher proportion is higher beyond sampling error."""
+    (k1, n1), (k2, n2) = low, high
+    p1, p2 = k1 / n1, k2 / n2
+    _, u1 = wilson(k1, n1)
+    l2, _ = wilson(k2, n2)
+    return (p2 - p1) - math.sqrt((p2 - l2) ** 2 + (u1 - p1) ** 2)
+
+
 def long_run_prices(result) -> np.ndarray:
     """Hansen et al.'s outcome of each session: each firm's median price over the last 1,000 periods."""
     out = []
@@ -240,8 +256,9 @@ def long_run_prices(result) -> np.ndarray:
 def test_hansen_supra_competitive_and_correlated_prices_rise_with_the_signal_to_noise_ratio():
     """Hansen, Misra & Pai (2021): with a high signal-to-noise ratio the two UCB-tuned firms end at the collusive
     price together; as it falls they end at the competitive one. Over snr 1, 2.5, 5, 10 the share of sessions
-    where both firms' long-run price is the collusive one rises with non-overlapping 95% Wilson intervals, from
-    none at snr 1 (competitive) to most at snr 10; the firms' price changes comove throughout (correlated
+    where both firms' long-run price is the collusive one rises at each step beyond sampling error (the 95%
+    interval of the difference excludes 0), from almost none at snr 1 (competitive) to most at snr 10, and so does
+    the mean price index; the firms' price changes comove throughout (correlated
     experiments) and their long-run prices move together across sessions. A quarter of the paper's horizon
     (500,000 of 2,000,000 periods) and 200 sessions per level keep it near two minutes on two cores."""
     rows = []
@@ -271,10 +288,12 @@ def test_hansen_supra_competitive_and_correlated_prices_rise_with_the_signal_to_
     assert rows[0]["interval"][1] < 0.05, report
     # Supra-competitive at the high end: most sessions end with both firms at the collusive price.
     assert rows[-1]["interval"][0] > 0.6, report
-    # Monotone beyond sampling error: each level's interval lies above the one before.
+    # Monotone beyond sampling error: at each step up in snr the 95% interval of the increase excludes 0.
     for low, high in zip(rows, rows[1:]):
-        assert high["interval"][0] > low["interval"][1], report
-        assert high["index"] - 1.96 * high["index_se"] > low["index"] + 1.96 * low["index_se"], report
+        gap = difference_lower_bound((low["collusive"], SWEEP_SESSIONS), (high["collusive"], SWEEP_SESSIONS))
+        assert gap > 0, report
+        rise = high["index"] - low["index"]
+        assert rise - 1.96 * math.hypot(high["index_se"], low["index_se"]) > 0, report
     # Correlated experiments: the firms' price changes comove at every level, and where some sessions end high
     # and others low, the two firms end high or low together.
     for row in rows:
