@@ -143,10 +143,10 @@ def test_asker_unit_demand_presets_are_the_authors_set_up():
 def test_hansen_preset():
     scenario = load_scenario("hansen-2021-ucb")
     assert isinstance(scenario.market.demand, LinearDemand)
-    assert scenario.market.noise.kind == "additive" and scenario.market.noise.sd == 0.05
-    assert scenario.agents.type == "ucb1" and scenario.agents.c == pytest.approx(math.sqrt(2))
-    assert scenario.horizon.max_periods == 100_000 and not scenario.horizon.stop_at_convergence
-    assert scenario.sessions == 100 and scenario.logging.interval == 1000
+    assert scenario.market.noise.kind == "profit_uniform" and scenario.market.noise.snr == 10.0
+    assert scenario.agents.type == "ucb_tuned" and not scenario.agents.scale_rewards
+    assert scenario.horizon.max_periods == 2_000_000 and not scenario.horizon.stop_at_convergence
+    assert scenario.sessions == 500 and scenario.logging.tail == 1000
 
 
 def test_mixed_population_preset():

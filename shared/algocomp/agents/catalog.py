@@ -29,6 +29,7 @@ EXPECTED_SARSA = 8
 ACTOR_CRITIC = 9
 GRIM_TRIGGER = 10
 TIT_FOR_TAT = 11
+UCB_TUNED = 12
 
 # Columns of the int parameter matrix.
 I_KIND, I_PRICE, I_PUNISH, I_STATES, I_QOFF, I_SOFF, I_BASE, I_MODK1, I_MEMORY = range(9)
@@ -111,6 +112,8 @@ def pack_agents(
         elif kind == "ucb1":
             row_i[I_KIND] = UCB1
             row_f[F_EPS0] = agent.c
+        elif kind == "ucb_tuned":
+            row_i[I_KIND] = UCB_TUNED
         elif kind == "thompson":
             row_i[I_KIND] = THOMPSON
             row_f[F_P1], row_f[F_P2], row_f[F_P3] = agent.prior_mean, agent.prior_sd, agent.noise_sd
@@ -146,6 +149,8 @@ def pack_agents(
         row_f[F_DECAY] = math.exp(-row_f[F_BETA])
         own_max = float(profit[:, i].max())
         row_f[F_SCALE] = own_max if own_max > 0 else 1.0
+        if kind == "ucb_tuned" and not agent.scale_rewards:
+            row_f[F_SCALE] = 1.0  # learns from raw profits
         q_init_parts.append(_initial_q(agent, i, states, m, profit, expected_fine, actions, allowed_mask))
         q_spread_parts.append(_initial_spread(agent, i, states, m, allowed_mask))
         q_off += states * m

@@ -27,8 +27,15 @@ from algocomp.regulation.levers import allowed_prices, audit_terms, steer
 from algocomp.scenarios import ScenarioError
 from algocomp.scenarios.model import MarketSpec, PriceSpec, Scenario, UnitDemand
 
-# Noise kinds.
-NOISE_NONE, NOISE_ADDITIVE, NOISE_MULTIPLICATIVE = 0, 1, 2
+# Noise kinds (scenarios.model.DemandNoise). noise_sd is the normal kinds' sd, or profit_uniform's half-width 1/snr.
+NOISE_NONE, NOISE_ADDITIVE_FLOORED, NOISE_MULTIPLICATIVE, NOISE_ADDITIVE_UNFLOORED, NOISE_PROFIT_UNIFORM = 0, 1, 2, 3, 4
+NOISE_CODES = {
+    "none": NOISE_NONE,
+    "additive_floored": NOISE_ADDITIVE_FLOORED,
+    "multiplicative": NOISE_MULTIPLICATIVE,
+    "additive_unfloored": NOISE_ADDITIVE_UNFLOORED,
+    "profit_uniform": NOISE_PROFIT_UNIFORM,
+}
 
 # The largest joint price table the engine will allocate (profiles), to fail early and clearly.
 MAX_PROFILES = 4_194_304
@@ -60,7 +67,7 @@ class CompiledScenario:
     sequential: bool
     reprice_every: int
     noise_kind: int
-    noise_sd: float
+    noise_sd: float  # sd of the normal kinds, half-width 1/snr of profit_uniform
     audit_probability: float
     audit_fine: float
     audit_threshold: np.ndarray  # (n,) fined when action index > this
@@ -119,9 +126,8 @@ def compile_scenario(scenario: Scenario) -> CompiledScenario:
 
     timing_sequential = market.timing == "sequential"
     noise = market.noise
-    noise_kind = {"none": NOISE_NONE, "additive": NOISE_ADDITIVE, "multiplicative": NOISE_MULTIPLICATIVE}[noise.kind]
-    if noise.sd == 0:
-        noise_kind = NOISE_NONE
+    noise_kind = NOISE_CODES[noise.kind] if noise.active else NOISE_NONE
+    noise_size = 1.0 / noise.snr if noise_kind == NOISE_PROFIT_UNIFORM else float(noise.sd)
     return CompiledScenario(
         scenario=scenario,
         benchmarks=bench,
@@ -145,7 +151,7 @@ def compile_scenario(scenario: Scenario) -> CompiledScenario:
         sequential=timing_sequential,
         reprice_every=regulation.reprice_every,
         noise_kind=noise_kind,
-        noise_sd=float(noise.sd),
+        noise_sd=noise_size,
         audit_probability=audit.probability,
         audit_fine=audit.fine,
         audit_threshold=audit.threshold,

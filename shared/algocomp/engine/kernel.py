@@ -49,8 +49,14 @@ from algocomp.agents.catalog import (
     THOMPSON,
     TIT_FOR_TAT,
     UCB1,
+    UCB_TUNED,
 )
-from algocomp.engine.build import NOISE_ADDITIVE, NOISE_MULTIPLICATIVE
+from algocomp.engine.build import (
+    NOISE_ADDITIVE_FLOORED,
+    NOISE_ADDITIVE_UNFLOORED,
+    NOISE_MULTIPLICATIVE,
+    NOISE_PROFIT_UNIFORM,
+)
 
 # Clock slots (an int64 array per session).
 C_T, C_STABLE, C_CONVERGED_AT, C_LOG_ROWS, C_INTERVAL, C_ACC_COUNT = range(6)
@@ -60,6 +66,7 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _TO_UNIT = 1.0 / 9007199254740992.0  # 2**-53
+_HALF_STEP = 0.5 * _TO_UNIT  # centres _unit's 2**53 values in [0, 1), so 2 u - 1 is symmetric about 0
 
 
 @njit(inline="always")
@@ -99,6 +106,21 @@ def _normal(rs):
     rs += _GOLDEN
     u2 = _unit(_mix(rs))
     return rs, np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+
+
+@njit(cache=True)
+def _symmetric_unit(rs):
+    """A uniform draw on (-1, 1), symmetric about 0 (mean exactly 0); returns (new stream state, value)."""
+    rs += _GOLDEN
+    return rs, 2.0 * (_unit(_mix(rs)) + _HALF_STEP) - 1.0
+
+
+@njit(cache=True)
+def ucb_tuned_index(mean, mean_sq, plays, log_total):
+    """Auer, Cesa-Bianchi & Fischer's (2002) UCB-tuned index of one arm: mean + sqrt((ln n / n_j) min(1/4, V_j)),
+    V_j = (mean of squares - mean^2) + sqrt(2 ln n / n_j); log_total is ln n, plays is n_j > 0."""
+    bound = mean_sq - mean * mean + np.sqrt(2.0 * log_total / plays)
+    return mean + np.sqrt(log_total / plays * min(0.25, bound))
 
 
 @njit(cache=True)
@@ -178,16 +200,22 @@ def _next_state(i, s, j, a_i, ipar, powers, m):
 
 @njit(cache=True)
 def _realised(i, j, a_i, z, audited, profit, quantity, grid, costs, noise_kind, noise_sd, audit_fine, audit_thr):
-    """Quantity and profit of firm i at profile j after the demand shock z and an audit."""
+    """Quantity and profit of firm i at profile j after the shock z (standard normal, or uniform on (-1, 1) for
+    profit_uniform) and an audit. The kinds are documented in scenarios.model.DemandNoise."""
     q = quantity[j, i]
-    if noise_kind == NOISE_ADDITIVE:
+    if noise_kind == 0:  # the common case first
+        pi = profit[j, i]
+    elif noise_kind == NOISE_ADDITIVE_UNFLOORED:
+        q = q + noise_sd * z
+        pi = (grid[i, a_i] - costs[i]) * q
+    elif noise_kind == NOISE_ADDITIVE_FLOORED:
         q = max(0.0, q + noise_sd * z)
         pi = (grid[i, a_i] - costs[i]) * q
     elif noise_kind == NOISE_MULTIPLICATIVE:
         q = q * np.exp(noise_sd * z - 0.5 * noise_sd * noise_sd)
         pi = (grid[i, a_i] - costs[i]) * q
-    else:
-        pi = profit[j, i]
+    else:  # NOISE_PROFIT_UNIFORM
+        pi = profit[j, i] + noise_sd * z
     if audited and a_i > audit_thr[i]:
         pi -= audit_fine
     return q, pi
@@ -244,6 +272,7 @@ def run_periods(
     # session state (engine.session.SessionState)
     Q,
     N,
+    S2,
     V,
     G,
     eps,
@@ -324,6 +353,8 @@ def run_periods(
                     if kind != EPSILON_GREEDY:
                         r = r / fpar[i, F_SCALE]
                     Q[cell] += (r - Q[cell]) / N[cell]
+                    if kind == UCB_TUNED:
+                        S2[cell] += r * r
                 old_g = G[row]
                 g, gv = _row_argmax(Q, qo + (row - so) * m, allowed, n_allowed, i)
                 G[row] = g
@@ -387,6 +418,25 @@ def run_periods(
                         if v > best_v:
                             best_v = v
                             a = c
+            elif kind == UCB_TUNED:
+                qo = ipar[i, I_QOFF]
+                a = -1
+                total = 0.0
+                for k in range(n_allowed[i]):
+                    c = allowed[i, k]
+                    total += N[qo + c]
+                    if N[qo + c] == 0.0 and a < 0:
+                        a = c
+                if a < 0:
+                    log_total = np.log(total)
+                    best_v = -np.inf
+                    for k in range(n_allowed[i]):
+                        c = allowed[i, k]
+                        plays = N[qo + c]
+                        v = ucb_tuned_index(Q[qo + c], S2[qo + c] / plays, plays, log_total)
+                        if v > best_v:
+                            best_v = v
+                            a = c
             elif kind == THOMPSON:
                 qo = ipar[i, I_QOFF]
                 prior_prec = 1.0 / (fpar[i, F_P2] * fpar[i, F_P2])
@@ -440,7 +490,10 @@ def run_periods(
             j += new_act[i] * powers[i]
         audited = False
         if learn and stochastic:
-            if noise_kind != 0:
+            if noise_kind == NOISE_PROFIT_UNIFORM:
+                for i in range(n):
+                    rs, shock[i] = _symmetric_unit(rs)
+            elif noise_kind != 0:
                 for i in range(n):
                     rs, shock[i] = _normal(rs)
             if audit_prob > 0.0:
@@ -552,6 +605,8 @@ def run_periods(
                         if kind != EPSILON_GREEDY:
                             r = r / fpar[i, F_SCALE]
                         Q[cell] += (r - Q[cell]) / N[cell]
+                        if kind == UCB_TUNED:
+                            S2[cell] += r * r
                         g = G[so]
                         g2, gv = _row_argmax(Q, qo, allowed, n_allowed, i)
                         G[so] = g2

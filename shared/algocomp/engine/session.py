@@ -27,6 +27,7 @@ from algocomp.agents.catalog import (
     KLEIN,
     QLEARNING,
     QLEARNING_SYNC,
+    UCB_TUNED,
 )
 from algocomp.engine import kernel as K
 from algocomp.engine.build import CompiledScenario
@@ -46,6 +47,7 @@ class SessionState:
 
     Q: np.ndarray
     N: np.ndarray
+    S2: np.ndarray  # per price, the sum of squared rewards (UCB-tuned; empty when no firm uses it)
     V: np.ndarray
     U2: np.ndarray  # per state, an upper bound on the best non-greedy value (Q-learning loop only)
     G: np.ndarray
@@ -157,6 +159,7 @@ def new_state(cs: CompiledScenario, seed: int) -> SessionState:
     return SessionState(
         Q=Q,
         N=np.zeros(cs.q_size),
+        S2=np.zeros(cs.q_size if (cs.ipar[:, I_KIND] == UCB_TUNED).any() else 0),
         V=V,
         U2=U2,
         G=G,

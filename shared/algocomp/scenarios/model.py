@@ -20,6 +20,7 @@ from pydantic import (
     PositiveInt,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -73,15 +74,73 @@ class UnitDemand(Spec):
 DemandSpec = Annotated[Union[LogitDemand, LinearDemand, BertrandDemand, UnitDemand], Field(discriminator="model")]
 
 
-class DemandNoise(Spec):
-    """Per-period demand shocks, drawn independently for each firm.
+# The noise kind that "additive" used to name, and what to write instead (DemandNoise._kind).
+_RETIRED_ADDITIVE = (
+    "'additive' no longer names a noise model: it meant max(0, q + sd z), which is not mean-preserving (the floor "
+    "raises expected demand, most at high prices where demand is small); write additive_floored to keep that form "
+    "or additive_unfloored for the mean-preserving q + sd z"
+)
 
-    additive: q_i + sd * z (floored at 0), the form of Hansen et al. (2021);
-    multiplicative: q_i * exp(sd * z - sd^2 / 2), mean-preserving.
+NOISE_KINDS_WITH_SD = ("additive_unfloored", "additive_floored", "multiplicative")
+
+
+class DemandNoise(Spec):
+    """Per-period shocks, drawn independently for each firm and period (z standard normal, u uniform on [-1, 1]).
+
+    additive_unfloored: q_i + sd z. Mean-preserving (E[q] is the expected demand); realised demand can be negative.
+    additive_floored: max(0, q_i + sd z). NOT mean-preserving: the floor adds E[max(0, -(q + sd z))] to expected
+        demand, sd phi(q/sd) - q Phi(-q/sd), largest where q is small (high prices).
+    multiplicative: q_i exp(sd z - sd^2 / 2). Mean-preserving, never negative.
+    profit_uniform: the firm's profit, not its demand, gets the shock: pi_i + u / snr, so profit is uniform on
+        [pi_i - 1/snr, pi_i + 1/snr]. Mean-preserving; quantities are the expected ones. This is the specification
+        of Hansen, Misra & Pai (2021), whose signal-to-noise ratio delta is snr.
+
+    The kind "additive" is refused: it used to mean additive_floored, and a scenario must say which form it means.
     """
 
-    kind: Literal["none", "additive", "multiplicative"] = "none"
-    sd: NonNegativeFloat = 0.0
+    kind: Literal["none", "additive_unfloored", "additive_floored", "multiplicative", "profit_uniform"] = "none"
+    sd: NonNegativeFloat = Field(0.0, validate_default=True, description="sd of z for the normal kinds (0: no noise)")
+    snr: PositiveFloat | None = Field(
+        None, validate_default=True, description="profit_uniform only: the shock is uniform on [-1/snr, 1/snr]"
+    )
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _kind(cls, value):
+        if value == "additive":
+            raise ValueError(_RETIRED_ADDITIVE)
+        return value
+
+    @field_validator("sd")
+    @classmethod
+    def _sd_used(cls, value, info: ValidationInfo):
+        if info.data.get("kind") == "profit_uniform" and value != 0:
+            raise ValueError("profit_uniform takes its size from snr, not sd (leave sd at 0)")
+        return value
+
+    @field_validator("snr")
+    @classmethod
+    def _snr_used(cls, value, info: ValidationInfo):
+        kind = info.data.get("kind")
+        if kind == "profit_uniform" and value is None:
+            raise ValueError("profit_uniform needs snr, the signal-to-noise ratio (shock uniform on [-1/snr, 1/snr])")
+        if kind is not None and kind != "profit_uniform" and value is not None:
+            raise ValueError(f"only profit_uniform takes snr; {kind} takes its size from sd")
+        return value
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        # snr is left out when unset, so that every scenario written before it existed keeps its fingerprint
+        # (scenario_hash) and its dump.
+        data = handler(self)
+        if self.snr is None:
+            data.pop("snr", None)
+        return data
+
+    @property
+    def active(self) -> bool:
+        """Whether any shock is drawn (a normal kind with sd 0 draws none)."""
+        return self.kind == "profit_uniform" or (self.kind != "none" and self.sd > 0)
 
 
 class MarketSpec(Spec):
@@ -207,10 +266,25 @@ class EpsilonGreedyBandit(Spec):
 
 
 class UCB1Bandit(Spec):
-    """UCB1 (Auer et al. 2002) on profits scaled to [0, 1] by the largest profit on the grid (Hansen et al. 2021)."""
+    """UCB1 (Auer et al. 2002) on profits scaled to [0, 1] by the largest profit on the grid."""
 
     type: Literal["ucb1"] = "ucb1"
     c: PositiveFloat = Field(math.sqrt(2.0), description="exploration constant")
+
+
+class UCBTunedBandit(Spec):
+    """UCB-tuned (Auer, Cesa-Bianchi & Fischer 2002, section 4), the bandit of Hansen, Misra & Pai (2021).
+
+    Every allowed price is played once; then the price j with the largest
+    mean_j + sqrt((ln n / n_j) min(1/4, V_j)), V_j = (mean of squared rewards_j - mean_j^2) + sqrt(2 ln n / n_j),
+    where n_j counts price j's plays and n all plays. Rewards are profits divided by the largest profit on the grid
+    (scale_rewards true, as ucb1) or the profits themselves (false, as Hansen et al.).
+    """
+
+    type: Literal["ucb_tuned"] = "ucb_tuned"
+    scale_rewards: bool = Field(
+        True, description="divide profits by the largest profit on the grid (true) or learn from raw profits (false)"
+    )
 
 
 class ThompsonBandit(Spec):
@@ -319,6 +393,7 @@ AgentSpec = Annotated[
         MyopicBestResponse,
         EpsilonGreedyBandit,
         UCB1Bandit,
+        UCBTunedBandit,
         ThompsonBandit,
         QLearning,
         KleinQLearning,
@@ -331,7 +406,10 @@ AgentSpec = Annotated[
 ]
 
 LEARNING_AGENT_TYPES = frozenset(
-    {"epsilon_greedy", "ucb1", "thompson", "qlearning", "klein_qlearning", "expected_sarsa", "actor_critic"}
+    {
+        "epsilon_greedy", "ucb1", "ucb_tuned", "thompson", "qlearning", "klein_qlearning", "expected_sarsa",
+        "actor_critic",
+    }
 )
 
 
