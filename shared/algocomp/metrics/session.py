@@ -1,6 +1,7 @@
 """Metrics of one session, measured where the literature measures them: on the limit cycle of the converged
 greedy strategies (prices, profit gain, surplus, market structure) and on the impulse response to a forced
-one-period deviation (punishment and whether deviating pays). See ../shared/ECONOMICS.md section 4."""
+one-period deviation (punishment and whether deviating pays). The measures are defined in the README's
+"Reproducing the literature"; Calvano et al.'s equilibrium and deviation checks are in engine.deviations."""
 
 from __future__ import annotations
 
