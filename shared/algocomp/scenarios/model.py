@@ -18,6 +18,8 @@ from pydantic import (
     NonNegativeFloat,
     PositiveFloat,
     PositiveInt,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -174,12 +176,40 @@ class MyopicBestResponse(Spec):
     type: Literal["myopic"] = "myopic"
 
 
+# Exploration schedules: eps_t = eps_0 * decay(t), with decay(t) = exp(-beta t) (exponential, Calvano et al. 2020) or
+# (1 + beta t)^(-power) (polynomial). Power 1 is the harmonic schedule eps_0 / (1 + beta t), the "GLIE" decay of
+# Singh, Jaakkola, Littman & Szepesvari (2000) and the eps_n-greedy rule of Auer, Cesa-Bianchi & Fischer (2002);
+# beta is the rate in both, so a scenario that only sets beta keeps its exponential meaning.
+Schedule = Literal["exponential", "polynomial"]
+SCHEDULE_DESCRIPTION = (
+    "exploration schedule: exponential eps_t = eps_0 exp(-beta t); polynomial eps_t = eps_0 (1 + beta t)^(-power)"
+)
+POWER_DESCRIPTION = "the polynomial schedule's exponent (schedule: polynomial only)"
+TieBreak = Literal["first", "random"]
+TIE_BREAK_DESCRIPTION = (
+    "prices sharing the largest value: first, the lowest such price; random, one drawn uniformly among them from "
+    "the session's stream whenever the greedy price is re-determined"
+)
+
+
+def _power_needs_polynomial(power: float, info: ValidationInfo) -> float:
+    if info.data.get("schedule", "exponential") != "polynomial" and power != 1.0:
+        raise ValueError("power sets the polynomial schedule's exponent; set schedule: polynomial to use it")
+    return power
+
+
 class EpsilonGreedyBandit(Spec):
-    """Ignores the rivals: sample-average profit per price; explores with probability epsilon * exp(-beta t)."""
+    """Ignores the rivals: sample-average profit per price; explores with probability epsilon * exp(-beta t)
+    (or epsilon * (1 + beta t)^(-power) with schedule polynomial)."""
 
     type: Literal["epsilon_greedy"] = "epsilon_greedy"
     epsilon: float = Field(0.1, ge=0.0, le=1.0)
     beta: NonNegativeFloat = Field(0.0, description="exploration decay rate per period")
+    schedule: Schedule = Field("exponential", description=SCHEDULE_DESCRIPTION)
+    power: PositiveFloat = Field(1.0, description=POWER_DESCRIPTION)
+    tie_break: TieBreak = Field("first", description=TIE_BREAK_DESCRIPTION)
+
+    _power = field_validator("power")(_power_needs_polynomial)
 
 
 class UCB1Bandit(Spec):
@@ -198,14 +228,32 @@ class ThompsonBandit(Spec):
     noise_sd: PositiveFloat = Field(0.1, description="assumed sd of a scaled profit observation")
 
 
-QInit = Union[Literal["calvano", "zero"], float]
+class UniformQInit(Spec):
+    """Q drawn uniformly in [low, high), independently for every state and price, afresh in every session from the
+    session's own seed (Calvano et al.'s online appendix, "Random (0, 10)")."""
+
+    uniform: tuple[float, float] = Field(description="[low, high]: finite bounds with low < high")
+
+    @field_validator("uniform")
+    @classmethod
+    def _bounds(cls, bounds: tuple[float, float]) -> tuple[float, float]:
+        low, high = bounds
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ValueError("the bounds must be finite numbers")
+        if not low < high:
+            raise ValueError("low (the first bound) must be below high (the second)")
+        return bounds
+
+
+QInit = Union[Literal["calvano", "zero"], float, UniformQInit]
 
 
 class QLearning(Spec):
     """Tabular Q-learning with memory k exactly as Calvano et al. (2020).
 
     State: the price vector of the last `memory` periods. Exploration: a uniformly random price with probability
-    exp(-beta t). Q starts at the discounted profit against uniformly random rivals (q_init calvano).
+    exp(-beta t) (or (1 + beta t)^(-power) with schedule polynomial). Q starts at the discounted profit against
+    uniformly random rivals (q_init calvano), or a constant, or uniform random draws (q_init {uniform: [low, high]}).
     update asynchronous: only the price played is updated (Calvano); synchronous: every price is updated with
     its counterfactual profit against the rivals' actual prices (Asker, Fershtman & Pakes 2022).
     """
@@ -214,9 +262,14 @@ class QLearning(Spec):
     alpha: float = Field(0.15, gt=0.0, le=1.0, description="learning rate")
     delta: float = Field(0.95, ge=0.0, lt=1.0, description="discount factor")
     beta: NonNegativeFloat = Field(4e-6, description="exploration decay: eps_t = exp(-beta t)")
+    schedule: Schedule = Field("exponential", description=SCHEDULE_DESCRIPTION)
+    power: PositiveFloat = Field(1.0, description=POWER_DESCRIPTION)
     memory: int = Field(1, ge=0, le=4, description="periods of past prices in the state (0: stateless)")
     update: Literal["asynchronous", "synchronous"] = "asynchronous"
     q_init: QInit = "calvano"
+    tie_break: TieBreak = Field("first", description=TIE_BREAK_DESCRIPTION)
+
+    _power = field_validator("power")(_power_needs_polynomial)
 
 
 class KleinQLearning(Spec):
@@ -227,7 +280,12 @@ class KleinQLearning(Spec):
     alpha: float = Field(0.3, gt=0.0, le=1.0)
     delta: float = Field(0.95, ge=0.0, lt=1.0)
     beta: NonNegativeFloat = Field(1.3816e-5, description="eps_t = exp(-beta t); the default leaves 0.1% at t = 500k")
+    schedule: Schedule = Field("exponential", description=SCHEDULE_DESCRIPTION)
+    power: PositiveFloat = Field(1.0, description=POWER_DESCRIPTION)
     q_init: QInit = "zero"
+    tie_break: TieBreak = Field("first", description=TIE_BREAK_DESCRIPTION)
+
+    _power = field_validator("power")(_power_needs_polynomial)
 
 
 class ExpectedSarsa(Spec):
@@ -237,8 +295,13 @@ class ExpectedSarsa(Spec):
     alpha: float = Field(0.15, gt=0.0, le=1.0)
     delta: float = Field(0.95, ge=0.0, lt=1.0)
     beta: NonNegativeFloat = 4e-6
+    schedule: Schedule = Field("exponential", description=SCHEDULE_DESCRIPTION)
+    power: PositiveFloat = Field(1.0, description=POWER_DESCRIPTION)
     memory: int = Field(1, ge=0, le=4)
     q_init: QInit = "calvano"
+    tie_break: TieBreak = Field("first", description=TIE_BREAK_DESCRIPTION)
+
+    _power = field_validator("power")(_power_needs_polynomial)
 
 
 class ActorCritic(Spec):
