@@ -146,6 +146,10 @@ def _greedy_ties_at_random(cs: CompiledScenario, stream: _Stream, Q: np.ndarray,
 
 
 def new_state(cs: CompiledScenario, seed: int) -> SessionState:
+    """A session's state before its first period: the initial tables (uniform random ones drawn from the
+    session's Q-initialisation stream), each state's greedy price and value, and random initial prices from the
+    session's stream, followed on that stream by the draws of any random tie-breaking among initial greedy
+    prices; the kernel continues the stream from there."""
     n, m = cs.n_firms, cs.n_prices
     scenario = cs.scenario
     stream = _Stream(seed)
