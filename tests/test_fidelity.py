@@ -138,6 +138,18 @@ def test_uniform_q_init_leaves_the_session_stream_alone():
     assert not np.array_equal(a.Q, b.Q)
 
 
+def test_uniform_q_init_specialised_loop_matches_the_general_loop():
+    """run_qlearning keeps, per state, a bound on the best non-greedy value (U2); a random table has a different
+    one in every state, and the two loops must still agree bit for bit."""
+    cs = compile_scenario(baseline("agents.q_init={uniform: [0, 10]}"))
+    assert cs.qlearning_only
+    fast, general = new_state(cs, 21), new_state(cs, 21)
+    advance(cs, fast, 300_000)
+    advance(cs, general, 300_000, general=True)
+    for name in ("Q", "V", "G", "eps", "act", "state", "rng", "clock", "tail_a"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(general, name), err_msg=name)
+
+
 def _without_timing(summary):
     return {k: v for k, v in summary.items() if k not in TIMING_KEYS}
 
