@@ -548,17 +548,14 @@ def run_periods(
                         new = old + fpar[i, F_ALPHA] * (r + fpar[i, F_DELTA] * V[so + new_state[i]] - old)
                         Q[cell] = new
                         g = G[row]
-                        if ipar[i, I_TIE] != 0:
-                            rs, changed = _greedy_after_update_random(
-                                Q, qo + s * m, allowed, n_allowed, i, G, V, row, a, new, rs
-                            )
-                            if changed:
-                                stable = -1
-                        elif a == g:
+                        if a == g:
                             if new >= V[row]:
                                 V[row] = new
                             else:
-                                g2, gv = _row_argmax(Q, qo + s * m, allowed, n_allowed, i)
+                                if ipar[i, I_TIE] != 0:
+                                    g2, gv, rs = _row_argmax_random(Q, qo + s * m, allowed, n_allowed, i, rs)
+                                else:
+                                    g2, gv = _row_argmax(Q, qo + s * m, allowed, n_allowed, i)
                                 G[row] = g2
                                 V[row] = gv
                                 if g2 != g:
@@ -567,6 +564,12 @@ def run_periods(
                             G[row] = a
                             V[row] = new
                             stable = -1
+                        elif ipar[i, I_TIE] != 0 and new == V[row]:
+                            # random ties (_greedy_after_update_random): a price reaching the maximum reopens the draw
+                            g2, gv, rs = _row_argmax_random(Q, qo + s * m, allowed, n_allowed, i, rs)
+                            G[row] = g2
+                            if g2 != g:
+                                stable = -1
                     elif kind == QLEARNING_SYNC or kind == EXPECTED_SARSA:
                         s = state[i]
                         row = so + s
