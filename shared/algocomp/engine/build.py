@@ -55,7 +55,7 @@ class CompiledScenario:
     fpar: np.ndarray  # (n, N_FPAR) float64
     q_size: int  # total entries of the flat Q array (all firms)
     s_size: int  # total entries of the flat per-state arrays (all firms)
-    q_init: np.ndarray  # (q_size,) initial Q / preference values
+    q_init: np.ndarray  # (q_size,) initial Q / preference values (0 where a uniform random init is drawn per session)
     sequential: bool
     reprice_every: int
     noise_kind: int
