@@ -249,6 +249,18 @@ def test_random_tie_break_spreads_the_first_choice_from_a_constant_table():
     assert plain.rng[0] != random_ties.rng[0]
 
 
+def test_random_tie_break_without_ties_follows_the_same_path():
+    """From Calvano's initial table (no ties) no draw is ever needed: the same session as with first-maximum ties,
+    though in the general loop."""
+    plain = compile_scenario(baseline())
+    random_ties = compile_scenario(baseline("agents.tie_break=random"))
+    a, b = new_state(plain, 17), new_state(random_ties, 17)
+    advance(plain, a, 300_000)
+    advance(random_ties, b, 300_000)
+    for name in ("Q", "G", "eps", "act", "state", "rng", "clock"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
+
 @pytest.mark.parametrize(
     "agents",
     [
