@@ -362,6 +362,8 @@ def test_polynomial_schedule_explores_at_its_rate():
         ("agents.q_init={uniform: [5, 5]}", "agents.q_init.uniform"),
         ("agents.q_init={uniform: [0, .inf]}", "agents.q_init.uniform"),
         ("agents.q_init={uniform: [.nan, 1]}", "agents.q_init.uniform"),
+        ("agents.q_init=.nan", "agents.q_init"),
+        ("agents.q_init=-.inf", "agents.q_init"),
         ("agents.power=0.5", "agents.power"),
         ("agents.power=-1", "agents.power"),
         ("agents.schedule=harmonic", "agents.schedule"),

@@ -15,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    FiniteFloat,
     NonNegativeFloat,
     PositiveFloat,
     PositiveInt,
@@ -245,7 +246,8 @@ class UniformQInit(Spec):
         return bounds
 
 
-QInit = Union[Literal["calvano", "zero"], float, UniformQInit]
+# A constant initial value must be finite: a NaN or infinite table has no greedy price.
+QInit = Union[Literal["calvano", "zero"], FiniteFloat, UniformQInit]
 
 
 class QLearning(Spec):
