@@ -73,7 +73,8 @@ def test_uniform_initial_q_is_drawn_per_session_and_other_inits_draw_nothing():
     assert abs(first.Q.mean() - 205.0) < 0.1  # 31,250 uniform draws: sd of the mean 0.016
     # The greedy price of each state is the argmax of its drawn row, so the first greedy prices are random too.
     np.testing.assert_array_equal(first.G, first.Q.reshape(2 * 625, 25).argmax(axis=1))
-    assert compile_scenario(load_scenario("calvano-2020-baseline")).q_spread is None
+    baseline = compile_scenario(load_scenario("calvano-2020-baseline"))
+    np.testing.assert_array_equal(new_state(baseline, 11).Q, baseline.q_init)
 
 
 def test_unit_demand_tables_and_benchmarks_in_the_engine():

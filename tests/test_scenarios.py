@@ -134,9 +134,9 @@ def test_asker_unit_demand_presets_are_the_authors_set_up():
         assert math.exp(-agents.beta) == 0.0  # no exploration after period 0
         assert (scenario.prices.low, scenario.prices.high) == (0.01, 10.0)
     assert myopic.prices.m == 100 and myopic.agents.delta == 0.0 and myopic.agents.memory == 0
-    assert (myopic.agents.q_init.low, myopic.agents.q_init.high) == (10.0, 20.0)
+    assert myopic.agents.q_init.uniform == (10.0, 20.0)
     assert patient.prices.m == 25 and patient.agents.delta == 0.95 and patient.agents.memory == 1
-    assert (patient.agents.q_init.low, patient.agents.q_init.high) == (200.0, 210.0)
+    assert patient.agents.q_init.uniform == (200.0, 210.0)
     assert "agents.update=asynchronous" in myopic.description and "agents.update=asynchronous" in patient.description
 
 
@@ -253,15 +253,6 @@ def test_unit_demand_is_validated_with_the_field_named():
 
     err = error_of({"market": {"demand": {"model": "unit", "mass": -1}}, "prices": UNIT_PRICES})
     assert err.field == "market.demand.mass"
-
-
-def test_uniform_initial_q_is_validated():
-    agents = {"type": "qlearning", "q_init": {"kind": "uniform", "low": 10, "high": 20}}
-    assert load_scenario({"agents": agents}).agents.q_init.high == 20.0
-    err = error_of({"agents": {**agents, "q_init": {"kind": "uniform", "low": 20, "high": 10}}})
-    assert err.field == "agents.q_init" and "high (10.0) must be above low (20.0)" in err.problem
-    err = error_of({"agents": {**agents, "q_init": {"kind": "uniform", "low": 10}}})
-    assert err.field == "agents.q_init.high"
 
 
 def test_unknown_field_error_names_the_field():

@@ -31,12 +31,13 @@ GRIM_TRIGGER = 10
 TIT_FOR_TAT = 11
 UCB_TUNED = 12
 
-# Columns of the int parameter matrix.
-I_KIND, I_PRICE, I_PUNISH, I_STATES, I_QOFF, I_SOFF, I_BASE, I_MODK1, I_MEMORY = range(9)
-N_IPAR = 9
-# Columns of the float parameter matrix.
-F_ALPHA, F_DELTA, F_BETA, F_EPS0, F_P1, F_P2, F_P3, F_SCALE, F_DECAY = range(9)
-N_FPAR = 9
+# Columns of the int parameter matrix. I_TIE: 1 if ties among maximal values are broken at random (tie_break).
+I_KIND, I_PRICE, I_PUNISH, I_STATES, I_QOFF, I_SOFF, I_BASE, I_MODK1, I_MEMORY, I_TIE = range(10)
+N_IPAR = 10
+# Columns of the float parameter matrix. F_POWER: the polynomial schedule's exponent (0: exponential schedule);
+# F_QLOW, F_QHIGH: bounds of a uniform random Q initialisation (both 0: none; drawn per session by engine.session).
+F_ALPHA, F_DELTA, F_BETA, F_EPS0, F_P1, F_P2, F_P3, F_SCALE, F_DECAY, F_POWER, F_QLOW, F_QHIGH = range(12)
+N_FPAR = 12
 
 # The largest Q-table (entries) the engine allocates for one firm, to fail early and clearly.
 MAX_Q_ENTRIES = 16_777_216
@@ -48,9 +49,7 @@ RULE_BASED = (FIXED, MYOPIC, GRIM_TRIGGER, TIT_FOR_TAT)
 class PackedAgents:
     ipar: np.ndarray  # (n, N_IPAR) int64
     fpar: np.ndarray  # (n, N_FPAR) float64
-    q_init: np.ndarray  # (q_size,) initial Q-values / preferences of all firms, concatenated (the low end of a
-    # uniform draw where q_spread > 0)
-    q_spread: np.ndarray  # (q_size,) width of each cell's uniform initial draw per session; 0 = deterministic
+    q_init: np.ndarray  # (q_size,) initial Q-values / preferences of all firms, concatenated (0 where drawn per session)
     q_size: int
     s_size: int
 
@@ -83,7 +82,6 @@ def pack_agents(
     ipar = np.zeros((n, N_IPAR), dtype=np.int64)
     fpar = np.zeros((n, N_FPAR), dtype=np.float64)
     q_init_parts: list[np.ndarray] = []
-    q_spread_parts: list[np.ndarray] = []
     q_off = s_off = 0
     agents = scenario.agent_list()
     for i, agent in enumerate(agents):
@@ -147,26 +145,31 @@ def pack_agents(
         row_i[I_BASE], row_i[I_MEMORY] = base, memory
         row_i[I_MODK1] = base ** (memory - 1) if memory >= 1 else 0
         row_f[F_DECAY] = math.exp(-row_f[F_BETA])
+        if getattr(agent, "schedule", "exponential") == "polynomial":
+            row_f[F_POWER] = agent.power
+        row_i[I_TIE] = 1 if getattr(agent, "tie_break", "first") == "random" else 0
+        if isinstance(getattr(agent, "q_init", None), UniformQInit):
+            row_f[F_QLOW], row_f[F_QHIGH] = agent.q_init.uniform
         own_max = float(profit[:, i].max())
         row_f[F_SCALE] = own_max if own_max > 0 else 1.0
         if kind == "ucb_tuned" and not agent.scale_rewards:
             row_f[F_SCALE] = 1.0  # learns from raw profits
         q_init_parts.append(_initial_q(agent, i, states, m, profit, expected_fine, actions, allowed_mask))
-        q_spread_parts.append(_initial_spread(agent, i, states, m, allowed_mask))
         q_off += states * m
         s_off += states
     return PackedAgents(
         ipar=ipar,
         fpar=fpar,
         q_init=np.concatenate(q_init_parts) if q_init_parts else np.zeros(0),
-        q_spread=np.concatenate(q_spread_parts) if q_spread_parts else np.zeros(0),
         q_size=q_off,
         s_size=s_off,
     )
 
 
 def _initial_q(agent, firm: int, states: int, m: int, profit, expected_fine, actions, allowed_mask) -> np.ndarray:
-    """Initial Q-values (or actor preferences) for one firm: one row per state, -inf on forbidden prices."""
+    """Initial Q-values (or actor preferences) for one firm: one row per state, -inf on forbidden prices.
+
+    A uniform random initialisation is left at 0 here: each session draws its own (engine.session.new_state)."""
     row = np.zeros(m)
     q_init = getattr(agent, "q_init", None)
     if q_init == "calvano":
@@ -181,17 +184,5 @@ def _initial_q(agent, firm: int, states: int, m: int, profit, expected_fine, act
             row[a] = net[sel].mean() / (1.0 - agent.delta) if sel.any() else 0.0
     elif isinstance(q_init, (int, float)) and not isinstance(q_init, bool):
         row[:] = float(q_init)
-    elif isinstance(q_init, UniformQInit):
-        row[:] = q_init.low  # the session adds q_spread times its own uniform draw (engine.session.new_state)
     row[~allowed_mask[firm]] = -np.inf
-    return np.tile(row, states)
-
-
-def _initial_spread(agent, firm: int, states: int, m: int, allowed_mask) -> np.ndarray:
-    """Width of each cell's per-session uniform initial draw: high - low on allowed prices for q_init uniform,
-    0 everywhere else (deterministic initial values)."""
-    row = np.zeros(m)
-    q_init = getattr(agent, "q_init", None)
-    if isinstance(q_init, UniformQInit):
-        row[allowed_mask[firm]] = q_init.high - q_init.low
     return np.tile(row, states)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import TypeAdapter
 
-from algocomp.agents.catalog import I_KIND, QLEARNING, pack_agents
+from algocomp.agents.catalog import F_POWER, I_KIND, I_TIE, QLEARNING, pack_agents
 from algocomp.markets import (
     Benchmarks,
     compute_benchmarks,
@@ -63,7 +63,7 @@ class CompiledScenario:
     fpar: np.ndarray  # (n, N_FPAR) float64
     q_size: int  # total entries of the flat Q array (all firms)
     s_size: int  # total entries of the flat per-state arrays (all firms)
-    q_init: np.ndarray  # (q_size,) initial Q / preference values (low end of the draw where q_spread > 0)
+    q_init: np.ndarray  # (q_size,) initial Q / preference values (0 where a uniform random init is drawn per session)
     sequential: bool
     reprice_every: int
     noise_kind: int
@@ -72,8 +72,11 @@ class CompiledScenario:
     audit_fine: float
     audit_threshold: np.ndarray  # (n,) fined when action index > this
     learning: bool  # any agent learns (else convergence is immediate)
-    qlearning_only: bool  # every firm a simultaneous asynchronous Q-learner, no noise, audits or repricing limit
-    q_spread: np.ndarray | None = None  # (q_size,) width of each cell's per-session uniform initial draw, or None
+    # Every firm a simultaneous asynchronous Q-learner with the exponential schedule and first-maximum ties, and
+    # no noise, audits or repricing limit: kernel.run_qlearning. Random tie-breaking and the polynomial schedule
+    # are implemented in the general loop only, so scenarios using them take it (a uniform random Q
+    # initialisation only changes a session's starting table and keeps the fast loop).
+    qlearning_only: bool
 
 
 @functools.lru_cache(maxsize=64)
@@ -158,10 +161,11 @@ def compile_scenario(scenario: Scenario) -> CompiledScenario:
         learning=agents.learning,
         qlearning_only=bool(
             np.all(agents.ipar[:, I_KIND] == QLEARNING)
+            and not np.any(agents.ipar[:, I_TIE])
+            and not np.any(agents.fpar[:, F_POWER] > 0.0)
             and not timing_sequential
             and noise_kind == NOISE_NONE
             and audit.probability == 0.0
             and regulation.reprice_every == 1
         ),
-        q_spread=agents.q_spread if agents.q_spread.any() else None,
     )

@@ -12,7 +12,11 @@ Hot-path choices, each measured with benchmarks/bench_engine.py:
   value falls);
 - randomness is a counter-based splitmix64 stream per session, kept in a register; an exploring firm draws a
   second number only when it explores;
-- the exploration rate exp(-beta t) is carried multiplicatively, one multiply per firm per period.
+- the exploration rate exp(-beta t) is carried multiplicatively, one multiply per firm per period (the
+  polynomial schedule (1 + beta t)^(-power) is computed from t, in the general loop only);
+- random tie-breaking (tie_break random) draws from the session's stream only when a row's maximum is tied
+  as the greedy price is re-determined, so the cached greedy price stays a deterministic function of the table
+  between updates and frozen play is deterministic; it runs in the general loop only.
 """
 
 from __future__ import annotations
@@ -25,12 +29,14 @@ from algocomp.agents.catalog import (
     EPSILON_GREEDY,
     EXPECTED_SARSA,
     F_ALPHA,
+    F_BETA,
     F_DECAY,
     F_DELTA,
     F_EPS0,
     F_P1,
     F_P2,
     F_P3,
+    F_POWER,
     F_SCALE,
     FIXED,
     GRIM_TRIGGER,
@@ -42,6 +48,7 @@ from algocomp.agents.catalog import (
     I_PUNISH,
     I_QOFF,
     I_SOFF,
+    I_TIE,
     KLEIN,
     MYOPIC,
     QLEARNING,
@@ -135,6 +142,58 @@ def _row_argmax(Q, base, allowed, n_allowed, i):
             best_v = v
             best = a
     return best, best_v
+
+
+@njit(cache=True)
+def _row_argmax_random(Q, base, allowed, n_allowed, i, rs):
+    """A maximum over firm i's allowed prices, drawn uniformly among them when several share the largest value
+    (one draw from the stream, only then). Returns (price, value, new stream state)."""
+    best = allowed[i, 0]
+    best_v = Q[base + best]
+    count = 1
+    for k in range(1, n_allowed[i]):
+        a = allowed[i, k]
+        v = Q[base + a]
+        if v > best_v:
+            best_v = v
+            best = a
+            count = 1
+        elif v == best_v:
+            count += 1
+    if count > 1:
+        rs += _GOLDEN
+        pick = _below(_mix(rs), count)
+        for k in range(n_allowed[i]):
+            a = allowed[i, k]
+            if Q[base + a] == best_v:
+                if pick == 0:
+                    best = a
+                    break
+                pick -= 1
+    return best, best_v, rs
+
+
+@njit(cache=True)
+def _greedy_after_update_random(Q, base, allowed, n_allowed, i, G, V, row, a, new, rs):
+    """Keep the cached greedy price G[row] and value V[row] of a row in which only price a changed (to `new`),
+    with random tie-breaking: the greedy price is kept while it stays the only maximum or the set of maxima does
+    not change; when its value falls, or another price reaches the maximum, it is drawn again uniformly among the
+    maxima. Returns (new stream state, whether the greedy price changed)."""
+    g = G[row]
+    if a == g:
+        if new >= V[row]:
+            V[row] = new
+            return rs, False
+    elif new > V[row]:
+        G[row] = a
+        V[row] = new
+        return rs, True
+    elif new < V[row]:
+        return rs, False
+    g2, gv, rs = _row_argmax_random(Q, base, allowed, n_allowed, i, rs)
+    G[row] = g2
+    V[row] = gv
+    return rs, g2 != g
 
 
 @njit(cache=True)
@@ -355,12 +414,19 @@ def run_periods(
                     Q[cell] += (r - Q[cell]) / N[cell]
                     if kind == UCB_TUNED:
                         S2[cell] += r * r
-                old_g = G[row]
-                g, gv = _row_argmax(Q, qo + (row - so) * m, allowed, n_allowed, i)
-                G[row] = g
-                V[row] = gv
-                if g != old_g:
-                    stable = -1
+                if ipar[i, I_TIE] != 0:
+                    rs, changed = _greedy_after_update_random(
+                        Q, qo + (row - so) * m, allowed, n_allowed, i, G, V, row, a, Q[cell], rs
+                    )
+                    if changed:
+                        stable = -1
+                else:
+                    old_g = G[row]
+                    g, gv = _row_argmax(Q, qo + (row - so) * m, allowed, n_allowed, i)
+                    G[row] = g
+                    V[row] = gv
+                    if g != old_g:
+                        stable = -1
             seq_acc[i] = 0.0
             seq_disc[i] = 1.0
         # ---- choose prices
@@ -539,7 +605,10 @@ def run_periods(
                             if new >= V[row]:
                                 V[row] = new
                             else:
-                                g2, gv = _row_argmax(Q, qo + s * m, allowed, n_allowed, i)
+                                if ipar[i, I_TIE] != 0:
+                                    g2, gv, rs = _row_argmax_random(Q, qo + s * m, allowed, n_allowed, i, rs)
+                                else:
+                                    g2, gv = _row_argmax(Q, qo + s * m, allowed, n_allowed, i)
                                 G[row] = g2
                                 V[row] = gv
                                 if g2 != g:
@@ -548,6 +617,12 @@ def run_periods(
                             G[row] = a
                             V[row] = new
                             stable = -1
+                        elif ipar[i, I_TIE] != 0 and new == V[row]:
+                            # random ties (_greedy_after_update_random): a price reaching the maximum reopens the draw
+                            g2, gv, rs = _row_argmax_random(Q, qo + s * m, allowed, n_allowed, i, rs)
+                            G[row] = g2
+                            if g2 != g:
+                                stable = -1
                     elif kind == QLEARNING_SYNC or kind == EXPECTED_SARSA:
                         s = state[i]
                         row = so + s
@@ -577,11 +652,21 @@ def run_periods(
                             target = r + fpar[i, F_DELTA] * ((1.0 - e) * V[so + s2] + e * mean)
                             Q[base + a] += fpar[i, F_ALPHA] * (target - Q[base + a])
                         g = G[row]
-                        g2, gv = _row_argmax(Q, base, allowed, n_allowed, i)
-                        G[row] = g2
-                        V[row] = gv
-                        if g2 != g:
-                            stable = -1
+                        if ipar[i, I_TIE] != 0 and kind == EXPECTED_SARSA:
+                            rs, changed = _greedy_after_update_random(
+                                Q, base, allowed, n_allowed, i, G, V, row, a, Q[base + a], rs
+                            )
+                            if changed:
+                                stable = -1
+                        else:
+                            if ipar[i, I_TIE] != 0:  # every price moved: draw again among the maxima
+                                g2, gv, rs = _row_argmax_random(Q, base, allowed, n_allowed, i, rs)
+                            else:
+                                g2, gv = _row_argmax(Q, base, allowed, n_allowed, i)
+                            G[row] = g2
+                            V[row] = gv
+                            if g2 != g:
+                                stable = -1
                     elif kind == ACTOR_CRITIC:
                         s = state[i]
                         row = so + s
@@ -607,14 +692,25 @@ def run_periods(
                         Q[cell] += (r - Q[cell]) / N[cell]
                         if kind == UCB_TUNED:
                             S2[cell] += r * r
-                        g = G[so]
-                        g2, gv = _row_argmax(Q, qo, allowed, n_allowed, i)
-                        G[so] = g2
-                        V[so] = gv
-                        if g2 != g:
-                            stable = -1
+                        if ipar[i, I_TIE] != 0:
+                            rs, changed = _greedy_after_update_random(
+                                Q, qo, allowed, n_allowed, i, G, V, so, a, Q[cell], rs
+                            )
+                            if changed:
+                                stable = -1
+                        else:
+                            g = G[so]
+                            g2, gv = _row_argmax(Q, qo, allowed, n_allowed, i)
+                            G[so] = g2
+                            V[so] = gv
+                            if g2 != g:
+                                stable = -1
             for i in range(n):
-                eps[i] *= fpar[i, F_DECAY]
+                if fpar[i, F_POWER] > 0.0:  # polynomial schedule: eps_0 (1 + beta t)^(-power) for period t + 1
+                    start = fpar[i, F_EPS0] if ipar[i, I_KIND] == EPSILON_GREEDY else 1.0
+                    eps[i] = start * (1.0 + fpar[i, F_BETA] * (t + 1)) ** (-fpar[i, F_POWER])
+                else:
+                    eps[i] *= fpar[i, F_DECAY]
         # ---- rule-based agents observe the prices just played
         for i in range(n):
             kind = ipar[i, I_KIND]

@@ -14,6 +14,16 @@ SEED_RULE = (
     "the session's random stream is splitmix64 counting from session_seed"
 )
 
+# A uniform random Q initialisation draws from its own stream, so that the session's main stream (initial
+# prices, exploration, ...) is the same whether or not a scenario uses it: entry k of the session's flat
+# Q array (all firms' tables, concatenated) is uniform(splitmix64(q_init_seed + k * 0x9E3779B97F4A7C15)).
+_Q_INIT_TAG = 0x51494E4954  # "QINIT"
+
+
+def q_init_seed(session_seed: int) -> int:
+    """The seed of a session's Q-initialisation stream."""
+    return splitmix64(session_seed ^ _Q_INIT_TAG)
+
 
 def splitmix64(x: int) -> int:
     """Sebastiano Vigna's splitmix64 finaliser: a bijective 64-bit mix with good avalanche."""

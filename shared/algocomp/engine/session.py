@@ -18,12 +18,15 @@ from algocomp.agents.catalog import (
     EPSILON_GREEDY,
     EXPECTED_SARSA,
     F_EPS0,
+    F_QHIGH,
+    F_QLOW,
     I_BASE,
     I_KIND,
     I_MEMORY,
     I_QOFF,
     I_SOFF,
     I_STATES,
+    I_TIE,
     KLEIN,
     QLEARNING,
     QLEARNING_SYNC,
@@ -33,7 +36,7 @@ from algocomp.engine import kernel as K
 from algocomp.engine.build import CompiledScenario
 from algocomp.engine.deviations import DeviationCheck, applies, check_cycle
 from algocomp.engine.results import PANEL_COLUMNS, SessionResult
-from algocomp.engine.seeds import splitmix64
+from algocomp.engine.seeds import q_init_seed, splitmix64
 
 # Learning runs in chunks of this many periods between checks for cancellation and progress.
 DEFAULT_CHUNK = 1 << 21
@@ -99,22 +102,62 @@ class _Stream:
         self.state = (self.state + _GOLDEN) & _MASK
         return ((r >> 32) * k) >> 32
 
-    def unit(self) -> float:
-        """A uniform double in [0, 1) from the top 53 bits, as kernel._unit."""
-        r = splitmix64(self.state)
-        self.state = (self.state + _GOLDEN) & _MASK
-        return (r >> 11) * 2.0**-53
+
+def stream_units(seed: int, start: int, count: int) -> np.ndarray:
+    """Uniforms in [0, 1) from the top 53 bits of splitmix64(seed + k * golden), k = start .. start + count - 1:
+    a counter-based stream, so any slice of it is drawn without the entries before."""
+    with np.errstate(over="ignore"):
+        k = np.arange(start, start + count, dtype=np.uint64)
+        z = np.uint64(seed) + (k + np.uint64(1)) * np.uint64(_GOLDEN)  # splitmix64(x) = mix(x + golden)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
+
+
+def _draw_uniform_q(cs: CompiledScenario, Q: np.ndarray, seed: int) -> None:
+    """Fill the tables of firms with q_init {uniform: [low, high]} from the session's Q-initialisation stream
+    (engine.seeds.q_init_seed); forbidden prices keep -inf."""
+    qseed = None
+    for i in range(cs.n_firms):
+        low, high = float(cs.fpar[i, F_QLOW]), float(cs.fpar[i, F_QHIGH])
+        if not high > low:
+            continue
+        if qseed is None:
+            qseed = q_init_seed(seed)
+        qo, size = int(cs.ipar[i, I_QOFF]), int(cs.ipar[i, I_STATES]) * cs.n_prices
+        block = Q[qo : qo + size]
+        allowed = np.isfinite(block)
+        block[allowed] = (low + (high - low) * stream_units(qseed, qo, size))[allowed]
+
+
+def _greedy_ties_at_random(cs: CompiledScenario, stream: _Stream, Q: np.ndarray, G: np.ndarray) -> None:
+    """For firms with tie_break random, the initial greedy price of every state whose largest value several
+    allowed prices share (a constant Q, say) is drawn uniformly among them from the session's stream, state by
+    state in order; rows without ties draw nothing."""
+    m = cs.n_prices
+    for i in range(cs.n_firms):
+        if not cs.ipar[i, I_TIE]:
+            continue
+        states, qo, so = (int(cs.ipar[i, c]) for c in (I_STATES, I_QOFF, I_SOFF))
+        order = cs.allowed[i, : int(cs.n_allowed[i])]  # the kernel's scan order
+        rows = Q[qo : qo + states * m].reshape(states, m)[:, order]
+        tied = rows == rows.max(axis=1, keepdims=True)
+        for s in np.flatnonzero(tied.sum(axis=1) > 1):
+            candidates = order[tied[s]]
+            G[so + s] = candidates[stream.below(len(candidates))]
 
 
 def new_state(cs: CompiledScenario, seed: int) -> SessionState:
+    """A session's state before its first period: the initial tables (uniform random ones drawn from the
+    session's Q-initialisation stream), each state's greedy price and value, and random initial prices from the
+    session's stream, followed on that stream by the draws of any random tie-breaking among initial greedy
+    prices; the kernel continues the stream from there."""
     n, m = cs.n_firms, cs.n_prices
     scenario = cs.scenario
     stream = _Stream(seed)
     Q = cs.q_init.copy()
-    if cs.q_spread is not None:
-        # Uniform initial values (q_init uniform), one draw per cell in table order, before anything else is drawn.
-        for cell in np.flatnonzero(cs.q_spread):
-            Q[cell] += cs.q_spread[cell] * stream.unit()
+    _draw_uniform_q(cs, Q, seed)
     V = np.zeros(cs.s_size)
     U2 = np.zeros(cs.s_size)
     G = np.zeros(cs.s_size, dtype=np.int64)
@@ -137,6 +180,7 @@ def new_state(cs: CompiledScenario, seed: int) -> SessionState:
     history = np.array(
         [[cs.allowed[i, stream.below(int(cs.n_allowed[i]))] for i in range(n)] for _ in range(depth)], dtype=np.int64
     )  # history[0] is the most recent profile
+    _greedy_ties_at_random(cs, stream, Q, G)
     act = history[0].copy()
     state = np.zeros(n, dtype=np.int64)
     for i in range(n):

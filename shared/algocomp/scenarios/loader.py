@@ -341,7 +341,8 @@ def _step(annotation: Any, discriminator: str | None, segment: str | int) -> tup
                     return base, None, False, False
         if len(members) == 1:
             return _step(members[0], discriminator, segment)
-        if _looks_like_label(segment):
+        # A member's label: 'list[...]' and the like, or a model member's class name ('UniformQInit').
+        if _looks_like_label(segment) or (isinstance(segment, str) and _match_label(members, segment) is not None):
             member = _match_label(members, str(segment))
             return member, None, False, True
         return None, None, True, False

@@ -9,12 +9,13 @@ dotted path of the field at fault before any simulation starts.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    FiniteFloat,
     NonNegativeFloat,
     PositiveFloat,
     PositiveInt,
@@ -29,6 +30,18 @@ class Spec(BaseModel):
     """Base for every section: unknown keys are errors, so a typo never silently keeps a default."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Fields added after scenarios were first stored: a dump leaves them out while they hold their default, so
+    # every scenario written before they existed keeps its dump and its fingerprint (scenario_hash).
+    later_fields: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        data = handler(self)
+        for name in self.later_fields:
+            if name in data and getattr(self, name) == type(self).model_fields[name].default:
+                del data[name]
+        return data
 
 
 # --------------------------------------------------------------------------------------------- market
@@ -99,6 +112,7 @@ class DemandNoise(Spec):
     """
 
     kind: Literal["none", "additive_unfloored", "additive_floored", "multiplicative", "profit_uniform"] = "none"
+    later_fields: ClassVar[tuple[str, ...]] = ("snr",)
     sd: NonNegativeFloat = Field(0.0, validate_default=True, description="sd of z for the normal kinds (0: no noise)")
     snr: PositiveFloat | None = Field(
         None, validate_default=True, description="profit_uniform only: the shock is uniform on [-1/snr, 1/snr]"
@@ -127,15 +141,6 @@ class DemandNoise(Spec):
         if kind is not None and kind != "profit_uniform" and value is not None:
             raise ValueError(f"only profit_uniform takes snr; {kind} takes its size from sd")
         return value
-
-    @model_serializer(mode="wrap")
-    def _dump(self, handler):
-        # snr is left out when unset, so that every scenario written before it existed keeps its fingerprint
-        # (scenario_hash) and its dump.
-        data = handler(self)
-        if self.snr is None:
-            data.pop("snr", None)
-        return data
 
     @property
     def active(self) -> bool:
@@ -257,12 +262,41 @@ class MyopicBestResponse(Spec):
     type: Literal["myopic"] = "myopic"
 
 
+# Exploration schedules: eps_t = eps_0 * decay(t), with decay(t) = exp(-beta t) (exponential, Calvano et al. 2020) or
+# (1 + beta t)^(-power) (polynomial). Power 1 is the harmonic schedule eps_0 / (1 + beta t), the "GLIE" decay of
+# Singh, Jaakkola, Littman & Szepesvari (2000) and the eps_n-greedy rule of Auer, Cesa-Bianchi & Fischer (2002);
+# beta is the rate in both, so a scenario that only sets beta keeps its exponential meaning.
+Schedule = Literal["exponential", "polynomial"]
+SCHEDULE_DESCRIPTION = (
+    "exploration schedule: exponential eps_t = eps_0 exp(-beta t); polynomial eps_t = eps_0 (1 + beta t)^(-power)"
+)
+POWER_DESCRIPTION = "the polynomial schedule's exponent (schedule: polynomial only)"
+TieBreak = Literal["first", "random"]
+TIE_BREAK_DESCRIPTION = (
+    "prices sharing the largest value: first, the lowest such price; random, one drawn uniformly among them from "
+    "the session's stream whenever the greedy price is re-determined"
+)
+
+
+def _power_needs_polynomial(power: float, info: ValidationInfo) -> float:
+    if info.data.get("schedule", "exponential") != "polynomial" and power != 1.0:
+        raise ValueError("power sets the polynomial schedule's exponent; set schedule: polynomial to use it")
+    return power
+
+
 class EpsilonGreedyBandit(Spec):
-    """Ignores the rivals: sample-average profit per price; explores with probability epsilon * exp(-beta t)."""
+    """Ignores the rivals: sample-average profit per price; explores with probability epsilon * exp(-beta t)
+    (or epsilon * (1 + beta t)^(-power) with schedule polynomial)."""
 
     type: Literal["epsilon_greedy"] = "epsilon_greedy"
+    later_fields: ClassVar[tuple[str, ...]] = ("schedule", "power", "tie_break")
     epsilon: float = Field(0.1, ge=0.0, le=1.0)
     beta: NonNegativeFloat = Field(0.0, description="exploration decay rate per period")
+    schedule: Schedule = Field("exponential", description=SCHEDULE_DESCRIPTION)
+    power: PositiveFloat = Field(1.0, description=POWER_DESCRIPTION)
+    tie_break: TieBreak = Field("first", description=TIE_BREAK_DESCRIPTION)
+
+    _power = field_validator("power")(_power_needs_polynomial)
 
 
 class UCB1Bandit(Spec):
@@ -296,42 +330,50 @@ class ThompsonBandit(Spec):
     noise_sd: PositiveFloat = Field(0.1, description="assumed sd of a scaled profit observation")
 
 
-QInit = Union[Literal["calvano", "zero"], float]
-
-
 class UniformQInit(Spec):
-    """Initial Q-values drawn independently for every cell, uniformly on [low, high), afresh in each session from
-    the session's random stream: Asker, Fershtman & Pakes's optimistic initial values (W^0 ~ U[10, 20]), which
-    are their algorithms' only exploration when they play greedily."""
+    """Q drawn uniformly in [low, high), independently for every state and price, afresh in every session from the
+    session's own seed (Calvano et al.'s online appendix, "Random (0, 10)")."""
 
-    kind: Literal["uniform"] = "uniform"
-    low: float
-    high: float
+    uniform: tuple[float, float] = Field(description="[low, high]: finite bounds with low < high")
 
-    @model_validator(mode="after")
-    def _ordered(self) -> "UniformQInit":
-        if not (math.isfinite(self.low) and math.isfinite(self.high) and self.high > self.low):
-            raise ValueError(f"high ({self.high}) must be above low ({self.low}), both finite")
-        return self
+    @field_validator("uniform")
+    @classmethod
+    def _bounds(cls, bounds: tuple[float, float]) -> tuple[float, float]:
+        low, high = bounds
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ValueError("the bounds must be finite numbers")
+        if not low < high:
+            raise ValueError("low (the first bound) must be below high (the second)")
+        return bounds
+
+
+# A constant initial value must be finite: a NaN or infinite table has no greedy price.
+QInit = Union[Literal["calvano", "zero"], FiniteFloat, UniformQInit]
 
 
 class QLearning(Spec):
     """Tabular Q-learning with memory k exactly as Calvano et al. (2020).
 
     State: the price vector of the last `memory` periods. Exploration: a uniformly random price with probability
-    exp(-beta t). Q starts at the discounted profit against uniformly random rivals (q_init calvano), at a
-    constant, or at values drawn uniformly per cell and session (q_init {kind: uniform, low, high}).
+    exp(-beta t) (or (1 + beta t)^(-power) with schedule polynomial). Q starts at the discounted profit against
+    uniformly random rivals (q_init calvano), or a constant, or uniform random draws (q_init {uniform: [low, high]}).
     update asynchronous: only the price played is updated (Calvano); synchronous: every price is updated with
     its counterfactual profit against the rivals' actual prices (Asker, Fershtman & Pakes 2022).
     """
 
     type: Literal["qlearning"] = "qlearning"
+    later_fields: ClassVar[tuple[str, ...]] = ("schedule", "power", "tie_break")
     alpha: float = Field(0.15, gt=0.0, le=1.0, description="learning rate")
     delta: float = Field(0.95, ge=0.0, lt=1.0, description="discount factor")
     beta: NonNegativeFloat = Field(4e-6, description="exploration decay: eps_t = exp(-beta t)")
+    schedule: Schedule = Field("exponential", description=SCHEDULE_DESCRIPTION)
+    power: PositiveFloat = Field(1.0, description=POWER_DESCRIPTION)
     memory: int = Field(1, ge=0, le=4, description="periods of past prices in the state (0: stateless)")
     update: Literal["asynchronous", "synchronous"] = "asynchronous"
-    q_init: QInit | UniformQInit = "calvano"
+    q_init: QInit = "calvano"
+    tie_break: TieBreak = Field("first", description=TIE_BREAK_DESCRIPTION)
+
+    _power = field_validator("power")(_power_needs_polynomial)
 
 
 class KleinQLearning(Spec):
@@ -339,21 +381,33 @@ class KleinQLearning(Spec):
     Q <- (1-alpha) Q + alpha [pi_t + delta pi_{t+1} + delta^2 max Q] accounts for the rival's response."""
 
     type: Literal["klein_qlearning"] = "klein_qlearning"
+    later_fields: ClassVar[tuple[str, ...]] = ("schedule", "power", "tie_break")
     alpha: float = Field(0.3, gt=0.0, le=1.0)
     delta: float = Field(0.95, ge=0.0, lt=1.0)
     beta: NonNegativeFloat = Field(1.3816e-5, description="eps_t = exp(-beta t); the default leaves 0.1% at t = 500k")
+    schedule: Schedule = Field("exponential", description=SCHEDULE_DESCRIPTION)
+    power: PositiveFloat = Field(1.0, description=POWER_DESCRIPTION)
     q_init: QInit = "zero"
+    tie_break: TieBreak = Field("first", description=TIE_BREAK_DESCRIPTION)
+
+    _power = field_validator("power")(_power_needs_polynomial)
 
 
 class ExpectedSarsa(Spec):
     """Expected SARSA: the target averages Q over the epsilon-greedy policy instead of taking its max."""
 
     type: Literal["expected_sarsa"] = "expected_sarsa"
+    later_fields: ClassVar[tuple[str, ...]] = ("schedule", "power", "tie_break")
     alpha: float = Field(0.15, gt=0.0, le=1.0)
     delta: float = Field(0.95, ge=0.0, lt=1.0)
     beta: NonNegativeFloat = 4e-6
+    schedule: Schedule = Field("exponential", description=SCHEDULE_DESCRIPTION)
+    power: PositiveFloat = Field(1.0, description=POWER_DESCRIPTION)
     memory: int = Field(1, ge=0, le=4)
     q_init: QInit = "calvano"
+    tie_break: TieBreak = Field("first", description=TIE_BREAK_DESCRIPTION)
+
+    _power = field_validator("power")(_power_needs_polynomial)
 
 
 class ActorCritic(Spec):
