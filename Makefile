@@ -28,7 +28,7 @@ test: $(INSTALLED) ## run the test suite (the slow reproduction tests excluded);
 	$(BIN)/python -m algocomp.devstack servers
 	$(BIN)/pytest -q
 
-test-slow: $(INSTALLED) ## run the tests that hold the README's reproduction table (the slow ones included; about 2 hours)
+test-slow: $(INSTALLED) ## run the tests that hold the README's reproduction table (the slow ones included; most of an hour)
 	$(BIN)/pytest -q -s -m "slow or reproduction"
 
 bench: $(INSTALLED) ## time the simulation engine (benchmarks/bench_engine.py)
