@@ -466,25 +466,8 @@ def run_periods(
                 if _half_unit(draws, 0 if sequential else i) < eps[i]:
                     rs += _GOLDEN
                     a = allowed[i, _below(_mix(rs), n_allowed[i])]
-            elif kind == UCB1:
-                qo = ipar[i, I_QOFF]
-                a = -1
-                total = 0.0
-                for k in range(n_allowed[i]):
-                    c = allowed[i, k]
-                    total += N[qo + c]
-                    if N[qo + c] == 0.0 and a < 0:
-                        a = c
-                if a < 0:
-                    log_total = np.log(total)
-                    best_v = -np.inf
-                    for k in range(n_allowed[i]):
-                        c = allowed[i, k]
-                        v = Q[qo + c] + fpar[i, F_EPS0] * np.sqrt(log_total / N[qo + c])
-                        if v > best_v:
-                            best_v = v
-                            a = c
-            elif kind == UCB_TUNED:
+            elif kind == UCB1 or kind == UCB_TUNED:
+                # every allowed price once (lowest first), then the largest index
                 qo = ipar[i, I_QOFF]
                 a = -1
                 total = 0.0
@@ -499,7 +482,10 @@ def run_periods(
                     for k in range(n_allowed[i]):
                         c = allowed[i, k]
                         plays = N[qo + c]
-                        v = ucb_tuned_index(Q[qo + c], S2[qo + c] / plays, plays, log_total)
+                        if kind == UCB1:
+                            v = Q[qo + c] + fpar[i, F_EPS0] * np.sqrt(log_total / plays)
+                        else:
+                            v = ucb_tuned_index(Q[qo + c], S2[qo + c] / plays, plays, log_total)
                         if v > best_v:
                             best_v = v
                             a = c
