@@ -181,7 +181,9 @@ def test_simulate_table_and_default_output_folder(tmp_path: Path) -> None:
     assert json.loads((runs[0] / "config.json").read_text())["seed"] == 3
 
 
-def test_ctrl_c_cancels_cleanly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("delay", [0.0, 1.0], ids=["while-loading", "while-simulating"])
+def test_ctrl_c_cancels_cleanly(tmp_path: Path, delay: float) -> None:
+    """Ctrl-C as soon as the output folder exists (the engine still loading) or a second later (simulating)."""
     out_dir = tmp_path / "run"
     # A session that would run for minutes: no convergence stop, a long horizon.
     process = subprocess.Popen(
@@ -196,7 +198,7 @@ def test_ctrl_c_cancels_cleanly(tmp_path: Path) -> None:
         deadline = time.monotonic() + 60
         while not out_dir.exists() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
-        time.sleep(1.0)  # into the simulation
+        time.sleep(delay)
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=60)
     finally:

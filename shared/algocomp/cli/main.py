@@ -270,15 +270,17 @@ def run_simulate(args: argparse.Namespace) -> int:
     # before the output folder is made and the engine compiled.
     market_benchmarks(scenario)
     out_dir = Path(args.out) if args.out else default_out_dir(scenario.name)
-    created = prepare_out_dir(out_dir)
 
-    from algocomp.engine.experiment import run_experiment
-    from algocomp.output import PlotProcess, dumps_json, write_run
+    # From the moment the output folder exists, a Ctrl-C is a polite stop: one that came while the engine was still
+    # being loaded (seconds on a busy machine) would otherwise interrupt the imports or the plotting child's start.
+    with stop_on_interrupt() as should_stop:
+        created = prepare_out_dir(out_dir)
+        from algocomp.engine.experiment import run_experiment
+        from algocomp.output import PlotProcess, dumps_json, write_run
 
-    plotter = PlotProcess(start_method)  # where processes fork: loads matplotlib in a child while the sessions run
-    try:
-        with progress_bar(scenario.sessions, enabled=sys.stderr.isatty()) as on_progress:
-            with stop_on_interrupt() as should_stop:
+        plotter = PlotProcess(start_method)  # where processes fork: loads matplotlib in a child while sessions run
+        try:
+            with progress_bar(scenario.sessions, enabled=sys.stderr.isatty()) as on_progress:
                 result = run_experiment(
                     scenario,
                     workers=workers,
@@ -286,11 +288,11 @@ def run_simulate(args: argparse.Namespace) -> int:
                     should_stop=should_stop,
                     start_method=start_method,
                 )
-    except BaseException:
-        plotter.close()
-        if created:
-            _remove_empty_dirs(out_dir)  # aborted: do not leave an empty run folder behind
-        raise
+        except BaseException:
+            plotter.close()
+            if created:
+                _remove_empty_dirs(out_dir)  # aborted: do not leave an empty run folder behind
+            raise
 
     sessions_done = len(result.sessions)
     if result.cancelled and sessions_done == 0:
