@@ -13,11 +13,16 @@ clean-up step that fails after an earlier error is reported as a warning beside 
 
 Fixtures: service_env (the Settings), db_engine, db_session, redis_client, storage, start_service (a factory of
 processes stopped after the test), worker_process, aggregator_process, api_server (its base URL).
+
+Waiting: a test never sleeps for a fixed time and then asserts. It waits with wait_until for the condition itself,
+or, to show that something did NOT happen, for an event proving it would have happened by then (task_finished: the
+Celery worker has logged the end of a given task), each bounded by a timeout that fails the test.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -30,6 +35,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -152,6 +158,38 @@ def start_process(
             process.stop()
             raise ServiceStartError(f"{' '.join(argv)} was not ready after {timeout:.0f} s:\n{output}")
         time.sleep(0.3)
+
+
+def wait_until(condition: Callable[[], Any], what: str, timeout_s: float = 20.0, *, interval_s: float = 0.2,
+               detail: Callable[[], str] | None = None) -> Any:
+    """Poll `condition` until it returns a true value and return that value; fail the test after `timeout_s`
+    seconds, naming `what` was awaited (and `detail()`, e.g. a process's output, when given)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            extra = f"\n{detail()}" if detail is not None else ""
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}{extra}")
+        time.sleep(interval_s)
+
+
+# What a Celery worker logs when it is done with a task (celery.app.trace's formats): success, including a task
+# that returned early, an exception, a retry or an ignored task.
+_TASK_DONE = r"\[{id}\] (succeeded in |raised (un)?expected|INTERNAL ERROR|retry:|ignored)"
+
+
+def task_finished(process: ServiceProcess, task_id: str) -> bool:
+    """Whether the Celery worker `process` has logged that it finished the task `task_id` (any outcome)."""
+    return re.search(_TASK_DONE.format(id=re.escape(task_id)), process.output(tail_chars=10**9)) is not None
+
+
+def wait_for_task(process: ServiceProcess, task_id: str, timeout_s: float = 30.0) -> None:
+    """Wait until the Celery worker `process` has finished the task `task_id`: everything that delivery would
+    do is done, so a test can then assert what it did not do."""
+    wait_until(lambda: task_finished(process, task_id), f"the worker to finish task {task_id}", timeout_s,
+               detail=lambda: f"worker output:\n{process.output()}")
 
 
 # --------------------------------------------------------------------------------------------- the services

@@ -16,7 +16,6 @@ import csv
 import io
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import pytest
 from algocomp.client import Client
 from algocomp.settings import Settings
 
-from .conftest import WORKER_QUEUES, ServiceProcess, _celery_worker
+from .conftest import WORKER_QUEUES, ServiceProcess, _celery_worker, wait_until
 
 TINY_OVERRIDES = ["horizon.max_periods=20000", "logging.interval=1000"]
 PRICE_CAP = {"basis": "absolute", "value": 1.75}
@@ -87,13 +86,12 @@ def finished_sweep(client: Client, run_worker: ServiceProcess, aggregator: Servi
 
 def wait_for_aggregates(api_server: str, sweep_id: str, expected: int) -> dict[str, Any]:
     """GET /aggregates?sweep_id= until the aggregator has recorded `expected` runs (it works asynchronously)."""
-    deadline = time.monotonic() + AGGREGATOR_WAIT_S
-    while True:
+
+    def recorded() -> dict[str, Any] | None:
         page = httpx.get(f"{api_server}/aggregates", params={"sweep_id": sweep_id}, timeout=10).json()
-        if page["total"] >= expected:
-            return page
-        assert time.monotonic() < deadline, f"the aggregator recorded {page['total']} of {expected} runs"
-        time.sleep(0.5)
+        return page if page["total"] >= expected else None
+
+    return wait_until(recorded, f"the aggregator to record {expected} runs", AGGREGATOR_WAIT_S, interval_s=0.5)
 
 
 def test_client_sweep_metrics_frame(client: Client, finished_sweep: dict[str, Any]) -> None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,7 @@ from algocomp.settings import Settings
 from algocomp.storage import Storage, run_key, run_prefix
 from algocomp_api.main import create_app
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, update
+from sqlalchemy import Engine, delete, text, update
 from sqlalchemy.orm import Session
 
 # small enough that a worker, were one started later in this session, would finish it in a moment
@@ -52,19 +53,24 @@ class SseMessage:
 
 
 def read_sse(client: httpx.Client, path: str, headers: dict[str, str] | None = None,
-             timeout_s: float = 30.0) -> list[SseMessage]:
-    """Every message of an SSE response until the server closes it (pings, i.e. comments, skipped)."""
+             timeout_s: float = 30.0, on_message: Callable[[SseMessage], None] | None = None) -> list[SseMessage]:
+    """Every message of an SSE response until the server closes it (pings, i.e. comments, skipped); fails after
+    `timeout_s` seconds in all, pings or not. `on_message` is called with each message as it arrives."""
     messages: list[SseMessage] = []
     fields: dict[str, str] = {}
+    deadline = time.monotonic() + timeout_s
     with client.stream("GET", path, headers=headers, timeout=timeout_s) as response:
         assert response.status_code == 200, response.read()
         assert response.headers["content-type"].startswith("text/event-stream")
         for line in response.iter_lines():
+            assert time.monotonic() < deadline, f"the stream {path} did not end within {timeout_s} s: {messages}"
             if line == "":
                 if "event" in fields or "data" in fields:
                     messages.append(
                         SseMessage(fields.get("id"), fields.get("event", "message"), json.loads(fields.get("data", "{}")))
                     )
+                    if on_message is not None:
+                        on_message(messages[-1])
                 fields = {}
             elif line.startswith(":"):
                 continue
@@ -466,26 +472,27 @@ def test_stream_replays_after_last_event_id_and_closes_on_the_terminal_event(api
 
 
 def test_stream_follows_live_events(api: httpx.Client, progress) -> None:
-    """A client connected before the events exist receives them as they are published."""
-    import threading
-    import time
+    """A client connected before the events exist receives them as they are published.
 
+    Each event is published only once the client has received the one before it, so the server had already read
+    the history (the replay holds `queued` only) when `started` and `failed` were written: they can only reach
+    the client through the live follow, never through the replay."""
     run = create_run(api)
     channel = progress(run["id"])
+    assert [event.event for event in channel.replay()] == ["queued"]
+    following = {
+        "queued": ("started", {"status": "running"}),
+        "started": ("failed", {"status": "failed", "error": "ValueError: boom"}),
+    }
+    published: list[str] = []
 
-    def worker_like() -> None:
-        time.sleep(0.5)
-        channel.publish("started", {"status": "running"})
-        time.sleep(0.3)
-        channel.publish("failed", {"status": "failed", "error": "ValueError: boom"})
+    def publish_the_next(message: SseMessage) -> None:
+        if message.event in following:
+            published.append(channel.publish(*following[message.event]))
 
-    publisher = threading.Thread(target=worker_like)
-    publisher.start()
-    try:
-        messages = read_sse(api, run["links"]["stream"])
-    finally:
-        publisher.join()
+    messages = read_sse(api, run["links"]["stream"], timeout_s=15, on_message=publish_the_next)
     assert [m.event for m in messages] == ["queued", "started", "failed"]
+    assert [m.id for m in messages[1:]] == published  # the very entries written after the client was connected
     assert messages[-1].data["error"] == "ValueError: boom"
 
 
@@ -579,16 +586,34 @@ def isolated_broker(service_env: Settings, redis_client: redis.Redis) -> Iterato
 
 
 @pytest.mark.usefixtures("in_process_logging")
-def test_run_task_is_sent_after_commit(isolated_broker: Settings, redis_client: redis.Redis) -> None:
+def test_run_task_is_sent_after_commit(
+    isolated_broker: Settings, redis_client: redis.Redis, db_engine: Engine
+) -> None:
+    """The moment the task is published (Celery's before_task_publish signal, in the API's own process), a
+    separate database connection already sees the run committed as queued: a worker never gets a run it cannot find."""
     from algocomp.queue import RUN_TASK, RUNS_QUEUE
+    from celery.signals import before_task_publish
 
-    with TestClient(create_app(isolated_broker)) as client:
-        response = client.post("/runs", json={"scenario": tiny_scenario()})
-        assert response.status_code == 202, response.text
-        run_id = response.json()["id"]
-        messages = [json.loads(raw) for raw in redis_client.lrange(f"{isolated_broker.key_prefix}{RUNS_QUEUE}", 0, -1)]
-        assert [(m["headers"]["task"], m["headers"]["argsrepr"]) for m in messages] == [(RUN_TASK, repr([run_id]))]
-        assert client.post(f"/runs/{run_id}/cancel").status_code == 200
+    seen_at_publish: list[tuple[str, str | None]] = []
+
+    def look_from_outside(sender: str | None = None, body: Any = None, **_: Any) -> None:
+        run_id = body[0][0]  # protocol 2: (args, kwargs, embed)
+        with db_engine.connect() as connection:
+            status = connection.execute(text("SELECT status::text FROM runs WHERE id = :id"), {"id": run_id}).scalar()
+        seen_at_publish.append((run_id, status))
+
+    before_task_publish.connect(look_from_outside, sender=RUN_TASK, weak=False)
+    try:
+        with TestClient(create_app(isolated_broker)) as client:
+            response = client.post("/runs", json={"scenario": tiny_scenario()})
+            assert response.status_code == 202, response.text
+            run_id = response.json()["id"]
+            messages = [json.loads(raw) for raw in redis_client.lrange(f"{isolated_broker.key_prefix}{RUNS_QUEUE}", 0, -1)]
+            assert [(m["headers"]["task"], m["headers"]["argsrepr"]) for m in messages] == [(RUN_TASK, repr([run_id]))]
+            assert client.post(f"/runs/{run_id}/cancel").status_code == 200
+    finally:
+        before_task_publish.disconnect(look_from_outside, sender=RUN_TASK)
+    assert seen_at_publish == [(run_id, "queued")], "the task was published before the run was committed"
 
 
 @pytest.mark.usefixtures("in_process_logging")

@@ -8,7 +8,6 @@ import csv
 import io
 import json
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,7 +22,7 @@ from algocomp.storage import Storage, run_key
 from algocomp.storage.keys import sweep_key, sweep_prefix
 from sqlalchemy import Engine, text
 
-from .conftest import ServiceProcess, _celery_ping
+from .conftest import ServiceProcess, _celery_ping, wait_until
 
 WAIT_TIMEOUT_S = 120
 TINY_OVERRIDES = ["horizon.max_periods=20000", "logging.interval=1000"]
@@ -50,18 +49,6 @@ def start_aggregator(service_env: Settings, start_service: Callable[..., Service
         return start_service(argv, _celery_ping(service_env, nodename))
 
     return start
-
-
-def wait_until(condition: Callable[[], Any], timeout_s: float, what: str, process: ServiceProcess | None = None) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            detail = f"\naggregator output:\n{process.output()}" if process is not None else ""
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}{detail}")
-        time.sleep(0.5)
 
 
 def stored_cells(db_engine: Engine, sweep_id: str) -> list[dict[str, Any]]:
@@ -94,8 +81,8 @@ def test_the_aggregator_stores_sweep_metrics_writes_its_files_and_recomputes_the
     assert response.status_code == 202, response.text
     sweep_id = response.json()["id"]
 
-    wait_until(lambda: complete(db_engine, storage, sweep_id, 4), WAIT_TIMEOUT_S, "the sweep's stored metrics",
-               aggregator)
+    wait_until(lambda: complete(db_engine, storage, sweep_id, 4), "the sweep's stored metrics", WAIT_TIMEOUT_S,
+               interval_s=0.5, detail=lambda: f"aggregator output:\n{aggregator.output()}")
     sweep = api.get(f"/sweeps/{sweep_id}").json()
     assert sweep["status"] == "succeeded", sweep
 
@@ -145,7 +132,8 @@ def test_the_aggregator_stores_sweep_metrics_writes_its_files_and_recomputes_the
     create_celery(service_env, name="algocomp-test-sender").send_task(
         RUN_FINISHED_TASK, args=[str(sweep["per_cell"][2]["run_ids"][0])], queue=AGGREGATE_QUEUE
     )
-    wait_until(lambda: complete(db_engine, storage, sweep_id, 4), 60, "the recomputed metrics", restarted)
+    wait_until(lambda: complete(db_engine, storage, sweep_id, 4), "the recomputed metrics", 60, interval_s=0.5,
+               detail=lambda: f"aggregator output:\n{restarted.output()}")
     recomputed = stored_cells(db_engine, sweep_id)
     assert recomputed == rows
     assert storage.get_bytes(sweep_key(sweep_id, "delta_heatmap")).startswith(PNG_MAGIC)

@@ -14,7 +14,6 @@ import io
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import pytest
 from algocomp.client import Client
 from algocomp.settings import Settings
 
-from .conftest import ServiceProcess, _celery_worker
+from .conftest import ServiceProcess, _celery_worker, wait_until
 
 PRICE_CAP = {"basis": "absolute", "value": 1.75}
 TINY_OVERRIDES = ["horizon.max_periods=20000", "logging.interval=1000"]
@@ -67,15 +66,14 @@ def written_sweep(api_server: str, worker_process: ServiceProcess, aggregator: S
         sweep_id = str(accepted["id"])
         sweep = client.wait_sweep(sweep_id, timeout=WAIT_TIMEOUT_S)
         assert sweep["status"] == "succeeded", sweep
-        deadline = time.monotonic() + AGGREGATOR_WAIT_S
-        while True:
+
+        def with_all_files() -> dict[str, Any] | None:
             sweep = client.get_sweep(sweep_id)
-            if set(sweep["files"]) == SWEEP_FILES:
-                return sweep
-            assert time.monotonic() < deadline, (
-                f"the aggregator wrote {sorted(sweep['files'])} only\n{aggregator.output()[-2000:]}"
-            )
-            time.sleep(0.5)
+            return sweep if set(sweep["files"]) == SWEEP_FILES else None
+
+        return wait_until(with_all_files, f"the aggregator to write {sorted(SWEEP_FILES)}", AGGREGATOR_WAIT_S,
+                          interval_s=0.5, detail=lambda: f"GET /sweeps/{sweep_id}: {client.get_sweep(sweep_id)['files']}"
+                                                        f"\naggregator output:\n{aggregator.output()[-2000:]}")
 
 
 def test_get_sweep_links_the_files_written_to_s3(api_server: str, written_sweep: dict[str, Any]) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +20,7 @@ from algocomp.aggregate import cell_metrics, paired_effects
 from algocomp.storage import Storage, run_key
 from sqlalchemy import Engine, text
 
+from .conftest import wait_until
 from .test_api import read_sse
 
 WAIT_TIMEOUT_S = 150
@@ -53,15 +53,15 @@ def api(api_server: str) -> Iterator[httpx.Client]:
 
 def wait_for_sweep(api: httpx.Client, sweep_id: str, timeout_s: float = WAIT_TIMEOUT_S) -> dict[str, Any]:
     """Poll GET /sweeps/{id} until the sweep is over; its final state."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+
+    def over() -> dict[str, Any] | None:
         response = api.get(f"/sweeps/{sweep_id}")
         assert response.status_code == 200, response.text
         sweep = response.json()
-        if sweep["status"] in TERMINAL:
-            return sweep
-        assert time.monotonic() < deadline, f"sweep {sweep_id} not over after {timeout_s} s: {sweep['counts']}"
-        time.sleep(0.5)
+        return sweep if sweep["status"] in TERMINAL else None
+
+    return wait_until(over, f"sweep {sweep_id} to be over", timeout_s, interval_s=0.5,
+                      detail=lambda: f"counts: {api.get(f'/sweeps/{sweep_id}').json()['counts']}")
 
 
 def row_counts(db_engine: Engine) -> tuple[int, int, int]:
@@ -210,10 +210,11 @@ def test_cancelling_a_sweep_cancels_queued_runs_and_stops_running_ones(
     assert api.get(f"/sweeps/{sweep_id}/metrics").status_code == 409  # nothing succeeded yet
 
     # let the worker (2 processes) claim some runs, so both halves of a cancel are exercised
-    deadline = time.monotonic() + 30
-    while (state := api.get(f"/sweeps/{sweep_id}").json())["counts"]["running"] == 0:
-        assert time.monotonic() < deadline, f"no run of the sweep started: {state['counts']}"
-        time.sleep(0.2)
+    def running() -> dict[str, Any] | None:
+        sweep = api.get(f"/sweeps/{sweep_id}").json()
+        return sweep if sweep["counts"]["running"] > 0 else None
+
+    state = wait_until(running, "a run of the sweep to start", 30)
     assert state["status"] == "running"
 
     cancel = api.post(f"/sweeps/{sweep_id}/cancel")

@@ -27,6 +27,8 @@ from algocomp.storage import ARTIFACTS, run_key
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
+from .conftest import wait_for_task, wait_until
+
 BASELINE = "calvano-2020-baseline"
 RUN_TIMEOUT_S = 60.0
 # Summary entries that measure the machine, not the experiment.
@@ -71,8 +73,9 @@ def create_run(engine: Engine, spec: dict[str, Any], **columns: Any) -> uuid.UUI
         return run.id
 
 
-def send_run(settings: Settings, run_id: uuid.UUID) -> None:
-    create_celery(settings).send_task(RUN_TASK, args=[str(run_id)], queue=RUNS_QUEUE)
+def send_run(settings: Settings, run_id: uuid.UUID) -> str:
+    """Send the run's task over the broker; returns the Celery task id (see conftest.wait_for_task)."""
+    return create_celery(settings).send_task(RUN_TASK, args=[str(run_id)], queue=RUNS_QUEUE).id
 
 
 def channel_of(settings: Settings, redis_client: Any, run_id: uuid.UUID) -> ProgressChannel:
@@ -117,16 +120,6 @@ def follow_events(
     )
 
 
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def as_stored_json(document: dict[str, Any]) -> dict[str, Any]:
     """A summary as it reads back from JSON (write_json's rules: NumPy to Python, NaN and infinities to null)."""
     return json.loads(json.dumps(json_ready(document), allow_nan=False))
@@ -169,10 +162,11 @@ def test_a_run_goes_from_queued_to_succeeded_with_events_files_and_the_library_s
     plots = {"prices_plot", "impulse_plot"}
     # The tables, summary and log are stored when the run succeeds; the plots follow from the follow-up task.
     assert set(result.artifacts) >= set(ARTIFACTS) - plots
-    deadline = time.monotonic() + 60
-    while not plots <= set(result.artifacts) and time.monotonic() < deadline:
-        time.sleep(0.2)
-        result = load_result(db_engine, run_id)
+    def with_plots() -> Result | None:
+        latest = load_result(db_engine, run_id)
+        return latest if latest is not None and plots <= set(latest.artifacts) else None
+
+    result = wait_until(with_plots, "the plots of the follow-up task", 60, detail=lambda: worker_process.output()[-2000:])
     assert result.artifacts == {name: run_key(run_id, name) for name in ARTIFACTS}, worker_process.output()[-2000:]
     stored_keys = set(storage.list(f"runs/{run_id}/"))
     assert stored_keys == set(result.artifacts.values())
@@ -201,8 +195,7 @@ def test_a_redelivered_run_leaves_one_result_and_one_outcome(
     service_env: Settings, worker_process, db_engine: Engine, redis_client
 ) -> None:
     run_id = create_run(db_engine, baseline(sessions=2, max_periods=20_000, seed=21))
-    send_run(service_env, run_id)
-    send_run(service_env, run_id)  # both pool processes may take one: they race for the claim
+    deliveries = [send_run(service_env, run_id) for _ in range(2)]  # both pool processes may take one: they race
 
     events = follow_events(service_env, redis_client, run_id, worker_process.output)
     finished = load_run(db_engine, run_id)
@@ -219,7 +212,8 @@ def test_a_redelivered_run_leaves_one_result_and_one_outcome(
     outcome = execute_run(services, run_id, worker="test-redelivery")
     assert outcome.status == "skipped"
 
-    time.sleep(1.0)  # let the broker's second delivery finish, if it came after the first
+    for task_id in deliveries:  # both broker deliveries are over: whatever the second would publish is there now
+        wait_for_task(worker_process, task_id)
     names = [event.event for event in channel_of(service_env, redis_client, run_id).replay()]
     assert names.count("started") == 1, names
     assert [name for name in names if name in {"succeeded", "failed", "cancelled"}] == ["succeeded"], names
@@ -246,7 +240,7 @@ def test_a_run_whose_worker_died_is_claimed_again_after_its_lease(
         db_engine, baseline(sessions=2, max_periods=20_000, seed=32),
         status=RunStatus.running, attempt=1, worker="busy-worker", started_at=fresh, heartbeat_at=fresh,
     )
-    send_run(service_env, alive)  # its owner is alive: this delivery must leave it alone
+    alive_delivery = send_run(service_env, alive)  # its owner is alive: this delivery must leave it alone
     send_run(service_env, abandoned)
 
     events = follow_events(service_env, redis_client, abandoned, worker_process.output)
@@ -254,7 +248,7 @@ def test_a_run_whose_worker_died_is_claimed_again_after_its_lease(
     run = load_run(db_engine, abandoned)
     assert run.status == RunStatus.succeeded and run.attempt == 2 and run.worker != "dead-worker"
 
-    time.sleep(0.5)  # the delivery for `alive` was sent first and only needs one UPDATE to find it owned
+    wait_for_task(worker_process, alive_delivery)  # the delivery for `alive` is over: had it claimed, it would show
     untouched = load_run(db_engine, alive)
     assert untouched.status == RunStatus.running and untouched.attempt == 1 and untouched.worker == "busy-worker"
     assert channel_of(service_env, redis_client, alive).replay() == []
@@ -347,8 +341,8 @@ def test_the_aggregator_receives_every_finished_run(
             return session.get(RunMetrics, run_id)
 
     try:
-        row = wait_for(lambda: metrics_of(succeeded), "the aggregator's row of the succeeded run", timeout=15)
-        failed_row = wait_for(lambda: metrics_of(failed), "the aggregator's row of the failed run", timeout=15)
+        row = wait_until(lambda: metrics_of(succeeded), "the aggregator's row of the succeeded run", 15)
+        failed_row = wait_until(lambda: metrics_of(failed), "the aggregator's row of the failed run", 15)
     except AssertionError as error:
         raise AssertionError(f"{error}\naggregator output:\n{aggregator_process.output()}") from None
 
