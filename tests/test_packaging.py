@@ -95,7 +95,8 @@ def test_library_and_simulate_run_without_the_server_and_client_extras(tmp_path:
     completed, report = run_without_extras(
         f"""
         import sys
-        import algocomp, algocomp.aggregate, algocomp.client, algocomp.engine, algocomp.engine.experiment
+        import algocomp, algocomp.aggregate, algocomp.aggregate.grid, algocomp.client, algocomp.engine
+        import algocomp.engine.experiment
         import algocomp.markets, algocomp.metrics.summary, algocomp.output, algocomp.scenarios, algocomp.cli.main
         from algocomp.cli.main import main
 
@@ -162,3 +163,24 @@ def test_the_client_without_httpx_names_the_extra(tmp_path: Path) -> None:
     first, message = completed.stdout.strip().splitlines()
     assert first == "client httpx"
     assert "pip install 'algocomp[client]'" in message
+
+
+def test_sweep_metrics_from_the_database_name_the_server_extra(tmp_path: Path) -> None:
+    """algocomp.aggregate.sweeps reads Postgres and S3; its pure part (algocomp.aggregate.grid) does not."""
+    completed, _ = run_without_extras(
+        """
+        from algocomp.aggregate.grid import sweep_cells
+        from algocomp.extras import MissingExtra
+
+        try:
+            import algocomp.aggregate.sweeps
+        except MissingExtra as error:
+            print(error.extra)
+            print(error)
+        """,
+        tmp_path,
+    )
+    assert completed.returncode == 0, completed.stderr
+    extra, message = completed.stdout.strip().splitlines()
+    assert extra == "server"
+    assert "pip install 'algocomp[server]'" in message
