@@ -184,3 +184,30 @@ def test_sweep_metrics_from_the_database_name_the_server_extra(tmp_path: Path) -
     extra, message = completed.stdout.strip().splitlines()
     assert extra == "server"
     assert "pip install 'algocomp[server]'" in message
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["algocomp.settings", "algocomp.db", "algocomp.db.models", "algocomp.queue", "algocomp.storage",
+     "algocomp.progress", "algocomp.tracking", "algocomp.devstack", "algocomp.aggregate.sweeps"],
+)
+def test_service_modules_without_the_server_extra_name_it(tmp_path: Path, module: str) -> None:
+    completed, _ = run_without_extras(
+        f"""
+        import importlib
+        from algocomp.extras import MissingExtra
+
+        try:
+            importlib.import_module({module!r})
+        except MissingExtra as error:
+            print(error.extra)
+            print(error)
+        else:
+            print("imported")
+        """,
+        tmp_path,
+    )
+    assert completed.returncode == 0, completed.stderr
+    extra, message = completed.stdout.strip().splitlines()
+    assert extra == "server", message
+    assert message.endswith("pip install 'algocomp[server]'"), message
