@@ -10,6 +10,9 @@
     algocomp sweep calvano-2020-baseline --grid agents.alpha=0.05,0.15 --grid 'regulation.price_cap=[null, {value: 1.75}]' --seeds 3
     algocomp aggregate [--sweep ID] --out metrics.csv
 
+They need the `client` extra (httpx: `pip install 'algocomp[client]'`), which is imported only when one of them
+runs, so the local commands work without it; without it they exit 2 with a line that says so.
+
 Every command takes `--api URL` (default: $ALGOCOMP_API_URL, else http://127.0.0.1:8000), before or after the
 action. Exit codes: 0 success; 1 a run that ended failed or cancelled, or an error of the server (5xx); 2 a user
 error: the API refused the request (4xx: a scenario that does not validate, an unknown id) or cannot be reached,
