@@ -10,6 +10,7 @@ which extra to install instead of failing with a traceback.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -70,8 +71,6 @@ def run_without_extras(code: str, tmp_path: Path) -> tuple[subprocess.CompletedP
 
 
 def _environment() -> dict[str, str]:
-    import os
-
     return {key: value for key, value in os.environ.items() if not key.startswith("ALGOCOMP_API")}
 
 
