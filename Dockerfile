@@ -31,13 +31,15 @@ RUN if ls /usr/local/share/ca-certificates/algocomp/*.crt >/dev/null 2>&1 && com
         update-ca-certificates >/dev/null; \
     fi
 
-# The dependencies first, from pyproject.toml alone: this layer is rebuilt only when they change, not on every
-# edit of the code. Every dependency ships wheels for Linux (x86-64 and arm64), so no compiler is needed.
-COPY pyproject.toml ./
+# The dependencies first, from pyproject.toml and constraints.txt alone: this layer is rebuilt only when they
+# change, not on every edit of the code. The image runs the services, so it gets the core dependencies and the
+# `server` extra (not the client, test or lint extras), at the versions pinned in constraints.txt (`make
+# constraints`). Every dependency ships wheels for Linux (x86-64 and arm64), so no compiler is needed.
+COPY pyproject.toml constraints.txt ./
 # pip trusts the system's CA bundle (with the certificates above) rather than its own copy of certifi's.
-RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('/tmp/requirements.txt', 'w').write('\n'.join(deps))" \
+RUN python -c "import tomllib; project = tomllib.load(open('pyproject.toml', 'rb'))['project']; deps = project['dependencies'] + project['optional-dependencies']['server']; open('/tmp/requirements.txt', 'w').write('\n'.join(deps))" \
     && if [ -s /etc/ssl/certs/ca-certificates.crt ]; then export PIP_CERT=/etc/ssl/certs/ca-certificates.crt; fi \
-    && pip install -r /tmp/requirements.txt \
+    && pip install -c constraints.txt -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
 # The library and the services, installed as a regular (not editable) package.

@@ -4,25 +4,33 @@
 PY ?= python3
 VENV = .venv
 BIN = $(VENV)/bin
-# Stamp of the last install: redone whenever pyproject.toml (the dependencies) changes.
+# What the targets below need: the service stack and the API client (dev, demo, test), the native stack's S3 server
+# (devstack), pytest and the linters. `pip install algocomp` alone is the engine and the local CLI.
+EXTRAS = server,client,devstack,test,lint
+# Pinned versions of every dependency (`make constraints` regenerates it), so every install gets the same ones.
+CONSTRAINTS = constraints.txt
+# Stamp of the last install: redone whenever the dependencies (pyproject.toml) or their pins change.
 INSTALLED = $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 
 .PHONY: help install test test-slow bench demo dev stop up down bench-stack clean distclean
-.PHONY: test-compose
+.PHONY: test-compose constraints
 
 help: ## list the targets
 	@echo "algocomp: make TARGET"
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml $(CONSTRAINTS)
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e '.[test]'
+	$(BIN)/python -m pip install -c $(CONSTRAINTS) -e '.[$(EXTRAS)]'
 	touch $@
 
-install: $(INSTALLED) ## create .venv and install algocomp (editable) with its test tools
+install: $(INSTALLED) ## create .venv and install algocomp (editable) with what these targets need, pinned by constraints.txt
+
+constraints: ## re-resolve pyproject.toml's dependencies and extras and pin them in constraints.txt (then `make install`)
+	$(PY) scripts/lock_constraints.py
 
 test: $(INSTALLED) ## run the test suite (the slow reproduction tests excluded); starts Postgres and Redis if needed
 	$(BIN)/python -m algocomp.devstack servers

@@ -159,3 +159,35 @@ def test_no_matching_seeds_is_an_error(capped, control):
         paired_effects(capped, strangers)
     with pytest.raises(ValueError, match="repeat seed"):
         paired_effects(capped, control + control[:1])
+
+
+# ------------------------------------------------------------------------------------------- sweep cells
+# algocomp.aggregate.grid: a sweep's cells from their sessions alone (no database, no S3), as the API and the
+# aggregator compute them.
+
+
+def test_sweep_cells_pair_each_regulated_cell_with_its_unregulated_control(capped, control):
+    from algocomp.aggregate.grid import metrics_csv, sweep_cells
+
+    grid = {"agents.alpha": [0.15], "regulation.price_cap": [None, {"basis": "absolute", "value": 1.75}]}
+    cells = sweep_cells(grid, {0: control, 1: capped}, runs={0: 1, 1: 2}, runs_succeeded={0: 1, 1: 1})
+    assert [cell["index"] for cell in cells] == [0, 1]
+    assert cells[1]["overrides"] == ['agents.alpha=0.15', 'regulation.price_cap={"basis": "absolute", "value": 1.75}']
+    assert (cells[1]["runs"], cells[1]["runs_succeeded"]) == (2, 1)
+    assert cells[0]["regulation_effect"] is None  # the control itself
+    effect = cells[1]["regulation_effect"]
+    assert effect["control_cell"] == 0
+    assert effect["effects"]["mean_price"]["effect"] == pytest.approx(paired_effects(capped, control)["mean_price"]["effect"])
+    assert cells[0]["metrics"]["profit_gain_mean"] == pytest.approx(cell_metrics(control)["profit_gain_mean"])
+    header, *rows = metrics_csv(grid, cells).splitlines()
+    assert header.startswith("cell,overrides,agents.alpha,regulation.price_cap,runs,runs_succeeded,")
+    assert len(rows) == 2 and "effect_mean_price" in header
+
+
+def test_sweep_cells_without_sessions_or_control_say_why():
+    from algocomp.aggregate.grid import sweep_cells
+
+    cells = sweep_cells({"regulation.price_cap": [{"basis": "absolute", "value": 1.75}]}, {})
+    assert cells[0]["metrics"] is None and cells[0]["runs"] == 0
+    assert cells[0]["regulation_effect"]["control_cell"] is None
+    assert "no unregulated" in cells[0]["regulation_effect"]["reason"]

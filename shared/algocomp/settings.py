@@ -11,7 +11,13 @@ from functools import lru_cache
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from algocomp.extras import raise_missing_extra
+
+try:
+    from pydantic_settings import BaseSettings, SettingsConfigDict
+except ImportError as _error:
+    raise_missing_extra(_error, "server", "algocomp.settings (the services' settings)")
 
 DEVELOPMENT_S3_SECRET = "algocomp-secret"
 

@@ -10,6 +10,9 @@
     algocomp sweep calvano-2020-baseline --grid agents.alpha=0.05,0.15 --grid 'regulation.price_cap=[null, {value: 1.75}]' --seeds 3
     algocomp aggregate [--sweep ID] --out metrics.csv
 
+They need the `client` extra (httpx: `pip install 'algocomp[client]'`), which is imported only when one of them
+runs, so the local commands work without it; without it they exit 2 with a line that says so.
+
 Every command takes `--api URL` (default: $ALGOCOMP_API_URL, else http://127.0.0.1:8000), before or after the
 action. Exit codes: 0 success; 1 a run that ended failed or cancelled, or an error of the server (5xx); 2 a user
 error: the API refused the request (4xx: a scenario that does not validate, an unknown id) or cannot be reached,
@@ -30,7 +33,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from algocomp.cli.terminal import (
     fmt_count,
@@ -40,13 +43,11 @@ from algocomp.cli.terminal import (
     labelled,
     session_bar,
 )
-from algocomp.client.api import (
-    DEFAULT_BASE_URL,
-    TERMINAL_STATUSES,
-    ApiError,
-    ApiUnreachable,
-    Client,
-)
+from algocomp.client.constants import DEFAULT_BASE_URL, TERMINAL_STATUSES
+from algocomp.extras import MissingExtra
+
+if TYPE_CHECKING:
+    from algocomp.client.api import Client
 
 PROG = "algocomp"
 EXIT_OK = 0
@@ -58,7 +59,7 @@ API_URL_ENV = "ALGOCOMP_API_URL"
 UUID_PATTERN = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 SCENARIO_SUFFIXES = (".yaml", ".yml", ".json")
 
-Handler = Callable[[argparse.Namespace, Client], int]
+Handler = Callable[[argparse.Namespace, "Client"], int]
 
 
 class RemoteUsageError(Exception):
@@ -261,7 +262,18 @@ def api_url(args: argparse.Namespace) -> str:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    """Run the chosen action with a client, turning the API's refusals into one-line errors."""
+    """Run the chosen action with a client, turning the API's refusals into one-line errors.
+
+    The client (httpx) is imported here, not with this module: `algocomp simulate` and the other local commands
+    must work without the `client` extra, and these commands say how to install it when it is missing."""
+    try:
+        from algocomp.client.api import ApiError, ApiUnreachable, Client
+    except MissingExtra as error:
+        return _fail(
+            f"`{PROG} {args.command}` talks to the algocomp API and needs the '{error.extra}' extra "
+            f"({error.name} is not installed): pip install 'algocomp[{error.extra}]'",
+            EXIT_USAGE,
+        )
     try:
         with Client(api_url(args)) as client:
             return args.handler(args, client)

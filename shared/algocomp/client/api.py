@@ -25,13 +25,17 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import httpx
+from algocomp.client.constants import DEFAULT_BASE_URL, TERMINAL_STATUSES
+from algocomp.extras import raise_missing_extra
+
+try:
+    import httpx
+except ImportError as _error:
+    raise_missing_extra(_error, "client", "the algocomp API client (algocomp.client)")
 
 if TYPE_CHECKING:
     import pandas as pd
 
-DEFAULT_BASE_URL = "http://127.0.0.1:8000"
-TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 TERMINAL_EVENTS = TERMINAL_STATUSES
 
 # A stream that fails this many times in a row without delivering an event is given up on (wait() then polls).

@@ -1,22 +1,27 @@
 """Postgres through SQLAlchemy 2: the models and one engine per process (see docs/architecture.md)."""
 
-from algocomp.db.models import (
-    TERMINAL_STATUSES,
-    Base,
-    Result,
-    Run,
-    RunMetrics,
-    RunStatus,
-    ScenarioRecord,
-    Sweep,
-    SweepCellMetrics,
-)
-from algocomp.db.session import (
-    get_engine,
-    reset_engine,
-    session_scope,
-    sessionmaker_for,
-)
+from algocomp.extras import raise_missing_extra
+
+try:
+    from algocomp.db.models import (
+        TERMINAL_STATUSES,
+        Base,
+        Result,
+        Run,
+        RunMetrics,
+        RunStatus,
+        ScenarioRecord,
+        Sweep,
+        SweepCellMetrics,
+    )
+    from algocomp.db.session import (
+        get_engine,
+        reset_engine,
+        session_scope,
+        sessionmaker_for,
+    )
+except ImportError as _error:
+    raise_missing_extra(_error, "server", "algocomp.db (the services' Postgres models)")
 
 __all__ = [
     "TERMINAL_STATUSES",

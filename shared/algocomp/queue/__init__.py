@@ -8,9 +8,14 @@ a second result.
 
 from __future__ import annotations
 
-from celery import Celery
+from algocomp.extras import raise_missing_extra
 
-from algocomp.settings import Settings, get_settings
+try:
+    from celery import Celery
+
+    from algocomp.settings import Settings, get_settings
+except ImportError as _error:
+    raise_missing_extra(_error, "server", "algocomp.queue (the services' Celery application)")
 
 RUN_TASK = "algocomp.run"
 RUN_FINISHED_TASK = "algocomp.run_finished"

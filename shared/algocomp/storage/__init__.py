@@ -1,13 +1,18 @@
 """The one S3 client and the one place that knows S3 keys (see docs/architecture.md, "S3 keys")."""
 
-from algocomp.storage.keys import (
-    ARTIFACTS,
-    content_type,
-    run_key,
-    run_prefix,
-    upload_run_folder,
-)
-from algocomp.storage.s3 import Storage, StorageError
+from algocomp.extras import raise_missing_extra
+
+try:
+    from algocomp.storage.keys import (
+        ARTIFACTS,
+        content_type,
+        run_key,
+        run_prefix,
+        upload_run_folder,
+    )
+    from algocomp.storage.s3 import Storage, StorageError
+except ImportError as _error:
+    raise_missing_extra(_error, "server", "algocomp.storage (the services' S3 client)")
 
 __all__ = [
     "ARTIFACTS",
