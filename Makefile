@@ -15,7 +15,7 @@ INSTALLED = $(VENV)/.installed
 .DEFAULT_GOAL := help
 
 .PHONY: help install test test-slow bench demo dev stop up down bench-stack clean distclean
-.PHONY: test-compose constraints
+.PHONY: test-compose constraints lint
 
 help: ## list the targets
 	@echo "algocomp: make TARGET"
@@ -32,7 +32,12 @@ install: $(INSTALLED) ## create .venv and install algocomp (editable) with what 
 constraints: ## re-resolve pyproject.toml's dependencies and extras and pin them in constraints.txt (then `make install`)
 	$(PY) scripts/lock_constraints.py
 
-test: $(INSTALLED) ## run the test suite (the slow reproduction tests excluded); starts Postgres and Redis if needed
+lint: $(INSTALLED) ## ruff (lint, format check) on everything; mypy on the library and the services
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: $(INSTALLED) lint ## lint, then the test suite (the slow reproduction tests excluded); starts Postgres and Redis if needed
 	$(BIN)/python -m algocomp.devstack servers
 	$(BIN)/pytest -q
 

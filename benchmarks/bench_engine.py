@@ -85,8 +85,18 @@ def full_experiment(sessions: int, workers: int) -> dict[str, object]:
 def cli_start(repeats: int) -> dict[str, object]:
     """Wall time of `algocomp simulate` for one short session: cold (empty compile cache) and warm."""
     command = [
-        sys.executable, "-m", "algocomp.cli.main", "simulate", BASELINE, "--sessions", "1",
-        "--set", "horizon.max_periods=20000", "--set", "logging.interval=1000", "--json",
+        sys.executable,
+        "-m",
+        "algocomp.cli.main",
+        "simulate",
+        BASELINE,
+        "--sessions",
+        "1",
+        "--set",
+        "horizon.max_periods=20000",
+        "--set",
+        "logging.interval=1000",
+        "--json",
     ]
     cold, warm = [], []
     for _ in range(repeats):
@@ -124,7 +134,11 @@ def main() -> int:
         ("Calvano baseline, one core (median)", f"{k['periods_per_second'] / 1e6:.1f} M periods/s", ">= 20"),
         ("  same, logging off", f"{k['periods_per_second_no_logging'] / 1e6:.1f} M periods/s", ""),
         ("  logging overhead", f"{100 * k['logging_overhead']:.1f} %", "<= 10 %"),
-        ("  general loop (any agent / lever)", f"{figures['general_loop_periods_per_second'] / 1e6:.1f} M periods/s", ""),
+        (
+            "  general loop (any agent / lever)",
+            f"{figures['general_loop_periods_per_second'] / 1e6:.1f} M periods/s",
+            "",
+        ),
         (f"{e['sessions']}-session baseline, {e['workers']} workers", f"{e['wall_s']:.1f} s wall", "< 60 s (1,000)"),
         ("  throughput", f"{e['periods_per_second'] / 1e6:.1f} M periods/s", ""),
         ("  mean profit gain / converged", f"{e['profit_gain']:.3f} / {e['converged_share']:.0%}", "0.80-0.90 / 100%"),

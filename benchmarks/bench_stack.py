@@ -33,6 +33,7 @@ from typing import Any
 
 import httpx
 import redis
+
 from algocomp.client import ApiError, Client
 from algocomp.client.api import DEFAULT_BASE_URL, TERMINAL_STATUSES
 from algocomp.queue import ARTIFACTS_QUEUE, RUNS_QUEUE
@@ -142,7 +143,8 @@ def bench_scaleout(api: str, runs: int, sessions_per_run: int) -> Measurement:
     with Client(api) as client:
         started = time.monotonic()
         run_ids = [
-            str(client.launch_run(preset=BASELINE, seed=seed, sessions=sessions_per_run)["id"]) for seed in range(1, runs + 1)
+            str(client.launch_run(preset=BASELINE, seed=seed, sessions=sessions_per_run)["id"])
+            for seed in range(1, runs + 1)
         ]
         finals = wait_for_runs(client, run_ids)
         api_wall = time.monotonic() - started
@@ -152,7 +154,17 @@ def bench_scaleout(api: str, runs: int, sessions_per_run: int) -> Measurement:
     out_dir = tempfile.mkdtemp(prefix="algocomp-bench-cli-")
     try:
         algocomp = os.path.join(os.path.dirname(sys.executable), "algocomp")
-        argv = [algocomp, "simulate", BASELINE, "--sessions", str(total_sessions), "--workers", "2", "--out", os.path.join(out_dir, "run")]
+        argv = [
+            algocomp,
+            "simulate",
+            BASELINE,
+            "--sessions",
+            str(total_sessions),
+            "--workers",
+            "2",
+            "--out",
+            os.path.join(out_dir, "run"),
+        ]
         started = time.monotonic()
         completed = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=TIMEOUT_S)
         cli_wall = time.monotonic() - started
@@ -238,8 +250,12 @@ def bench_sweep(api: str, side: int, sessions: int, max_periods: int) -> Measure
     with Client(api) as client:
         started = time.monotonic()
         sweep = client.create_sweep(
-            preset=BASELINE, grid={"agents.alpha": alphas, "agents.beta": betas}, seeds=[0], sessions=sessions,
-            overrides=overrides, name="bench-sweep",
+            preset=BASELINE,
+            grid={"agents.alpha": alphas, "agents.beta": betas},
+            seeds=[0],
+            sessions=sessions,
+            overrides=overrides,
+            name="bench-sweep",
         )
         final = client.wait_sweep(str(sweep["id"]), timeout=TIMEOUT_S)
         api_wall = time.monotonic() - started
@@ -252,8 +268,9 @@ def bench_sweep(api: str, side: int, sessions: int, max_periods: int) -> Measure
     started = time.monotonic()
     for alpha in alphas:
         for beta in betas:
-            cell = apply_overrides(base, [*overrides, f"sessions={sessions}", f"agents.alpha={alpha}",
-                                          f"agents.beta={beta}"])
+            cell = apply_overrides(
+                base, [*overrides, f"sessions={sessions}", f"agents.alpha={alpha}", f"agents.beta={beta}"]
+            )
             run_experiment(cell, workers=2)
     library_wall = time.monotonic() - started
     cells = side * side
@@ -323,7 +340,9 @@ def main(argv: list[str] | None = None) -> int:
 def format_table(measurements: list[Measurement]) -> str:
     header = ("measurement", "result", "target", "met")
     rows = [(m.name, m.value, m.target, {True: "yes", False: "NO", None: "-"}[m.met]) for m in measurements]
-    widths = [max(len(header[i]), *(len(row[i]) for row in rows)) for i in range(4)] if rows else [len(h) for h in header]
+    widths = (
+        [max(len(header[i]), *(len(row[i]) for row in rows)) for i in range(4)] if rows else [len(h) for h in header]
+    )
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
     for row, measurement in zip(rows, measurements):
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))

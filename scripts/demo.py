@@ -2,7 +2,8 @@
 
 Launches the Calvano et al. (2020) baseline and the myopic-vs-bandit market for a few seeds each, all at once
 (the stack's workers take them in turn), follows every run's Server-Sent Events with a progress bar per run (a
-line per change when stdout is not a terminal), then prints one row per run and the links to its files. It ends with a sweep: the baseline Q-learner against a
+line per change when stdout is not a terminal), then prints one row per run and the links to its files. It ends with
+a sweep: the baseline Q-learner against a
 myopic and against an epsilon-greedy bandit opponent, each without and with a price cap 10% above Nash, over
 several seeds; it prints the per-cell metrics and the cap's paired effects with their 95% intervals.
 
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+
 from algocomp.cli.remote import format_sweep_metrics
 from algocomp.client import ApiError, Client
 from algocomp.client.api import DEFAULT_BASE_URL, TERMINAL_STATUSES
@@ -70,11 +72,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--api", default=os.environ.get(API_URL_ENV, DEFAULT_BASE_URL), help="the API's base URL")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per scenario (default 3)")
     parser.add_argument("--sessions", type=int, default=20, help="sessions per Calvano baseline run (default 20)")
-    parser.add_argument("--bandit-sessions", type=int, default=20, help="sessions per myopic-vs-bandit run (default 20)")
+    parser.add_argument(
+        "--bandit-sessions", type=int, default=20, help="sessions per myopic-vs-bandit run (default 20)"
+    )
     parser.add_argument("--sweep-seeds", type=int, default=3, help="seeds per cell of the closing sweep (default 3)")
     parser.add_argument("--sweep-sessions", type=int, default=10, help="sessions per run of the sweep (default 10)")
     parser.add_argument(
-        "--sweep-periods", type=int, default=300_000,
+        "--sweep-periods",
+        type=int,
+        default=300_000,
         help="longest horizon of a sweep session (default 300000; sessions stop at convergence), which keeps "
         "the sweep well under a minute on 2 cores",
     )
@@ -127,8 +133,10 @@ def run_sweep(args: argparse.Namespace) -> bool:
     follow its event stream, then print the per-cell metrics and the cap's paired effects (GET
     /sweeps/{id}/metrics). True when every run succeeded."""
     print()
-    print(f"sweep: {BASELINE} Q-learner vs myopic / epsilon-greedy opponents x price cap (none, Nash + 10%), "
-          f"{args.sweep_seeds} seeds x {args.sweep_sessions} sessions per cell")
+    print(
+        f"sweep: {BASELINE} Q-learner vs myopic / epsilon-greedy opponents x price cap (none, Nash + 10%), "
+        f"{args.sweep_seeds} seeds x {args.sweep_sessions} sessions per cell"
+    )
     with Client(args.api) as client:
         try:
             accepted = client.create_sweep(
@@ -136,8 +144,11 @@ def run_sweep(args: argparse.Namespace) -> bool:
                 grid=SWEEP_GRID,
                 seeds_per_cell=args.sweep_seeds,
                 sessions=args.sweep_sessions,
-                overrides=[f"horizon.max_periods={args.sweep_periods}", "horizon.stop_at_convergence=true",
-                           f"logging.interval={max(1, args.sweep_periods // 20)}"],
+                overrides=[
+                    f"horizon.max_periods={args.sweep_periods}",
+                    "horizon.stop_at_convergence=true",
+                    f"logging.interval={max(1, args.sweep_periods // 20)}",
+                ],
                 name="demo: opponents x price cap",
             )
             sweep_id = str(accepted["id"])
@@ -145,8 +156,10 @@ def run_sweep(args: argparse.Namespace) -> bool:
             with SweepDisplay(int(accepted["runs"])) as on_progress:
                 sweep = client.wait_sweep(sweep_id, progress=on_progress, timeout=RUN_TIMEOUT_S)
             elapsed = time.monotonic() - started
-            print(f"sweep {sweep_id} {sweep['status']} in {elapsed:.1f} s: {accepted['cells']} cells, "
-                  f"{accepted['runs']} runs ({', '.join(f'{k} {v}' for k, v in sweep['counts'].items() if v)})")
+            print(
+                f"sweep {sweep_id} {sweep['status']} in {elapsed:.1f} s: {accepted['cells']} cells, "
+                f"{accepted['runs']} runs ({', '.join(f'{k} {v}' for k, v in sweep['counts'].items() if v)})"
+            )
             if not sweep["counts"].get("succeeded"):
                 return False
             metrics = client.sweep_metrics_json(sweep_id)
@@ -155,8 +168,10 @@ def run_sweep(args: argparse.Namespace) -> bool:
             return False
     print()
     print(format_sweep_metrics(metrics))
-    print(f"Per-cell CSV: {args.api}/sweeps/{sweep_id}/metrics (Accept: text/csv), or "
-          f"`algocomp aggregate --sweep {sweep_id}` for one row per run.")
+    print(
+        f"Per-cell CSV: {args.api}/sweeps/{sweep_id}/metrics (Accept: text/csv), or "
+        f"`algocomp aggregate --sweep {sweep_id}` for one row per run."
+    )
     return sweep["status"] == "succeeded"
 
 
@@ -299,7 +314,17 @@ def _terminal_columns() -> int | None:
 
 
 def results_table(runs: list[DemoRun]) -> str:
-    header = ["run", "scenario", "seed", "sessions", "status", "profit gain ± sd", "mean price", "consumer surplus", "converged"]
+    header = [
+        "run",
+        "scenario",
+        "seed",
+        "sessions",
+        "status",
+        "profit gain ± sd",
+        "mean price",
+        "consumer surplus",
+        "converged",
+    ]
     rows = []
     for run in runs:
         summary = run.summary
@@ -310,7 +335,9 @@ def results_table(runs: list[DemoRun]) -> str:
                 str(run.seed),
                 str(run.sessions_done if not summary else _sessions(summary, run.sessions)),
                 run.status,
-                f"{_number(summary.get('profit_gain'), 3)} ± {_number(summary.get('profit_gain_sd'), 3)}" if summary else "",
+                f"{_number(summary.get('profit_gain'), 3)} ± {_number(summary.get('profit_gain_sd'), 3)}"
+                if summary
+                else "",
                 _number(summary.get("mean_price")) if summary else "",
                 _number(summary.get("consumer_surplus")) if summary else "",
                 _share(summary.get("converged_share")) if summary else "",
@@ -320,7 +347,9 @@ def results_table(runs: list[DemoRun]) -> str:
     numeric = {2, 3, 5, 6, 7, 8}
 
     def line(cells: list[str]) -> str:
-        return "  ".join(cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(cells, widths)))
+        return "  ".join(
+            cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(cells, widths))
+        )
 
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(row) for row in rows)])
 

@@ -38,8 +38,16 @@ def resolve(python: Path) -> dict[str, str]:
     """name -> version of everything `pip install .[all extras]` would install, per pip's installation report."""
     completed = subprocess.run(
         [
-            str(python), "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-            "--report", "-", f".[{','.join(EXTRAS)}]",
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--report",
+            "-",
+            f".[{','.join(EXTRAS)}]",
         ],
         cwd=REPO_ROOT,
         capture_output=True,

@@ -10,16 +10,31 @@ import numpy as np
 
 CALVANO_SESSIONS = 1000
 CALVANO_A11 = {
-    1: {"profit_gain": 0.849, "equilibrium_on_path": 0.505, "rival_relative_change": -0.127,
-        "unprofitable_deviations": 0.936, "punishment_length": 5.705},
-    2: {"profit_gain": 0.574, "equilibrium_on_path": 0.371, "rival_relative_change": -0.030,
-        "unprofitable_deviations": 0.441, "punishment_length": 24.038},
+    1: {
+        "profit_gain": 0.849,
+        "equilibrium_on_path": 0.505,
+        "rival_relative_change": -0.127,
+        "unprofitable_deviations": 0.936,
+        "punishment_length": 5.705,
+    },
+    2: {
+        "profit_gain": 0.574,
+        "equilibrium_on_path": 0.371,
+        "rival_relative_change": -0.030,
+        "unprofitable_deviations": 0.441,
+        "punishment_length": 24.038,
+    },
 }
 
 
 # Three firms: online appendix Table A4, first row (alpha 0.15, beta 4e-6 per period)
-CALVANO_A4_N3 = {"profit_gain": 0.643, "equilibrium_on_path": 0.184, "rival_relative_change": -0.078,
-                 "unprofitable_deviations": 0.882, "punishment_length": 11.686}
+CALVANO_A4_N3 = {
+    "profit_gain": 0.643,
+    "equilibrium_on_path": 0.184,
+    "rival_relative_change": -0.078,
+    "unprofitable_deviations": 0.882,
+    "punishment_length": 11.686,
+}
 
 
 def mean_and_se(values, weights=None) -> tuple[float, float]:
@@ -35,8 +50,9 @@ def mean_and_se(values, weights=None) -> tuple[float, float]:
     return float(mean), float(np.sqrt(np.sum((values - mean * weights) ** 2) * n / (n - 1)) / weights.sum())
 
 
-def within_sampling_error(values, published: float, *, weights=None,
-                          published_sessions: int = CALVANO_SESSIONS) -> bool:
+def within_sampling_error(
+    values, published: float, *, weights=None, published_sessions: int = CALVANO_SESSIONS
+) -> bool:
     """Whether our mean over sessions (pooled when weighted, see mean_and_se) is within 1.96 standard errors of
     the difference from a published mean over `published_sessions` sessions, taking their spread to be ours."""
     mean, se = mean_and_se(values, weights)

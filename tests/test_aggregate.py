@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from algocomp.aggregate import bootstrap_ci, cell_metrics, paired_effects
 from algocomp.engine.experiment import run_experiment
 from algocomp.scenarios import apply_overrides, load_scenario
@@ -172,12 +173,14 @@ def test_sweep_cells_pair_each_regulated_cell_with_its_unregulated_control(cappe
     grid = {"agents.alpha": [0.15], "regulation.price_cap": [None, {"basis": "absolute", "value": 1.75}]}
     cells = sweep_cells(grid, {0: control, 1: capped}, runs={0: 1, 1: 2}, runs_succeeded={0: 1, 1: 1})
     assert [cell["index"] for cell in cells] == [0, 1]
-    assert cells[1]["overrides"] == ['agents.alpha=0.15', 'regulation.price_cap={"basis": "absolute", "value": 1.75}']
+    assert cells[1]["overrides"] == ["agents.alpha=0.15", 'regulation.price_cap={"basis": "absolute", "value": 1.75}']
     assert (cells[1]["runs"], cells[1]["runs_succeeded"]) == (2, 1)
     assert cells[0]["regulation_effect"] is None  # the control itself
     effect = cells[1]["regulation_effect"]
     assert effect["control_cell"] == 0
-    assert effect["effects"]["mean_price"]["effect"] == pytest.approx(paired_effects(capped, control)["mean_price"]["effect"])
+    assert effect["effects"]["mean_price"]["effect"] == pytest.approx(
+        paired_effects(capped, control)["mean_price"]["effect"]
+    )
     assert cells[0]["metrics"]["profit_gain_mean"] == pytest.approx(cell_metrics(control)["profit_gain_mean"])
     header, *rows = metrics_csv(grid, cells).splitlines()
     assert header.startswith("cell,overrides,agents.alpha,regulation.price_cap,runs,runs_succeeded,")

@@ -20,6 +20,7 @@ import math
 
 import numpy as np
 import pytest
+
 from algocomp.engine.build import compile_scenario
 from algocomp.engine.experiment import run_experiment
 from algocomp.engine.session import new_state

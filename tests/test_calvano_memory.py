@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from published import CALVANO_A11, report, within_sampling_error
+
 from algocomp.agents.catalog import I_SOFF
 from algocomp.engine.build import CompiledScenario, compile_scenario
 from algocomp.engine.deviations import DeviationCheck, state_values
@@ -36,7 +38,6 @@ from algocomp.engine.session import (
 )
 from algocomp.metrics.session import cycle_outcomes
 from algocomp.scenarios import apply_overrides, load_scenario
-from published import CALVANO_A11, report, within_sampling_error
 
 PUBLISHED = CALVANO_A11[2]  # Table A11, k = 2
 
@@ -82,14 +83,28 @@ def replication_code_checks(cs: CompiledScenario, on_cycle: SessionState, cycle_
         first = np.array([start.G[int(cs.ipar[k, I_SOFF]) + int(start.state[k])] for k in range(n)], dtype=np.int64)
         history = replication_code_state(cs, start).state
         for i in range(n):
-            values, _ = state_values(i, history, first, start.G, cs.ipar, cs.fpar, cs.powers, cs.n_prices, net,
-                                     cs.allowed, cs.n_allowed, horizon)
+            values, _ = state_values(
+                i,
+                history,
+                first,
+                start.G,
+                cs.ipar,
+                cs.fpar,
+                cs.powers,
+                cs.n_prices,
+                net,
+                cs.allowed,
+                cs.n_allowed,
+                horizon,
+            )
             best_reply[r, i] = values[first[i]] >= values.max() - 1e-12 * max(1.0, abs(values.max()))
             strategy_value[r, i] = values[first[i]]
-            static_value[r, i] = values[best_response(i, first, cs.profit, cs.expected_fine, cs.powers, cs.allowed,
-                                                      cs.n_allowed)]
-    return DeviationCheck(best_reply=best_reply, strategy_value=strategy_value, static_br_value=static_value,
-                          exact=True)
+            static_value[r, i] = values[
+                best_response(i, first, cs.profit, cs.expected_fine, cs.powers, cs.allowed, cs.n_allowed)
+            ]
+    return DeviationCheck(
+        best_reply=best_reply, strategy_value=strategy_value, static_br_value=static_value, exact=True
+    )
 
 
 def analysis(cs: CompiledScenario, st: SessionState, *, as_replication_code: bool) -> list[float]:
@@ -101,8 +116,12 @@ def analysis(cs: CompiledScenario, st: SessionState, *, as_replication_code: boo
     check = replication_code_checks(cs, frozen, length) if as_replication_code else deviation_check(cs, frozen, length)
     assert check is not None
     unprofitable = check.unprofitable_static_deviation
-    return [float(cycle_outcomes(cs, cycle)["profit_gain"]), float(check.equilibrium_on_path),
-            float(unprofitable.sum()), float(unprofitable.size)]
+    return [
+        float(cycle_outcomes(cs, cycle)["profit_gain"]),
+        float(check.equilibrium_on_path),
+        float(unprofitable.sum()),
+        float(unprofitable.size),
+    ]
 
 
 _compiled: CompiledScenario | None = None

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from algocomp.engine.seeds import session_seeds
 
 TIMEOUT_S = 120
@@ -153,8 +154,15 @@ def test_simulate_json_writes_the_run_folder(tmp_path: Path) -> None:
     assert summary["nash_price"] == pytest.approx(1.47293, abs=1e-4)
     assert summary["output_dir"] == str(out_dir)
 
-    for name in ("panel.parquet", "impulse.parquet", "summary.json", "scenario.json", "config.json",
-                 "plots/prices.png", "plots/impulse.png"):
+    for name in (
+        "panel.parquet",
+        "impulse.parquet",
+        "summary.json",
+        "scenario.json",
+        "config.json",
+        "plots/prices.png",
+        "plots/impulse.png",
+    ):
         assert (out_dir / name).is_file(), name
     assert not [p for p in out_dir.rglob("*") if ".tmp" in p.name]
     written = json.loads((out_dir / "summary.json").read_text())
@@ -175,8 +183,16 @@ def test_simulate_table_and_default_output_folder(tmp_path: Path) -> None:
     runs = list((tmp_path / "out").iterdir())
     assert len(runs) == 1 and runs[0].name.startswith("calvano-2020-baseline-")
     assert (runs[0] / "summary.json").is_file()
-    for label in ("Nash price", "monopoly price", "profit gain", "converged", "mean price", "consumer surplus",
-                  "periods/s", "output"):
+    for label in (
+        "Nash price",
+        "monopoly price",
+        "profit gain",
+        "converged",
+        "mean price",
+        "consumer surplus",
+        "periods/s",
+        "output",
+    ):
         assert label in completed.stdout, label
     assert json.loads((runs[0] / "config.json").read_text())["seed"] == 3
 
@@ -187,9 +203,22 @@ def test_ctrl_c_cancels_cleanly(tmp_path: Path, delay: float) -> None:
     out_dir = tmp_path / "run"
     # A session that would run for minutes: no convergence stop, a long horizon.
     process = subprocess.Popen(
-        [sys.executable, "-m", "algocomp.cli.main", "simulate", "calvano-2020-baseline", "--sessions", "1",
-         "--set", "horizon.stop_at_convergence=false", "--set", "horizon.max_periods=2000000000",
-         "--out", str(out_dir), "--json"],
+        [
+            sys.executable,
+            "-m",
+            "algocomp.cli.main",
+            "simulate",
+            "calvano-2020-baseline",
+            "--sessions",
+            "1",
+            "--set",
+            "horizon.stop_at_convergence=false",
+            "--set",
+            "horizon.max_periods=2000000000",
+            "--out",
+            str(out_dir),
+            "--json",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

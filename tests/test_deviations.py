@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from algocomp.engine.build import compile_scenario
 from algocomp.engine.deviations import _one_shot_value, check_cycle
 from algocomp.engine.session import deviation_check, new_state
@@ -45,12 +46,14 @@ def test_deviation_values_are_the_discounted_sums_of_grim_trigger(cs):
     seen, rewards = np.empty((50, 2), dtype=np.int64), np.empty(50)
     pi_m, pi_n = net[_joint(cs, mono, mono), 0], net[_joint(cs, nash, nash), 0]
     cooperate = np.array([mono, mono])
-    stay, exact = _one_shot_value(0, start, cooperate, mono, G, cs.ipar, cs.powers, cs.n_prices, net, delta, 50, seen,
-                                  rewards)
+    stay, exact = _one_shot_value(
+        0, start, cooperate, mono, G, cs.ipar, cs.powers, cs.n_prices, net, delta, 50, seen, rewards
+    )
     assert exact and stay == pytest.approx(pi_m / (1 - delta), rel=1e-12)
     cut = mono - 2
-    value, exact = _one_shot_value(0, start, cooperate, cut, G, cs.ipar, cs.powers, cs.n_prices, net, delta, 50, seen,
-                                   rewards)
+    value, exact = _one_shot_value(
+        0, start, cooperate, cut, G, cs.ipar, cs.powers, cs.n_prices, net, delta, 50, seen, rewards
+    )
     expected = net[_joint(cs, cut, mono), 0] + delta * pi_n / (1 - delta)
     assert exact and value == pytest.approx(expected, rel=1e-12)
 
@@ -82,11 +85,37 @@ def test_values_match_a_long_truncated_sum_on_a_two_period_cycle(cs):
     start = np.full(2, _joint(cs, lo, lo), dtype=np.int64)
     first = np.array([G[firm * states + int(start[firm])] for firm in range(2)], dtype=np.int64)
     net = cs.profit - cs.expected_fine
-    exact_value, exact = _one_shot_value(0, start, first, lo, G, cs.ipar, cs.powers, cs.n_prices, net, 0.95, 100,
-                                         np.empty((100, 2), dtype=np.int64), np.empty(100))
+    exact_value, exact = _one_shot_value(
+        0,
+        start,
+        first,
+        lo,
+        G,
+        cs.ipar,
+        cs.powers,
+        cs.n_prices,
+        net,
+        0.95,
+        100,
+        np.empty((100, 2), dtype=np.int64),
+        np.empty(100),
+    )
     long = 4000
-    truncated, closed = _one_shot_value(0, start, first, lo, G, cs.ipar, cs.powers, cs.n_prices, net, 0.95, long,
-                                        np.zeros((long, 2), dtype=np.int64) - 1, np.empty(long))
+    truncated, closed = _one_shot_value(
+        0,
+        start,
+        first,
+        lo,
+        G,
+        cs.ipar,
+        cs.powers,
+        cs.n_prices,
+        net,
+        0.95,
+        long,
+        np.zeros((long, 2), dtype=np.int64) - 1,
+        np.empty(long),
+    )
     assert exact and closed
     # the same path simulated here: memory one, so a firm's state is the last joint profile
     manual, state = 0.0, _joint(cs, lo, lo)

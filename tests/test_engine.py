@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from published import CALVANO_A4_N3, CALVANO_A11, report, within_sampling_error
+
 from algocomp.engine.build import compile_scenario
 from algocomp.engine.experiment import run_experiment
 from algocomp.engine.session import (
@@ -20,7 +22,6 @@ from algocomp.engine.session import (
     run_session,
 )
 from algocomp.scenarios import ScenarioError, apply_overrides, load_scenario
-from published import CALVANO_A4_N3, CALVANO_A11, report, within_sampling_error
 
 TIMING_KEYS = {"elapsed_s", "periods_per_second"}
 
@@ -91,8 +92,17 @@ def test_profit_gain_is_measured_on_the_limit_cycle(calvano_100):
 def test_panel_columns_and_bounded_rows(calvano_100):
     panel = calvano_100.panel
     assert list(panel.columns) == [
-        "session", "kind", "period", "periods", "firm", "price", "cost", "quantity", "profit",
-        "consumer_surplus", "total_welfare",
+        "session",
+        "kind",
+        "period",
+        "periods",
+        "firm",
+        "price",
+        "cost",
+        "quantity",
+        "profit",
+        "consumer_surplus",
+        "total_welfare",
     ]
     one = panel[(panel.session == 3) & (panel.firm == 0)]
     intervals = one[one.kind == "interval"]
@@ -111,8 +121,12 @@ def test_panel_columns_and_bounded_rows(calvano_100):
 
 def test_memory_stays_bounded_whatever_the_horizon():
     scenario = baseline(
-        "sessions=1", "horizon.max_periods=300000", "horizon.stop_at_convergence=false",
-        "logging.interval=100", "logging.max_intervals=16", "logging.tail=10",
+        "sessions=1",
+        "horizon.max_periods=300000",
+        "horizon.stop_at_convergence=false",
+        "logging.interval=100",
+        "logging.max_intervals=16",
+        "logging.tail=10",
     )
     result = run_session(compile_scenario(scenario), 0, 7)
     rows = result.panel[(result.panel.kind == "interval") & (result.panel.firm == 0)]
@@ -336,8 +350,10 @@ def test_shock_length_counts_the_periods_until_the_cycle_is_back():
     profile = nash * int(cs.powers[0]) + nash * int(cs.powers[1])
     st.state[:] = profile
     shocks = shock_lengths(cs, st, 1)
-    best = [int(np.argmax([cs.profit[a * int(cs.powers[f]) + nash * int(cs.powers[1 - f]), f] for a in range(m)]))
-            for f in range(2)]
+    best = [
+        int(np.argmax([cs.profit[a * int(cs.powers[f]) + nash * int(cs.powers[1 - f]), f] for a in range(m)]))
+        for f in range(2)
+    ]
     # a deviation to the strategy's own price never leaves the cycle; any other is back one period later
     assert [(shock.length, shock.returned) for shock in shocks] == [(1 if b == nash else 2, True) for b in best]
     # the rival plays Nash in every state, so it does not respond
@@ -389,8 +405,9 @@ def test_klein_sequential_learners_price_above_competition():
 
 
 def test_demand_noise_is_reproducible_and_moves_quantities():
-    scenario = baseline("sessions=1", "market.noise={kind: multiplicative, sd: 0.2}", "horizon.max_periods=20000",
-                        "logging.tail=200")
+    scenario = baseline(
+        "sessions=1", "market.noise={kind: multiplicative, sd: 0.2}", "horizon.max_periods=20000", "logging.tail=200"
+    )
     a = run_experiment(scenario, workers=1)
     b = run_experiment(scenario, workers=1)
     pd.testing.assert_frame_equal(a.panel, b.panel, check_exact=True)
@@ -430,25 +447,38 @@ def test_calvano_baseline_full_experiment():
     deviations = np.array([m["static_deviations"] for m in sessions])
     report("baseline Delta", [m["profit_gain"] for m in sessions])
     report("baseline equilibrium on the path", [m["equilibrium_on_path"] for m in sessions])
-    report("baseline rival's relative price change", [m["shock_rival_relative_change"] * d for m, d in
-                                                       zip(sessions, deviations)], weights=deviations)
-    report("baseline unprofitable static deviations", [m["static_deviation_unprofitable_share"] * d for m, d in
-                                                        zip(sessions, deviations)], weights=deviations)
-    report("baseline punishment length", [m["shock_length"] * d for m, d in zip(sessions, deviations)],
-           weights=deviations)
-    assert within_sampling_error([m["shock_rival_relative_change"] * d for m, d in zip(sessions, deviations)],
-                                 published["rival_relative_change"], weights=deviations)
+    report(
+        "baseline rival's relative price change",
+        [m["shock_rival_relative_change"] * d for m, d in zip(sessions, deviations)],
+        weights=deviations,
+    )
+    report(
+        "baseline unprofitable static deviations",
+        [m["static_deviation_unprofitable_share"] * d for m, d in zip(sessions, deviations)],
+        weights=deviations,
+    )
+    report(
+        "baseline punishment length", [m["shock_length"] * d for m, d in zip(sessions, deviations)], weights=deviations
+    )
+    assert within_sampling_error(
+        [m["shock_rival_relative_change"] * d for m, d in zip(sessions, deviations)],
+        published["rival_relative_change"],
+        weights=deviations,
+    )
     assert within_sampling_error(
         [m["static_deviation_unprofitable_share"] * d for m, d in zip(sessions, deviations)],
-        published["unprofitable_deviations"], weights=deviations,
+        published["unprofitable_deviations"],
+        weights=deviations,
     )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "preset, sessions, published_gain, published_shock",
-    [("calvano-2020-n3", 200, CALVANO_A4_N3["profit_gain"], CALVANO_A4_N3["punishment_length"]),
-     ("calvano-2020-n4", 100, 0.559, None)],
+    [
+        ("calvano-2020-n3", 200, CALVANO_A4_N3["profit_gain"], CALVANO_A4_N3["punishment_length"]),
+        ("calvano-2020-n4", 100, 0.559, None),
+    ],
 )
 def test_profit_gain_falls_with_more_firms(preset, sessions, published_gain, published_shock):
     """Calvano et al.: Delta 0.643 with three firms and 0.559 with four; with three, shocks last 11.7 periods."""

@@ -12,6 +12,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 import pytest
+
 from algocomp.agents.catalog import I_QOFF, I_SOFF, I_STATES, I_TIE
 from algocomp.engine import kernel as K
 from algocomp.engine.build import compile_scenario
@@ -32,28 +33,45 @@ def baseline(*overrides: str):
 # Every preset but calvano-2020-n4 (and three set-ups no preset has) run 100,000 periods from sessions 0 and 1 of
 # seed 5: sha256 of the learned tables, greedy cache, exploration rates, prices, states, stream, clock, tail and
 # 40 periods of frozen greedy play. Recorded with the engine as it was before these options existed (59f1508).
-CASES = {p: (p, []) for p in ["asker-2022-calvano-market-synchronous", "calvano-2020-baseline", "calvano-2020-n3",
-                              "calvano-2020-price-cap", "johnson-2023-steering",
-                              "klein-2021-sequential", "myopic-vs-bandit"]}
+CASES = {
+    p: (p, [])
+    for p in [
+        "asker-2022-calvano-market-synchronous",
+        "calvano-2020-baseline",
+        "calvano-2020-n3",
+        "calvano-2020-price-cap",
+        "johnson-2023-steering",
+        "klein-2021-sequential",
+        "myopic-vs-bandit",
+    ]
+}
 # hansen-2021-ucb as it was then (the preset now holds Hansen et al.'s own set-up); its noise, then called
 # "additive", is now named additive_floored
-CASES["hansen-2021-ucb"] = ({
-    "name": "hansen-2021-ucb",
-    "market": {"n_firms": 2, "demand": {"model": "linear", "intercept": 1.0, "own_slope": 1.0, "cross_slope": 0.5},
-               "costs": 0.0, "noise": {"kind": "additive_floored", "sd": 0.05}},
-    "prices": {"kind": "benchmark_grid", "m": 15, "xi": 0.1},
-    "agents": {"type": "ucb1"},
-    "horizon": {"max_periods": 100_000, "convergence_periods": 100_000, "stop_at_convergence": False},
-    "logging": {"interval": 1000, "tail": 100},
-    "sessions": 100,
-}, [])
+CASES["hansen-2021-ucb"] = (
+    {
+        "name": "hansen-2021-ucb",
+        "market": {
+            "n_firms": 2,
+            "demand": {"model": "linear", "intercept": 1.0, "own_slope": 1.0, "cross_slope": 0.5},
+            "costs": 0.0,
+            "noise": {"kind": "additive_floored", "sd": 0.05},
+        },
+        "prices": {"kind": "benchmark_grid", "m": 15, "xi": 0.1},
+        "agents": {"type": "ucb1"},
+        "horizon": {"max_periods": 100_000, "convergence_periods": 100_000, "stop_at_convergence": False},
+        "logging": {"interval": 1000, "tail": 100},
+        "sessions": 100,
+    },
+    [],
+)
 # the Klein preset now logs his 1,000 last periods; the engine's path is what is held
 CASES["klein-2021-sequential"] = ("klein-2021-sequential", ["logging.tail=100"])
 CASES["expected-sarsa"] = ("calvano-2020-baseline", ["agents={type: expected_sarsa}"])
 CASES["actor-critic"] = ("calvano-2020-baseline", ["agents={type: actor_critic}"])
 # Q-learners from a constant table (first-maximum ties everywhere at the start), in the general loop (noise).
 CASES["qlearning-zero-general"] = (
-    "calvano-2020-baseline", ["agents.q_init=zero", "market.noise={kind: additive_floored, sd: 0.01}"]
+    "calvano-2020-baseline",
+    ["agents.q_init=zero", "market.noise={kind: additive_floored, sd: 0.01}"],
 )
 
 FINGERPRINTS = {
@@ -113,7 +131,9 @@ def test_only_the_new_kernel_options_leave_the_fast_loop():
 
 
 def test_uniform_q_init_lies_in_range_and_differs_across_sessions():
-    cs = compile_scenario(baseline("agents.q_init={uniform: [0, 10]}", "regulation.price_cap={basis: nash_markup, value: 0.1}"))
+    cs = compile_scenario(
+        baseline("agents.q_init={uniform: [0, 10]}", "regulation.price_cap={basis: nash_markup, value: 0.1}")
+    )
     m = cs.n_prices
     tables = []
     for index in range(3):
@@ -242,8 +262,11 @@ def test_random_tie_break_spreads_the_first_choice_from_a_constant_table():
     with random each state's greedy price is drawn uniformly from the allowed ones."""
     first = new_state(compile_scenario(baseline("agents.q_init=zero")), 1)
     assert np.all(first.G == 0)
-    cs = compile_scenario(baseline("agents.q_init=zero", "agents.tie_break=random",
-                                   "regulation.price_cap={basis: nash_markup, value: 0.1}"))
+    cs = compile_scenario(
+        baseline(
+            "agents.q_init=zero", "agents.tie_break=random", "regulation.price_cap={basis: nash_markup, value: 0.1}"
+        )
+    )
     allowed = set(int(a) for a in cs.allowed[0, : cs.n_allowed[0]])
     k = len(allowed)
     counts = np.zeros(cs.n_prices, dtype=np.int64)
@@ -257,7 +280,9 @@ def test_random_tie_break_spreads_the_first_choice_from_a_constant_table():
     chi2 = float((((counts[sorted(allowed)] - expected) ** 2) / expected).sum())
     assert chi2 < 30.0, (chi2, counts)  # k - 1 = 4 degrees of freedom here: P(chi2 > 30) < 1e-5
     # the draws come from the session's stream after the initial prices, which are those of tie_break first
-    plain = new_state(compile_scenario(baseline("agents.q_init=zero", "regulation.price_cap={basis: nash_markup, value: 0.1}")), 3)
+    plain = new_state(
+        compile_scenario(baseline("agents.q_init=zero", "regulation.price_cap={basis: nash_markup, value: 0.1}")), 3
+    )
     random_ties = new_state(cs, 3)
     np.testing.assert_array_equal(plain.act, random_ties.act)
     assert plain.rng[0] != random_ties.rng[0]
@@ -305,7 +330,9 @@ def test_random_tie_break_runs_and_frozen_play_is_deterministic(agents):
 
 
 def test_klein_random_tie_break_runs_sequentially():
-    scenario = apply_overrides(load_scenario("klein-2021-sequential"), ["agents.tie_break=random", "horizon.max_periods=100000"])
+    scenario = apply_overrides(
+        load_scenario("klein-2021-sequential"), ["agents.tie_break=random", "horizon.max_periods=100000"]
+    )
     cs = compile_scenario(scenario)
     st = new_state(cs, 2)
     m = cs.n_prices
@@ -338,8 +365,12 @@ def test_polynomial_schedule_epsilon_by_hand(agent, t, expected):
 
 
 def test_polynomial_schedule_for_klein_and_exponential_unchanged():
-    klein = compile_scenario(apply_overrides(load_scenario("klein-2021-sequential"),
-                                             ["agents.schedule=polynomial", "agents.beta=0.001", "agents.power=1.5"]))
+    klein = compile_scenario(
+        apply_overrides(
+            load_scenario("klein-2021-sequential"),
+            ["agents.schedule=polynomial", "agents.beta=0.001", "agents.power=1.5"],
+        )
+    )
     st = new_state(klein, 1)
     advance(klein, st, 3000)
     np.testing.assert_allclose(st.eps, (1 + 0.001 * 3000) ** -1.5, rtol=1e-12)  # 1/8
@@ -393,8 +424,9 @@ def test_validation_errors_name_the_field(override, field):
 def test_new_options_round_trip_through_overrides_and_dumps(tmp_path):
     from algocomp.scenarios import dump_scenario, scenario_hash
 
-    scenario = baseline("agents.q_init={uniform: [0, 10]}", "agents.tie_break=random", "agents.schedule=polynomial",
-                        "agents.power=0.75")
+    scenario = baseline(
+        "agents.q_init={uniform: [0, 10]}", "agents.tie_break=random", "agents.schedule=polynomial", "agents.power=0.75"
+    )
     path = dump_scenario(scenario, tmp_path / "s.yaml")
     again = load_scenario(path)
     assert again == scenario and scenario_hash(again) == scenario_hash(scenario)

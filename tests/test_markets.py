@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from algocomp.markets import (
     Benchmarks,
     compute_benchmarks,
@@ -16,6 +17,7 @@ from algocomp.markets import (
     quantities,
     total_welfare,
 )
+from algocomp.markets.benchmarks import unit_grid_equilibria
 from algocomp.scenarios.model import (
     BenchmarkGrid,
     BertrandDemand,
@@ -26,7 +28,6 @@ from algocomp.scenarios.model import (
     RangeGrid,
     UnitDemand,
 )
-from algocomp.markets.benchmarks import unit_grid_equilibria
 
 BASELINE = MarketSpec()
 ASYMMETRIC_LOGIT = MarketSpec(demand=LogitDemand(quality=[2.2, 2.0]), costs=[1.0, 0.9])
@@ -183,9 +184,7 @@ def test_consumer_surplus_falls_when_prices_rise(market: MarketSpec) -> None:
     ],
 )
 def test_linear_benchmarks_match_closed_forms(n_firms: int, a: float, b: float, d: float, c: float) -> None:
-    market = MarketSpec(
-        n_firms=n_firms, demand=LinearDemand(intercept=a, own_slope=b, cross_slope=d), costs=c
-    )
+    market = MarketSpec(n_firms=n_firms, demand=LinearDemand(intercept=a, own_slope=b, cross_slope=d), costs=c)
     benchmarks = compute_benchmarks(market)
     nash_price = (a + b * c) / (2 * b - (n_firms - 1) * d)
     monopoly_price = (a + (b - (n_firms - 1) * d) * c) / (2 * (b - (n_firms - 1) * d))

@@ -13,6 +13,7 @@ from statistics import NormalDist
 
 import numpy as np
 import pytest
+
 from algocomp.engine.build import compile_scenario
 from algocomp.engine.experiment import run_experiment
 from algocomp.engine.kernel import ucb_tuned_index
@@ -56,7 +57,8 @@ def standard_errors(sample: np.ndarray, expected: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    "noise", ["{kind: additive_unfloored, sd: 0.3}", "{kind: multiplicative, sd: 0.5}"],
+    "noise",
+    ["{kind: additive_unfloored, sd: 0.3}", "{kind: multiplicative, sd: 0.5}"],
 )
 def test_demand_noise_is_mean_preserving(noise):
     q, pi, q_expected, pi_expected = realised_tail(fixed_pair(noise))
@@ -265,24 +267,30 @@ def test_hansen_supra_competitive_and_correlated_prices_rise_with_the_signal_to_
     for snr in SWEEP_SNR:
         scenario = apply_overrides(
             load_scenario("hansen-2021-ucb"),
-            [f"market.noise.snr={snr}", f"sessions={SWEEP_SESSIONS}", f"horizon.max_periods={SWEEP_PERIODS}",
-             f"horizon.convergence_periods={SWEEP_PERIODS}"],
+            [
+                f"market.noise.snr={snr}",
+                f"sessions={SWEEP_SESSIONS}",
+                f"horizon.max_periods={SWEEP_PERIODS}",
+                f"horizon.convergence_periods={SWEEP_PERIODS}",
+            ],
         )
         result = run_experiment(scenario, workers=2)
         prices = long_run_prices(result)
         collusive = int((prices == 0.8).all(axis=1).sum())
         comovement = np.array([s.metrics["comovement"] for s in result.sessions], dtype=float)
         index = ((prices - 0.4) / 0.4).mean(axis=1)
-        rows.append({
-            "snr": snr,
-            "collusive": collusive,
-            "interval": wilson(collusive, SWEEP_SESSIONS),
-            "index": index.mean(),
-            "index_se": index.std(ddof=1) / math.sqrt(SWEEP_SESSIONS),
-            "comovement": np.nanmean(comovement),
-            "comovement_se": np.nanstd(comovement, ddof=1) / math.sqrt(np.isfinite(comovement).sum()),
-            "cross_firm": np.corrcoef(prices[:, 0], prices[:, 1])[0, 1] if prices.std(axis=0).min() > 0 else None,
-        })
+        rows.append(
+            {
+                "snr": snr,
+                "collusive": collusive,
+                "interval": wilson(collusive, SWEEP_SESSIONS),
+                "index": index.mean(),
+                "index_se": index.std(ddof=1) / math.sqrt(SWEEP_SESSIONS),
+                "comovement": np.nanmean(comovement),
+                "comovement_se": np.nanstd(comovement, ddof=1) / math.sqrt(np.isfinite(comovement).sum()),
+                "cross_firm": np.corrcoef(prices[:, 0], prices[:, 1])[0, 1] if prices.std(axis=0).min() > 0 else None,
+            }
+        )
     report = "\n".join(str(r) for r in rows)
     # Competitive at the low end: (almost) every session ends at the Nash price.
     assert rows[0]["interval"][1] < 0.05, report

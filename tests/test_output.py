@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+
 from algocomp.engine.results import (
     IMPULSE_COLUMNS,
     PANEL_COLUMNS,
@@ -77,7 +78,9 @@ def synthetic_impulse(sessions: int = 3, n_firms: int = 2, periods: int = 25) ->
                 else:
                     price = 1.85 if tau == 0 else 1.85 - 0.30 * math.exp(-(tau - 1) / 3)
                 level = price + 0.005 * session
-                rows.append((session, firm, tau, level, level / (1.85 + 0.005 * session), (price - 1) * 0.4, 1.85, 0.34))
+                rows.append(
+                    (session, firm, tau, level, level / (1.85 + 0.005 * session), (price - 1) * 0.4, 1.85, 0.34)
+                )
     return pd.DataFrame(rows, columns=IMPULSE_COLUMNS)
 
 
@@ -106,8 +109,13 @@ def experiment_result(scenario: Scenario, benchmarks, *, summary_extra: dict | N
             seed=seeds[s],
             panel_columns=columns_of(panel[panel["session"] == s]),
             impulse_columns=columns_of(impulse[impulse["session"] == s]),
-            metrics={"session": s, "profit_gain": 0.8 + 0.01 * s, "converged": s != 2,
-                     "convergence_period": None if s == 2 else 150_000 + s, "mean_price": np.float64(1.85)},
+            metrics={
+                "session": s,
+                "profit_gain": 0.8 + 0.01 * s,
+                "converged": s != 2,
+                "convergence_period": None if s == 2 else 150_000 + s,
+                "mean_price": np.float64(1.85),
+            },
         )
         for s in range(scenario.sessions)
     ]

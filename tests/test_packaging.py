@@ -22,8 +22,22 @@ TIMEOUT_S = 180
 
 # Everything the `server` and `client` extras bring that the library's own code imports.
 EXTRA_ONLY_MODULES = (
-    "fastapi", "starlette", "uvicorn", "sse_starlette", "celery", "kombu", "sqlalchemy", "alembic", "psycopg",
-    "redis", "boto3", "botocore", "mlflow", "flower", "httpx", "pydantic_settings",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "sse_starlette",
+    "celery",
+    "kombu",
+    "sqlalchemy",
+    "alembic",
+    "psycopg",
+    "redis",
+    "boto3",
+    "botocore",
+    "mlflow",
+    "flower",
+    "httpx",
+    "pydantic_settings",
 )
 
 # Runs before the code under test: makes the packages above unimportable and, at exit, reports which of them
@@ -187,8 +201,17 @@ def test_sweep_metrics_from_the_database_name_the_server_extra(tmp_path: Path) -
 
 @pytest.mark.parametrize(
     "module",
-    ["algocomp.settings", "algocomp.db", "algocomp.db.models", "algocomp.queue", "algocomp.storage",
-     "algocomp.progress", "algocomp.tracking", "algocomp.devstack", "algocomp.aggregate.sweeps"],
+    [
+        "algocomp.settings",
+        "algocomp.db",
+        "algocomp.db.models",
+        "algocomp.queue",
+        "algocomp.storage",
+        "algocomp.progress",
+        "algocomp.tracking",
+        "algocomp.devstack",
+        "algocomp.aggregate.sweeps",
+    ],
 )
 def test_service_modules_without_the_server_extra_name_it(tmp_path: Path, module: str) -> None:
     completed, _ = run_without_extras(

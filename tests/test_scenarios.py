@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from algocomp.scenarios import (
     ScenarioError,
     apply_overrides,

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from algocomp.engine import processes
 from algocomp.engine.build import compile_scenario
 from algocomp.engine.experiment import _init_worker, _run_in_worker, run_experiment
@@ -127,7 +128,8 @@ def worker_state() -> dict:
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, set()) if hasattr(signal, "pthread_sigmask") else set()
     return {
         "modules": sorted(
-            name for name in sys.modules
+            name
+            for name in sys.modules
             if name.split(".")[0] in ("matplotlib", "httpx", "sqlalchemy", "boto3", "mlflow")
             or name.startswith(("scipy.optimize", "algocomp.output", "algocomp.cli", "algocomp.client"))
         ),  # fmt: skip
@@ -247,8 +249,9 @@ def test_simulate_gives_the_same_bits_with_spawn_fork_and_one_worker(tmp_path: P
     runs = {
         "spawn": algocomp(*TINY_RUN, "--workers", "2", "--out", str(tmp_path / "spawn"), method="spawn"),
         # The option wins over the environment.
-        "fork": algocomp(*TINY_RUN, "--workers", "2", "--out", str(tmp_path / "fork"), "--start-method", "fork",
-                         method="spawn"),
+        "fork": algocomp(
+            *TINY_RUN, "--workers", "2", "--out", str(tmp_path / "fork"), "--start-method", "fork", method="spawn"
+        ),
         "one": algocomp(*TINY_RUN, "--workers", "1", "--out", str(tmp_path / "one")),
     }
     for name, completed in runs.items():

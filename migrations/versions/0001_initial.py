@@ -95,9 +95,7 @@ def upgrade() -> None:
         sa.Column("punishment_share", sa.Float(), nullable=True),
         sa.Column("indicators", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.Column("computed_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["run_id"], ["runs.id"], name=op.f("fk_run_metrics_run_id_runs"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name=op.f("fk_run_metrics_run_id_runs"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("run_id", name=op.f("pk_run_metrics")),
     )
     op.create_index(op.f("ix_run_metrics_scenario_hash"), "run_metrics", ["scenario_hash"], unique=False)

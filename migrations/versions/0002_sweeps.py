@@ -30,7 +30,9 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("base_spec", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.Column("grid", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-        sa.Column("seeds", postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'[0]'::jsonb"), nullable=False),
+        sa.Column(
+            "seeds", postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'[0]'::jsonb"), nullable=False
+        ),
         sa.Column("sessions", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(length=20), server_default="queued", nullable=False),
         sa.Column("cancel_requested", sa.Boolean(), server_default=sa.false(), nullable=False),
@@ -41,9 +43,7 @@ def upgrade() -> None:
     op.create_index(op.f("ix_sweeps_created_at"), "sweeps", ["created_at"], unique=False)
     op.add_column("runs", sa.Column("sweep_id", sa.UUID(), nullable=True))
     op.add_column("runs", sa.Column("cell", sa.Integer(), nullable=True))
-    op.create_foreign_key(
-        op.f("fk_runs_sweep_id_sweeps"), "runs", "sweeps", ["sweep_id"], ["id"], ondelete="CASCADE"
-    )
+    op.create_foreign_key(op.f("fk_runs_sweep_id_sweeps"), "runs", "sweeps", ["sweep_id"], ["id"], ondelete="CASCADE")
     op.create_index(op.f("ix_runs_sweep_id"), "runs", ["sweep_id"], unique=False)
 
 

@@ -251,10 +251,18 @@ def services(settings: Settings) -> list[Service]:
             Service(
                 "mlflow",
                 [
-                    str(venv_bin("mlflow")), "server",
-                    "--backend-store-uri", f"sqlite:///{mlflow_dir / 'mlflow.db'}",
-                    "--artifacts-destination", str(mlflow_dir / "artifacts"),
-                    "--host", HOST, "--port", str(mlflow_port), "--workers", "1",
+                    str(venv_bin("mlflow")),
+                    "server",
+                    "--backend-store-uri",
+                    f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+                    "--artifacts-destination",
+                    str(mlflow_dir / "artifacts"),
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(mlflow_port),
+                    "--workers",
+                    "1",
                 ],
                 mlflow_port,
                 f"http://{HOST}:{mlflow_port}",
@@ -272,24 +280,62 @@ def services(settings: Settings) -> list[Service]:
         ),
         Service(
             "worker",
-            [python, "-m", "celery", "-A", WORKER_APP, "worker", "-Q", WORKER_QUEUES, "-c", "2", "--loglevel", "INFO",
-             "-n", f"runs@{hostname}"],
+            [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                WORKER_APP,
+                "worker",
+                "-Q",
+                WORKER_QUEUES,
+                "-c",
+                "2",
+                "--loglevel",
+                "INFO",
+                "-n",
+                f"runs@{hostname}",
+            ],
             None,
             None,
             _celery_ping(settings, f"runs@{hostname}"),
         ),
         Service(
             "aggregator",
-            [python, "-m", "celery", "-A", AGGREGATOR_APP, "worker", "-Q", "aggregate", "-c", "1",
-             "--loglevel", "INFO", "-n", f"aggregate@{hostname}"],
+            [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                AGGREGATOR_APP,
+                "worker",
+                "-Q",
+                "aggregate",
+                "-c",
+                "1",
+                "--loglevel",
+                "INFO",
+                "-n",
+                f"aggregate@{hostname}",
+            ],
             None,
             None,
             _celery_ping(settings, f"aggregate@{hostname}"),
         ),
         Service(
             "beat",
-            [python, "-m", "celery", "-A", WORKER_APP, "beat", "--loglevel", "INFO",
-             "--schedule", str(RUN_DIR / "celerybeat-schedule")],
+            [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                WORKER_APP,
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(RUN_DIR / "celerybeat-schedule"),
+            ],
             None,
             None,
             lambda: True,  # beat has no probe; it is checked to still be alive after a moment
@@ -342,7 +388,9 @@ def _apt_install(*packages: str) -> None:
     for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]):
         result = subprocess.run(argv, env=env, text=True, capture_output=True)
         if result.returncode != 0:
-            raise DevStackError(f"`{' '.join(argv)}` failed ({result.returncode}):\n{(result.stdout + result.stderr)[-3000:]}")
+            raise DevStackError(
+                f"`{' '.join(argv)}` failed ({result.returncode}):\n{(result.stdout + result.stderr)[-3000:]}"
+            )
 
 
 def _postgres_clusters() -> list[tuple[str, str, int, bool]]:
@@ -367,27 +415,34 @@ def _start_postgres(port: int) -> None:
     clusters = [cluster for cluster in known if cluster[2] == port]
     if not clusters:
         # the newest server installed (every cluster's version is one of these)
-        installed = sorted((p.name for p in Path("/usr/lib/postgresql").glob("*") if p.name.replace(".", "").isdigit()),
-                           key=float)
+        installed = sorted(
+            (p.name for p in Path("/usr/lib/postgresql").glob("*") if p.name.replace(".", "").isdigit()), key=float
+        )
         if not installed:
             raise DevStackError("Postgres is installed but no server version was found under /usr/lib/postgresql")
         version, name = installed[-1], "algocomp" if known else "main"
         if not _is_root():
-            raise DevStackError(f"no Postgres cluster serves port {port}: run "
-                                f"`sudo pg_createcluster {version} {name} --port {port} --start`")
+            raise DevStackError(
+                f"no Postgres cluster serves port {port}: run "
+                f"`sudo pg_createcluster {version} {name} --port {port} --start`"
+            )
         _run(["pg_createcluster", version, name, "--port", str(port)])
         clusters = [cluster for cluster in _postgres_clusters() if cluster[2] == port]
     version, name, _, online = clusters[0]
     if online:
         return
     if not _is_root():
-        raise DevStackError(f"Postgres {version}/{name} is installed but stopped and only root can start it: run "
-                            f"`sudo pg_ctlcluster {version} {name} start`")
+        raise DevStackError(
+            f"Postgres {version}/{name} is installed but stopped and only root can start it: run "
+            f"`sudo pg_ctlcluster {version} {name} start`"
+        )
     say(f"starting Postgres {version}/{name} on port {port}")
     result = _run(["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "start"], check=False)
     if result.returncode != 0:
-        raise DevStackError(f"Postgres {version}/{name} did not start: {(result.stdout + result.stderr).strip()}; "
-                            f"see /var/log/postgresql/postgresql-{version}-{name}.log")
+        raise DevStackError(
+            f"Postgres {version}/{name} did not start: {(result.stdout + result.stderr).strip()}; "
+            f"see /var/log/postgresql/postgresql-{version}-{name}.log"
+        )
 
 
 def _psql_as_superuser(port: int, sql: str) -> None:
@@ -399,8 +454,25 @@ def _psql_as_superuser(port: int, sql: str) -> None:
     if runuser is None:
         raise DevStackError("runuser (util-linux) is missing: cannot act as the postgres user")
     result = subprocess.run(
-        [runuser, "-u", "postgres", "--", "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-p", str(port), "-d", "postgres"],
-        input=sql, text=True, capture_output=True, cwd="/",
+        [
+            runuser,
+            "-u",
+            "postgres",
+            "--",
+            "psql",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-p",
+            str(port),
+            "-d",
+            "postgres",
+        ],
+        input=sql,
+        text=True,
+        capture_output=True,
+        cwd="/",
     )
     if result.returncode != 0:
         raise DevStackError(f"psql as the postgres superuser failed: {(result.stdout + result.stderr).strip()}")
@@ -420,11 +492,14 @@ def _provision_role(port: int, role: str, password: str) -> None:
         )
     identifier = '"' + role.replace('"', '""') + '"'
     say(f"creating the Postgres role {role} (LOGIN CREATEDB), or setting its password, through the local superuser")
-    _psql_as_superuser(port, (
-        f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {_sql_literal(role)}) "
-        f"THEN CREATE ROLE {identifier}; END IF; END $$;\n"
-        f"ALTER ROLE {identifier} LOGIN CREATEDB PASSWORD {_sql_literal(password)};\n"
-    ))
+    _psql_as_superuser(
+        port,
+        (
+            f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {_sql_literal(role)}) "
+            f"THEN CREATE ROLE {identifier}; END IF; END $$;\n"
+            f"ALTER ROLE {identifier} LOGIN CREATEDB PASSWORD {_sql_literal(password)};\n"
+        ),
+    )
 
 
 def ensure_postgres_server(database_url: str, setting: str = "ALGOCOMP_DATABASE_URL") -> None:
@@ -462,7 +537,8 @@ def ensure_postgres_server(database_url: str, setting: str = "ALGOCOMP_DATABASE_
         raise DevStackError(f"cannot log in to Postgres at {host}:{port} as {role!r}: {problem}")
     if not url.password:
         raise DevStackError(
-            f"cannot log in to Postgres at {host}:{port} as {role!r}: {problem}. algocomp never relies on password-less "
+            f"cannot log in to Postgres at {host}:{port} as {role!r}: {problem}. "
+            "algocomp never relies on password-less "
             f"(trust) logins: give {setting} a password, e.g. postgresql+psycopg://algocomp:PASSWORD@..."
         )
     say(f"Postgres refused {role!r} ({problem.splitlines()[-1] if problem else 'no reason given'})")
@@ -515,10 +591,23 @@ def ensure_redis_server(redis_url: str, setting: str = "ALGOCOMP_REDIS_URL") -> 
     for folder in (redis_dir, RUN_DIR, LOG_DIR):
         folder.mkdir(parents=True, exist_ok=True)
     say(f"starting Redis on {host}:{port}")
-    _run([
-        shutil.which("redis-server") or "redis-server", "--daemonize", "yes", "--bind", host, "--port", str(port),
-        "--dir", str(redis_dir), "--pidfile", str(RUN_DIR / "redis.pid"), "--logfile", str(LOG_DIR / "redis.log"),
-    ])
+    _run(
+        [
+            shutil.which("redis-server") or "redis-server",
+            "--daemonize",
+            "yes",
+            "--bind",
+            host,
+            "--port",
+            str(port),
+            "--dir",
+            str(redis_dir),
+            "--pidfile",
+            str(RUN_DIR / "redis.pid"),
+            "--logfile",
+            str(LOG_DIR / "redis.log"),
+        ]
+    )
     if not wait_for(lambda: port_open(port, host), 15):
         raise DevStackError(f"Redis did not start on {host}:{port}; see {LOG_DIR / 'redis.log'}")
 
@@ -543,7 +632,12 @@ def _start(service: Service, env: dict[str, str]) -> None:
         log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(service.argv)}\n".encode())
         log.flush()
         process = subprocess.Popen(
-            service.argv, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            service.argv,
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # survives this command; `down` signals its whole process group
         )
     service.pid_file.write_text(str(process.pid))
@@ -552,7 +646,9 @@ def _start(service: Service, env: dict[str, str]) -> None:
         if process.poll() is not None:
             service.pid_file.unlink(missing_ok=True)
             tail = service.log_file.read_text(errors="replace")[-3000:]
-            raise DevStackError(f"{service.name} exited with code {process.returncode}:\n{tail}\n(log: {service.log_file})")
+            raise DevStackError(
+                f"{service.name} exited with code {process.returncode}:\n{tail}\n(log: {service.log_file})"
+            )
         try:
             if service.ready():
                 break
@@ -636,13 +732,17 @@ def status(settings: Settings) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m algocomp.devstack", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "command", choices=["up", "down", "status", "servers"],
+        "command",
+        choices=["up", "down", "status", "servers"],
         help="servers: only make Postgres and Redis answer (what the tests need); up: the whole stack",
     )
     arguments = parser.parse_args(argv)
     if os.name != "posix":
-        print("[devstack] error: the native stack runs on Linux (and other POSIX systems); on Windows run the stack "
-              "with Docker Desktop: docker compose up -d --build (see the README's quick start)", file=sys.stderr)
+        print(
+            "[devstack] error: the native stack runs on Linux (and other POSIX systems); on Windows run the stack "
+            "with Docker Desktop: docker compose up -d --build (see the README's quick start)",
+            file=sys.stderr,
+        )
         return 1
     settings = get_settings()
     try:
@@ -660,8 +760,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[devstack] error: {error}", file=sys.stderr)
         return 1
     except subprocess.CalledProcessError as error:
-        print(f"[devstack] error: {' '.join(map(str, error.cmd))} failed ({error.returncode}): "
-              f"{(error.stderr or '').strip()}", file=sys.stderr)
+        print(
+            f"[devstack] error: {' '.join(map(str, error.cmd))} failed ({error.returncode}): "
+            f"{(error.stderr or '').strip()}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -15,8 +15,21 @@ EXTRA_MODULES: dict[str, frozenset[str]] = {
     "client": frozenset({"httpx"}),
     "server": frozenset(
         {
-            "fastapi", "uvicorn", "sse_starlette", "sqlalchemy", "psycopg", "alembic", "celery", "kombu", "redis",
-            "boto3", "botocore", "mlflow", "flower", "pydantic_settings", "httpx",
+            "fastapi",
+            "uvicorn",
+            "sse_starlette",
+            "sqlalchemy",
+            "psycopg",
+            "alembic",
+            "celery",
+            "kombu",
+            "redis",
+            "boto3",
+            "botocore",
+            "mlflow",
+            "flower",
+            "pydantic_settings",
+            "httpx",
         }
     ),
 }

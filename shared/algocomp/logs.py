@@ -80,7 +80,12 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             entry["stack"] = record.stack_info
         for key, value in vars(record).items():
-            if key not in _RECORD_ATTRIBUTES and key not in entry and key not in {"service", "run_id"} and key not in _TERMINAL_ONLY_EXTRAS:
+            if (
+                key not in _RECORD_ATTRIBUTES
+                and key not in entry
+                and key not in {"service", "run_id"}
+                and key not in _TERMINAL_ONLY_EXTRAS
+            ):
                 entry[key] = value
         return json.dumps(entry, default=str, ensure_ascii=False)
 

@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     api_page_size_max: int = 500
 
     @model_validator(mode="after")
-    def _no_development_secrets_outside_development(self) -> "Settings":
+    def _no_development_secrets_outside_development(self) -> Settings:
         if self.environment == "production" and self.s3_secret_key.get_secret_value() == DEVELOPMENT_S3_SECRET:
             raise ValueError("ALGOCOMP_S3_SECRET_KEY must be set in production (the development secret is public)")
         return self

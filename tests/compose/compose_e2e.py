@@ -23,7 +23,8 @@ with late acknowledgement and prefetch 1, six runs queued at once reach all thre
 
 It prints its progress with timings and exits non-zero on failure; the compose logs then go to
 out/compose-test/compose.log (and their tail to the terminal); the logs of the first start are always kept in
-out/compose-test/compose-before-restart.log, the build logs in out/compose-test/build-logs/. It is not a pytest module: `make test` does not
+out/compose-test/compose-before-restart.log, the build logs in out/compose-test/build-logs/. It is not a pytest
+module: `make test` does not
 collect it (tests/compose/conftest.py).
 """
 
@@ -105,8 +106,10 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout_s: float, interva
         except (httpx.HTTPError, OSError, ValueError, KeyError) as error:
             last_error = f"{type(error).__name__}: {error}"
         if time.monotonic() > deadline:
-            raise Failure(f"timed out after {timeout_s:.0f}s waiting for {what}"
-                          + (f" (last error: {last_error})" if last_error else ""))
+            raise Failure(
+                f"timed out after {timeout_s:.0f}s waiting for {what}"
+                + (f" (last error: {last_error})" if last_error else "")
+            )
         time.sleep(interval_s)
 
 
@@ -136,15 +139,33 @@ class Stack:
         self.env = {**os.environ, **variables, "COMPOSE_PROJECT_NAME": project}
         self.variables = variables
 
-    def compose(self, *args: str, check: bool = True, capture: bool = False, timeout: float = 1800,
-                quiet: bool = False) -> subprocess.CompletedProcess[str]:
-        argv = ["docker", "compose", "--project-directory", str(REPO), "-f", str(REPO / "docker-compose.yml"),
-                "-p", self.project, "--progress", "quiet" if not capture else "plain", *args]
+    def compose(
+        self, *args: str, check: bool = True, capture: bool = False, timeout: float = 1800, quiet: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [
+            "docker",
+            "compose",
+            "--project-directory",
+            str(REPO),
+            "-f",
+            str(REPO / "docker-compose.yml"),
+            "-p",
+            self.project,
+            "--progress",
+            "quiet" if not capture else "plain",
+            *args,
+        ]
         if not quiet:
             log(f"$ docker compose {shlex.join(args)}")
-        result = subprocess.run(argv, env=self.env, cwd=REPO, text=True, timeout=timeout,
-                                stdout=subprocess.PIPE if capture else None,
-                                stderr=subprocess.PIPE if capture else None)
+        result = subprocess.run(
+            argv,
+            env=self.env,
+            cwd=REPO,
+            text=True,
+            timeout=timeout,
+            stdout=subprocess.PIPE if capture else None,
+            stderr=subprocess.PIPE if capture else None,
+        )
         if check and result.returncode != 0:
             detail = ((result.stderr or "") + (result.stdout or "")).strip()[-3000:] if capture else ""
             raise Failure(f"`docker compose {shlex.join(args)}` failed (exit {result.returncode}) {detail}")
@@ -196,8 +217,9 @@ class Stack:
         ids = self.compose("ps", "-q", "worker", capture=True, quiet=True).stdout.split()
         if not ids:
             return []
-        result = subprocess.run(["docker", "inspect", "--format", "{{.Config.Hostname}}", *ids], text=True,
-                                capture_output=True, check=True)
+        result = subprocess.run(
+            ["docker", "inspect", "--format", "{{.Config.Hostname}}", *ids], text=True, capture_output=True, check=True
+        )
         return sorted(result.stdout.split())
 
 
@@ -260,14 +282,20 @@ def check_presigned_downloads(api: Api, run: dict[str, Any], s3_port: int) -> di
             streamed = api.get(link["url"])
             check(streamed.status_code == 200, f"GET {link['url']}: {streamed.status_code} {streamed.text[:300]}")
             presigned = link.get("presigned_url") or ""
-            check(presigned.startswith(public),
-                  f"the presigned URL of {name} is not signed for the public endpoint {public}: {presigned[:120]}")
+            check(
+                presigned.startswith(public),
+                f"the presigned URL of {name} is not signed for the public endpoint {public}: {presigned[:120]}",
+            )
             direct = outside.get(presigned)
-            check(direct.status_code == 200,
-                  f"GET {presigned[:100]}… from the host: {direct.status_code} {direct.text[:300]}")
-            check(direct.content == streamed.content,
-                  f"{name}: the presigned download ({len(direct.content)} bytes) differs from the API's stream "
-                  f"({len(streamed.content)} bytes)")
+            check(
+                direct.status_code == 200,
+                f"GET {presigned[:100]}… from the host: {direct.status_code} {direct.text[:300]}",
+            )
+            check(
+                direct.content == streamed.content,
+                f"{name}: the presigned download ({len(direct.content)} bytes) differs from the API's stream "
+                f"({len(streamed.content)} bytes)",
+            )
             digests[name] = sha256(direct.content)
         name, link = sorted(files.items())[0]
         redirect = api.get(link["url"], params={"redirect": "true"})
@@ -275,11 +303,15 @@ def check_presigned_downloads(api: Api, run: dict[str, Any], s3_port: int) -> di
         location = redirect.headers["location"]
         check(location.startswith(public), f"?redirect=true points at {location[:100]}, not at {public}")
         followed = outside.get(location)
-        check(followed.status_code == 200 and sha256(followed.content) == digests[name],
-              f"the ?redirect=true download of {name} differs ({followed.status_code})")
-    log(f"  {len(digests)} files of run {run['id']} fetched from the host through presigned URLs on {public} "
+        check(
+            followed.status_code == 200 and sha256(followed.content) == digests[name],
+            f"the ?redirect=true download of {name} differs ({followed.status_code})",
+        )
+    log(
+        f"  {len(digests)} files of run {run['id']} fetched from the host through presigned URLs on {public} "
         f"(and one through ?redirect=true): byte-equal to the API's stream "
-        f"({', '.join(sorted(digests))})")
+        f"({', '.join(sorted(digests))})"
+    )
     return digests
 
 
@@ -294,8 +326,11 @@ def check_mlflow(mlflow_url: str, run_id: str) -> str:
             experiment_id = experiment.json()["experiment"]["experiment_id"]
             found = http.post(
                 "/api/2.0/mlflow/runs/search",
-                json={"experiment_ids": [experiment_id], "filter": f"tags.`algocomp.run_id` = '{run_id}'",
-                      "max_results": 1},
+                json={
+                    "experiment_ids": [experiment_id],
+                    "filter": f"tags.`algocomp.run_id` = '{run_id}'",
+                    "max_results": 1,
+                },
             )
             found.raise_for_status()
             runs = found.json().get("runs") or []
@@ -352,8 +387,24 @@ def scenario(stack: Stack, ports: dict[str, int], timings: dict[str, float]) -> 
     log(f"  output in {build_log.relative_to(REPO)}")
     with build_log.open("w") as out:
         built = subprocess.run(
-            ["docker", "compose", "-p", stack.project, "-f", str(REPO / "docker-compose.yml"), "--progress", "plain",
-             "build", "api"], env=stack.env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, timeout=1800)
+            [
+                "docker",
+                "compose",
+                "-p",
+                stack.project,
+                "-f",
+                str(REPO / "docker-compose.yml"),
+                "--progress",
+                "plain",
+                "build",
+                "api",
+            ],
+            env=stack.env,
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=1800,
+        )
     if built.returncode != 0:
         print("\n".join(build_log.read_text(errors="replace").splitlines()[-40:]))
         raise Failure(f"docker compose build failed (exit {built.returncode}): see {build_log}")
@@ -366,10 +417,20 @@ def scenario(stack: Stack, ports: dict[str, int], timings: dict[str, float]) -> 
     done()
 
     done = step("a scenario and a small sweep through the API")
-    accepted = api.post("/runs", {"preset": "calvano-2020-baseline", "sessions": 2, "seed": 1,
-                                  "overrides": TINY_OVERRIDES})
-    sweep = api.post("/sweeps", {"preset": "calvano-2020-baseline", "name": "compose-test", "sessions": 2,
-                                 "seeds": [0], "overrides": TINY_OVERRIDES, "grid": {"agents.alpha": [0.1, 0.15]}})
+    accepted = api.post(
+        "/runs", {"preset": "calvano-2020-baseline", "sessions": 2, "seed": 1, "overrides": TINY_OVERRIDES}
+    )
+    sweep = api.post(
+        "/sweeps",
+        {
+            "preset": "calvano-2020-baseline",
+            "name": "compose-test",
+            "sessions": 2,
+            "seeds": [0],
+            "overrides": TINY_OVERRIDES,
+            "grid": {"agents.alpha": [0.1, 0.15]},
+        },
+    )
     run = api.wait_run(accepted["id"])
     log(f"  run {run['id']} succeeded on {run['worker']}")
 
@@ -402,8 +463,9 @@ def scenario(stack: Stack, ports: dict[str, int], timings: dict[str, float]) -> 
     names = wait_flower_lists(flower_url, hostnames)
     log(f"  Flower lists {', '.join(names)}")
     spread_ids = [
-        api.post("/runs", {"preset": "calvano-2020-baseline", "sessions": 2, "seed": 100 + i,
-                           "overrides": TINY_OVERRIDES})["id"]
+        api.post(
+            "/runs", {"preset": "calvano-2020-baseline", "sessions": 2, "seed": 100 + i, "overrides": TINY_OVERRIDES}
+        )["id"]
         for i in range(SPREAD_RUNS)
     ]
     spread = api.wait_runs(spread_ids)
@@ -431,13 +493,16 @@ def scenario(stack: Stack, ports: dict[str, int], timings: dict[str, float]) -> 
     stack.wait_healthy({"worker": 1})
     after = {r["id"]: r for r in api.json("/runs", params={"limit": 100})["items"]}
     check(set(after) == set(before), f"runs before the restart {len(before)}, after {len(after)}")
-    check(all(r["status"] == "succeeded" for r in after.values()),
-          f"runs not succeeded after the restart: {[r['id'] for r in after.values() if r['status'] != 'succeeded']}")
+    check(
+        all(r["status"] == "succeeded" for r in after.values()),
+        f"runs not succeeded after the restart: {[r['id'] for r in after.values() if r['status'] != 'succeeded']}",
+    )
     result_after = api.json(run["links"]["results"])
     check(result_after["summary"] == result_before["summary"], "the run's summary changed across the restart")
     digests_after = check_presigned_downloads(api, run, ports["S3_PORT"])
-    changed = sorted(name for name in digests.keys() | digests_after.keys()
-                     if digests.get(name) != digests_after.get(name))
+    changed = sorted(
+        name for name in digests.keys() | digests_after.keys() if digests.get(name) != digests_after.get(name)
+    )
     check(not changed, f"the run's files changed across the restart: {changed}")
     sweeps = {s["id"]: s for s in api.json("/sweeps")["items"]}
     check(sweeps.get(sweep["id"], {}).get("status") == "succeeded", f"sweep after the restart: {sweeps}")
@@ -458,16 +523,25 @@ def dump_logs(stack: Stack, name: str = "compose.log") -> Path:
         for args in (["ps", "-a"], ["logs", "--no-color", "--timestamps"]):
             out.write(f"$ docker compose {' '.join(args)}\n")
             out.flush()
-            subprocess.run(["docker", "compose", "-p", stack.project, "-f", str(REPO / "docker-compose.yml"), *args],
-                           env=stack.env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, timeout=120)
+            subprocess.run(
+                ["docker", "compose", "-p", stack.project, "-f", str(REPO / "docker-compose.yml"), *args],
+                env=stack.env,
+                cwd=REPO,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=120,
+            )
     return path
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="end-to-end test of docker-compose.yml")
-    parser.add_argument("--standins", choices=["auto", "always", "never"],
-                        default=os.environ.get("ALGOCOMP_STANDIN_IMAGES", "auto"),
-                        help="stand-in images instead of the official ones (default: auto = when they cannot be pulled)")
+    parser.add_argument(
+        "--standins",
+        choices=["auto", "always", "never"],
+        default=os.environ.get("ALGOCOMP_STANDIN_IMAGES", "auto"),
+        help="stand-in images instead of the official ones (default: auto = when they cannot be pulled)",
+    )
     parser.add_argument("--keep", action="store_true", help="leave the stack running at the end (and on failure)")
     args = parser.parse_args(argv)
 
@@ -486,8 +560,12 @@ def main(argv: list[str] | None = None) -> int:
         ports = dict(zip(PORT_VARIABLES, free_ports(len(PORT_VARIABLES)), strict=True))
         suffix = secrets.token_hex(3)
         project = f"algocomp-composetest-{suffix}"
-        variables = {**images, **{k: str(v) for k, v in ports.items()},
-                     "ALGOCOMP_IMAGE_TAG": f"compose-test-{suffix}", "WORKER_CONCURRENCY": WORKER_CONCURRENCY}
+        variables = {
+            **images,
+            **{k: str(v) for k, v in ports.items()},
+            "ALGOCOMP_IMAGE_TAG": f"compose-test-{suffix}",
+            "WORKER_CONCURRENCY": WORKER_CONCURRENCY,
+        }
         stack = Stack(project, variables)
         volumes_before = set(volume_names())
         log(f"  project {project}; ports " + ", ".join(f"{k}={v}" for k, v in ports.items()))
@@ -510,8 +588,9 @@ def main(argv: list[str] | None = None) -> int:
             log("== tear down: docker compose down -v")
             stack.compose("down", "-v", "--remove-orphans", check=False)
             # the image's tag only: its layers stay in Docker's build cache, so the next build takes seconds
-            subprocess.run(["docker", "image", "rm", f"algocomp:{stack.variables['ALGOCOMP_IMAGE_TAG']}"],
-                           capture_output=True)
+            subprocess.run(
+                ["docker", "image", "rm", f"algocomp:{stack.variables['ALGOCOMP_IMAGE_TAG']}"], capture_output=True
+            )
             left = set(volume_names()) - volumes_before
             if left and failed is None:
                 failed = Failure(f"volumes left after docker compose down -v: {sorted(left)}")

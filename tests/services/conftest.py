@@ -41,6 +41,9 @@ import httpx
 import psycopg
 import pytest
 import redis
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session
+
 from algocomp import db as algocomp_db
 from algocomp.devstack import (
     REPO_ROOT,
@@ -54,8 +57,6 @@ from algocomp.devstack import (
 )
 from algocomp.queue import WORKER_QUEUES
 from algocomp.settings import Settings, get_settings
-from sqlalchemy import Engine, create_engine
-from sqlalchemy.orm import Session
 
 # A role that can log in with its password and create databases (algocomp.devstack creates it when it can).
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -160,8 +161,14 @@ def start_process(
         time.sleep(0.3)
 
 
-def wait_until(condition: Callable[[], Any], what: str, timeout_s: float = 20.0, *, interval_s: float = 0.2,
-               detail: Callable[[], str] | None = None) -> Any:
+def wait_until(
+    condition: Callable[[], Any],
+    what: str,
+    timeout_s: float = 20.0,
+    *,
+    interval_s: float = 0.2,
+    detail: Callable[[], str] | None = None,
+) -> Any:
     """Poll `condition` until it returns a true value and return that value; fail the test after `timeout_s`
     seconds, naming `what` was awaited (and `detail()`, e.g. a process's output, when given)."""
     deadline = time.monotonic() + timeout_s
@@ -188,8 +195,12 @@ def task_finished(process: ServiceProcess, task_id: str) -> bool:
 def wait_for_task(process: ServiceProcess, task_id: str, timeout_s: float = 30.0) -> None:
     """Wait until the Celery worker `process` has finished the task `task_id`: everything that delivery would
     do is done, so a test can then assert what it did not do."""
-    wait_until(lambda: task_finished(process, task_id), f"the worker to finish task {task_id}", timeout_s,
-               detail=lambda: f"worker output:\n{process.output()}")
+    wait_until(
+        lambda: task_finished(process, task_id),
+        f"the worker to finish task {task_id}",
+        timeout_s,
+        detail=lambda: f"worker output:\n{process.output()}",
+    )
 
 
 # --------------------------------------------------------------------------------------------- the services
@@ -402,8 +413,12 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
     """start_service(argv, ready, timeout=...) -> ServiceProcess, stopped after the test."""
     started: list[ServiceProcess] = []
 
-    def start(argv: list[str], ready: Callable[[], bool], timeout: float = PROCESS_START_TIMEOUT_S,
-              env: dict[str, str] | None = None) -> ServiceProcess:
+    def start(
+        argv: list[str],
+        ready: Callable[[], bool],
+        timeout: float = PROCESS_START_TIMEOUT_S,
+        env: dict[str, str] | None = None,
+    ) -> ServiceProcess:
         process = start_process(argv, ready, timeout, log_dir=tmp_path, env=env)
         started.append(process)
         return process
@@ -425,11 +440,28 @@ def _celery_ping(settings: Settings, nodename: str) -> Callable[[], bool]:
     return ready
 
 
-def _celery_worker(settings: Settings, app_path: str, queue: str, concurrency: int, node: str,
-                   log_dir: Path) -> Iterator[ServiceProcess]:
+def _celery_worker(
+    settings: Settings, app_path: str, queue: str, concurrency: int, node: str, log_dir: Path
+) -> Iterator[ServiceProcess]:
     nodename = f"{node}-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
-    argv = [sys.executable, "-m", "celery", "-A", app_path, "worker", "-Q", queue, "-c", str(concurrency),
-            "--loglevel", "INFO", "-n", nodename, "--without-gossip", "--without-mingle"]
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        app_path,
+        "worker",
+        "-Q",
+        queue,
+        "-c",
+        str(concurrency),
+        "--loglevel",
+        "INFO",
+        "-n",
+        nodename,
+        "--without-gossip",
+        "--without-mingle",
+    ]
     process = start_process(argv, _celery_ping(settings, nodename), PROCESS_START_TIMEOUT_S, log_dir=log_dir)
     try:
         yield process
@@ -440,15 +472,22 @@ def _celery_worker(settings: Settings, app_path: str, queue: str, concurrency: i
 @pytest.fixture(scope="session")
 def worker_process(service_env: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     """The run worker (queues "runs" then "artifacts", 2 processes) as a real Celery worker process."""
-    yield from _celery_worker(service_env, "algocomp_worker.app:celery_app", WORKER_QUEUES, 2, "runs",
-                              tmp_path_factory.mktemp("worker"))
+    yield from _celery_worker(
+        service_env, "algocomp_worker.app:celery_app", WORKER_QUEUES, 2, "runs", tmp_path_factory.mktemp("worker")
+    )
 
 
 @pytest.fixture(scope="session")
 def aggregator_process(service_env: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     """The aggregator (queue "aggregate", 1 process) as a real Celery worker process."""
-    yield from _celery_worker(service_env, "algocomp_aggregator.app:celery_app", "aggregate", 1, "aggregate",
-                              tmp_path_factory.mktemp("aggregator"))
+    yield from _celery_worker(
+        service_env,
+        "algocomp_aggregator.app:celery_app",
+        "aggregate",
+        1,
+        "aggregate",
+        tmp_path_factory.mktemp("aggregator"),
+    )
 
 
 @pytest.fixture(scope="session")

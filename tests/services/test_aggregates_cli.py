@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from algocomp.client import Client
 from algocomp.settings import Settings
 
@@ -54,15 +55,27 @@ def client(api_server: str) -> Iterator[Client]:
 @pytest.fixture(scope="module")
 def run_worker(service_env: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     """A run worker (2 processes) for this module only."""
-    yield from _celery_worker(service_env, "algocomp_worker.app:celery_app", WORKER_QUEUES, 2, "runs",
-                              tmp_path_factory.mktemp("aggregates-cli-worker"))
+    yield from _celery_worker(
+        service_env,
+        "algocomp_worker.app:celery_app",
+        WORKER_QUEUES,
+        2,
+        "runs",
+        tmp_path_factory.mktemp("aggregates-cli-worker"),
+    )
 
 
 @pytest.fixture(scope="module")
 def aggregator(service_env: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     """The aggregator for this module only."""
-    yield from _celery_worker(service_env, "algocomp_aggregator.app:celery_app", "aggregate", 1, "aggregate",
-                              tmp_path_factory.mktemp("aggregates-cli-aggregator"))
+    yield from _celery_worker(
+        service_env,
+        "algocomp_aggregator.app:celery_app",
+        "aggregate",
+        1,
+        "aggregate",
+        tmp_path_factory.mktemp("aggregates-cli-aggregator"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -150,8 +163,17 @@ def test_cli_aggregate_writes_one_row_per_run(api_server: str, finished_sweep: d
 def test_cli_sweep_writes_results_per_cell(api_server: str, run_worker: ServiceProcess, tmp_path: Path) -> None:
     out = tmp_path / "sweep_results.csv"
     done = algocomp(
-        "sweep", "calvano-2020-baseline", "--grid", "agents.alpha=0.1,0.15", "--seeds", "1", "--sessions", "2",
-        *(arg for override in TINY_OVERRIDES for arg in ("--set", override)), "--out", str(out),
+        "sweep",
+        "calvano-2020-baseline",
+        "--grid",
+        "agents.alpha=0.1,0.15",
+        "--seeds",
+        "1",
+        "--sessions",
+        "2",
+        *(arg for override in TINY_OVERRIDES for arg in ("--set", override)),
+        "--out",
+        str(out),
         api=api_server,
     )
     assert done.returncode == 0, done.stderr

@@ -20,14 +20,15 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, delete, text, update
+from sqlalchemy.orm import Session
+
 from algocomp.db import Result, Run, RunStatus
 from algocomp.progress import ProgressChannel, stream_key
 from algocomp.settings import Settings
 from algocomp.storage import Storage, run_key, run_prefix
 from algocomp_api.main import create_app
-from fastapi.testclient import TestClient
-from sqlalchemy import Engine, delete, text, update
-from sqlalchemy.orm import Session
 
 # small enough that a worker, were one started later in this session, would finish it in a moment
 TINY_SCENARIO: dict[str, Any] = {
@@ -52,8 +53,13 @@ class SseMessage:
     data: dict[str, Any]
 
 
-def read_sse(client: httpx.Client, path: str, headers: dict[str, str] | None = None,
-             timeout_s: float = 30.0, on_message: Callable[[SseMessage], None] | None = None) -> list[SseMessage]:
+def read_sse(
+    client: httpx.Client,
+    path: str,
+    headers: dict[str, str] | None = None,
+    timeout_s: float = 30.0,
+    on_message: Callable[[SseMessage], None] | None = None,
+) -> list[SseMessage]:
     """Every message of an SSE response until the server closes it (pings, i.e. comments, skipped); fails after
     `timeout_s` seconds in all, pings or not. `on_message` is called with each message as it arrives."""
     messages: list[SseMessage] = []
@@ -67,7 +73,9 @@ def read_sse(client: httpx.Client, path: str, headers: dict[str, str] | None = N
             if line == "":
                 if "event" in fields or "data" in fields:
                     messages.append(
-                        SseMessage(fields.get("id"), fields.get("event", "message"), json.loads(fields.get("data", "{}")))
+                        SseMessage(
+                            fields.get("id"), fields.get("event", "message"), json.loads(fields.get("data", "{}"))
+                        )
                     )
                     if on_message is not None:
                         on_message(messages[-1])
@@ -106,8 +114,10 @@ def in_process_logging() -> Iterator[None]:
 
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    uvicorn_state = {name: (list(logging.getLogger(name).handlers), logging.getLogger(name).propagate)
-                     for name in ("uvicorn", "uvicorn.error", "uvicorn.access")}
+    uvicorn_state = {
+        name: (list(logging.getLogger(name).handlers), logging.getLogger(name).propagate)
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+    }
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
@@ -229,8 +239,13 @@ def test_unknown_scenario_is_a_json_404(api: httpx.Client) -> None:
 def test_run_is_queued_with_links(api: httpx.Client, progress) -> None:
     response = api.post(
         "/runs",
-        json={"scenario": tiny_scenario(), "seed": 42, "sessions": 3, "log_interval": 50,
-              "overrides": ["agents.alpha=0.2"]},
+        json={
+            "scenario": tiny_scenario(),
+            "seed": 42,
+            "sessions": 3,
+            "log_interval": 50,
+            "overrides": ["agents.alpha=0.2"],
+        },
     )
     assert response.status_code == 202, response.text
     accepted = response.json()
@@ -321,9 +336,13 @@ def test_run_list_filters_and_paginates(api: httpx.Client) -> None:
 
 def test_unknown_run_is_a_json_404(api: httpx.Client) -> None:
     missing = uuid.uuid4()
-    for method, path in [("GET", f"/runs/{missing}"), ("POST", f"/runs/{missing}/cancel"),
-                         ("GET", f"/results/{missing}"), ("GET", f"/results/{missing}/panel"),
-                         ("GET", f"/streams/{missing}")]:
+    for method, path in [
+        ("GET", f"/runs/{missing}"),
+        ("POST", f"/runs/{missing}/cancel"),
+        ("GET", f"/results/{missing}"),
+        ("GET", f"/results/{missing}/panel"),
+        ("GET", f"/streams/{missing}"),
+    ]:
         response = api.request(method, path)
         assert response.status_code == 404, (path, response.text)
         assert response.json()["error"] == {"code": "run_not_found", "message": f"no run with id {missing}"}
@@ -355,22 +374,21 @@ def test_cancel_a_queued_run_ends_its_stream(api: httpx.Client) -> None:
 def test_cancel_a_running_run_requests_it(api: httpx.Client, db_engine) -> None:
     run = create_run(api)
     with Session(db_engine) as session, session.begin():  # what a worker's claim does
-        session.execute(
-            update(Run).where(Run.id == uuid.UUID(run["id"])).values(status=RunStatus.running, attempt=1)
-        )
+        session.execute(update(Run).where(Run.id == uuid.UUID(run["id"])).values(status=RunStatus.running, attempt=1))
     response = api.post(run["links"]["cancel"])
     assert response.status_code == 202, response.text
     assert response.json()["status"] == "running" and response.json()["cancel_requested"] is True
     with Session(db_engine) as session, session.begin():  # the worker stops between sessions
-        session.execute(
-            update(Run).where(Run.id == uuid.UUID(run["id"])).values(status=RunStatus.cancelled)
-        )
+        session.execute(update(Run).where(Run.id == uuid.UUID(run["id"])).values(status=RunStatus.cancelled))
 
 
 def test_results_are_not_ready_while_queued(api: httpx.Client) -> None:
     run = create_run(api)
-    for path in (run["links"]["results"], f"{run['links']['results']}/panel",
-                 f"{run['links']['results']}/artifacts/summary"):
+    for path in (
+        run["links"]["results"],
+        f"{run['links']['results']}/panel",
+        f"{run['links']['results']}/artifacts/summary",
+    ):
         response = api.get(path)
         assert response.status_code == 409, response.text
         error = response.json()["error"]
@@ -393,8 +411,13 @@ def succeeded_run(api: httpx.Client, db_engine, storage: Storage) -> Iterator[di
         session.execute(
             update(Run).where(Run.id == run_id).values(status=RunStatus.succeeded, progress=1.0, sessions_done=2)
         )
-        session.add(Result(run_id=run_id, summary=summary,
-                           artifacts={"panel": run_key(run_id, "panel"), "summary": run_key(run_id, "summary")}))
+        session.add(
+            Result(
+                run_id=run_id,
+                summary=summary,
+                artifacts={"panel": run_key(run_id, "panel"), "summary": run_key(run_id, "summary")},
+            )
+        )
     yield {**run, "panel": panel, "summary": summary}
     with Session(db_engine) as session, session.begin():
         session.execute(delete(Result).where(Result.run_id == run_id))
@@ -444,8 +467,10 @@ def test_stream_replays_after_last_event_id_and_closes_on_the_terminal_event(api
     queued_id = channel.replay()[0].id
     started_id = channel.publish("started", {"status": "running", "attempt": 1})
     progress_ids = [
-        channel.publish("progress", {"sessions_done": done, "sessions_total": 2, "share_done": done / 2,
-                                     "mean_price": 1.8, "profit_gain": 0.7})
+        channel.publish(
+            "progress",
+            {"sessions_done": done, "sessions_total": 2, "share_done": done / 2, "mean_price": 1.8, "profit_gain": 0.7},
+        )
         for done in (1, 2)
     ]
     terminal_id = channel.publish("succeeded", {"status": "succeeded"})
@@ -453,13 +478,18 @@ def test_stream_replays_after_last_event_id_and_closes_on_the_terminal_event(api
 
     everything = read_sse(api, run["links"]["stream"])
     assert [(m.id, m.event) for m in everything] == [
-        (queued_id, "queued"), (started_id, "started"),
-        (progress_ids[0], "progress"), (progress_ids[1], "progress"), (terminal_id, "succeeded"),
+        (queued_id, "queued"),
+        (started_id, "started"),
+        (progress_ids[0], "progress"),
+        (progress_ids[1], "progress"),
+        (terminal_id, "succeeded"),
     ]
 
     resumed = read_sse(api, run["links"]["stream"], headers={"Last-Event-ID": started_id})
     assert [(m.id, m.event) for m in resumed] == [
-        (progress_ids[0], "progress"), (progress_ids[1], "progress"), (terminal_id, "succeeded"),
+        (progress_ids[0], "progress"),
+        (progress_ids[1], "progress"),
+        (terminal_id, "succeeded"),
     ]
     assert [m.data.get("sessions_done") for m in resumed] == [1, 2, None]
     assert resumed[0].data["mean_price"] == 1.8
@@ -528,7 +558,10 @@ def _closed_port() -> int:
 @pytest.mark.usefixtures("in_process_logging")
 def test_readiness_names_what_is_unreachable(service_env: Settings) -> None:
     broken = service_env.model_copy(
-        update={"s3_endpoint_url": f"http://127.0.0.1:{_closed_port()}", "redis_url": f"redis://127.0.0.1:{_closed_port()}/0"}
+        update={
+            "s3_endpoint_url": f"http://127.0.0.1:{_closed_port()}",
+            "redis_url": f"redis://127.0.0.1:{_closed_port()}/0",
+        }
     )
     with TestClient(create_app(broken)) as client:
         response = client.get("/readyz")
@@ -579,20 +612,21 @@ def test_openapi_documents_every_domain_with_examples(api: httpx.Client) -> None
 @pytest.fixture
 def isolated_broker(service_env: Settings, redis_client: redis.Redis) -> Iterator[Settings]:
     """The test settings with a key prefix of their own: tasks sent here reach no worker of this session."""
-    settings = service_env.model_copy(update={"key_prefix": f"{service_env.key_prefix}isolated-{uuid.uuid4().hex[:8]}:"})
+    settings = service_env.model_copy(
+        update={"key_prefix": f"{service_env.key_prefix}isolated-{uuid.uuid4().hex[:8]}:"}
+    )
     yield settings
     for key in redis_client.scan_iter(match=f"{settings.key_prefix}*"):
         redis_client.delete(key)
 
 
 @pytest.mark.usefixtures("in_process_logging")
-def test_run_task_is_sent_after_commit(
-    isolated_broker: Settings, redis_client: redis.Redis, db_engine: Engine
-) -> None:
+def test_run_task_is_sent_after_commit(isolated_broker: Settings, redis_client: redis.Redis, db_engine: Engine) -> None:
     """The moment the task is published (Celery's before_task_publish signal, in the API's own process), a
     separate database connection already sees the run committed as queued: a worker never gets a run it cannot find."""
-    from algocomp.queue import RUN_TASK, RUNS_QUEUE
     from celery.signals import before_task_publish
+
+    from algocomp.queue import RUN_TASK, RUNS_QUEUE
 
     seen_at_publish: list[tuple[str, str | None]] = []
 
@@ -608,7 +642,9 @@ def test_run_task_is_sent_after_commit(
             response = client.post("/runs", json={"scenario": tiny_scenario()})
             assert response.status_code == 202, response.text
             run_id = response.json()["id"]
-            messages = [json.loads(raw) for raw in redis_client.lrange(f"{isolated_broker.key_prefix}{RUNS_QUEUE}", 0, -1)]
+            messages = [
+                json.loads(raw) for raw in redis_client.lrange(f"{isolated_broker.key_prefix}{RUNS_QUEUE}", 0, -1)
+            ]
             assert [(m["headers"]["task"], m["headers"]["argsrepr"]) for m in messages] == [(RUN_TASK, repr([run_id]))]
             assert client.post(f"/runs/{run_id}/cancel").status_code == 200
     finally:

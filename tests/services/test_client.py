@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
+
 from algocomp.client import ApiError, Client, parse_sse
 from algocomp.client.api import MAX_STREAM_FAILURES
 from algocomp.devstack import free_port
@@ -110,7 +111,11 @@ def test_round_trip_of_a_tiny_run(client: Client, worker_process: Any) -> None:
 def test_events_replay_in_order_and_resume_after_an_id(client: Client, worker_process: Any) -> None:
     run_id = str(
         client.launch_run(
-            preset="calvano-2020-baseline", seed=12, sessions=2, log_interval=TINY_LOG_INTERVAL, overrides=TINY_OVERRIDES
+            preset="calvano-2020-baseline",
+            seed=12,
+            sessions=2,
+            log_interval=TINY_LOG_INTERVAL,
+            overrides=TINY_OVERRIDES,
         )["id"]
     )
     assert client.wait(run_id, timeout=WAIT_TIMEOUT_S)["status"] == "succeeded"
@@ -181,7 +186,11 @@ def test_events_resume_after_dropped_connections_without_loss_or_repeats(api_ser
     with Client(api_server) as api:
         run_id = str(
             api.launch_run(
-                preset="calvano-2020-baseline", seed=15, sessions=2, log_interval=TINY_LOG_INTERVAL, overrides=TINY_OVERRIDES
+                preset="calvano-2020-baseline",
+                seed=15,
+                sessions=2,
+                log_interval=TINY_LOG_INTERVAL,
+                overrides=TINY_OVERRIDES,
             )["id"]
         )
         assert api.wait(run_id, timeout=WAIT_TIMEOUT_S)["status"] == "succeeded"
@@ -202,7 +211,11 @@ def test_wait_falls_back_to_polling_when_the_stream_keeps_failing(api_server: st
     with Client(api_server, transport=transport) as flaky:
         run_id = str(
             flaky.launch_run(
-                preset="calvano-2020-baseline", seed=16, sessions=2, log_interval=TINY_LOG_INTERVAL, overrides=TINY_OVERRIDES
+                preset="calvano-2020-baseline",
+                seed=16,
+                sessions=2,
+                log_interval=TINY_LOG_INTERVAL,
+                overrides=TINY_OVERRIDES,
             )["id"]
         )
         final = flaky.wait(run_id, progress=progress_events.append, timeout=WAIT_TIMEOUT_S, poll_interval=0.05)
@@ -302,12 +315,18 @@ def test_cli_without_an_api_exits_2_with_a_hint() -> None:
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     result = algocomp("runs", "list", api=url)
     assert result.returncode == 2
-    assert result.stderr.strip() == f"algocomp: error: cannot reach the algocomp API at {url}: is the stack running? (make dev)"
+    assert (
+        result.stderr.strip()
+        == f"algocomp: error: cannot reach the algocomp API at {url}: is the stack running? (make dev)"
+    )
     assert result.stdout == ""
 
 
 def test_sse_parser_follows_the_specification() -> None:
-    text = "retry: 1500\r\n: keep-alive\r\nid: 1-0\r\nevent: progress\r\ndata: {\"a\":\r\ndata:  1}\r\n\r\ndata: plain\n\nid: 2-0\n\n"
+    text = (
+        'retry: 1500\r\n: keep-alive\r\nid: 1-0\r\nevent: progress\r\ndata: {"a":\r\ndata:  1}\r\n\r\n'
+        "data: plain\n\nid: 2-0\n\n"
+    )
     messages = list(parse_sse(iter(text.splitlines())))
     assert [(m.id, m.event, m.data, m.retry_ms) for m in messages] == [
         ("1-0", "progress", '{"a":\n 1}', 1500),

@@ -12,9 +12,10 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
+from sqlalchemy import Engine, create_engine, inspect, text
+
 from algocomp.db.models import Base
 from algocomp.devstack import ALEMBIC_INI, REPO_ROOT
-from sqlalchemy import Engine, create_engine, inspect, text
 
 from .conftest import POSTGRES_ADMIN_URL, _database_url, _drop_database
 

@@ -16,6 +16,9 @@ import pytest
 import redis
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
 from algocomp.db import Run, RunStatus, ScenarioRecord
 from algocomp.devstack import REPO_ROOT
 from algocomp.settings import Settings
@@ -27,8 +30,6 @@ from algocomp.storage import (
     run_prefix,
     upload_run_folder,
 )
-from sqlalchemy import func, select, text
-from sqlalchemy.orm import Session
 
 from .conftest import ServiceStartError, _teardown, start_process
 
@@ -304,6 +305,7 @@ def test_async_progress_channel_replays_and_follows(service_env: Settings, redis
     import asyncio
 
     import redis.asyncio as aioredis
+
     from algocomp.progress import AsyncProgressChannel, ProgressChannel, is_terminal
 
     run_id = uuid.uuid4()
@@ -373,21 +375,28 @@ def test_tracking_params_are_flattened_and_metrics_numeric() -> None:
     assert metrics == {"profit_gain": 0.8, "n": 3.0, "d.e": 2.0}
 
 
-def test_tracking_logs_to_a_real_mlflow_server(
-    service_env: Settings, tmp_path: Path, start_service
-) -> None:
+def test_tracking_logs_to_a_real_mlflow_server(service_env: Settings, tmp_path: Path, start_service) -> None:
+    from mlflow.tracking import MlflowClient
+
     from algocomp.devstack import free_port, venv_bin
     from algocomp.tracking import RUN_ID_TAG, log_run
-    from mlflow.tracking import MlflowClient
 
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     (tmp_path / "artifacts").mkdir()
     argv = [
-        str(venv_bin("mlflow")), "server",
-        "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-        "--default-artifact-root", str(tmp_path / "artifacts"),
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        str(venv_bin("mlflow")),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "--default-artifact-root",
+        str(tmp_path / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
     ]
     try:
         start_service(argv, lambda: httpx.get(f"{uri}/health", timeout=2).status_code == 200, timeout=60)
@@ -456,7 +465,12 @@ def test_json_log_lines_carry_the_bound_run_id() -> None:
 
     claimed, failed, idle = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert claimed["message"] == "claimed run with 4 sessions"
-    assert (claimed["run_id"], claimed["service"], claimed["level"], claimed["attempt"]) == ("run-123", "worker", "INFO", 1)
+    assert (claimed["run_id"], claimed["service"], claimed["level"], claimed["attempt"]) == (
+        "run-123",
+        "worker",
+        "INFO",
+        1,
+    )
     assert claimed["logger"] == "algocomp.worker.test" and claimed["time"].endswith("+00:00")
     assert failed["run_id"] == "run-123" and "RuntimeError: scenario exploded" in failed["exception"]
     assert "run_id" not in idle
@@ -475,11 +489,10 @@ def test_console_log_lines_are_readable() -> None:
 # ----------------------------------------------------------------------------------------------- devstack
 
 
-def test_devstack_children_get_every_setting_explicitly(
-    service_env: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from algocomp.devstack import child_environment, services
+def test_devstack_children_get_every_setting_explicitly(service_env: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     from pydantic import SecretStr
+
+    from algocomp.devstack import child_environment, services
 
     settings = service_env.model_copy(
         update={"progress_maxlen": 123, "s3_secret_key": SecretStr("another-secret"), "lease_s": 42}

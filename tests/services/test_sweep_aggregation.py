@@ -15,12 +15,13 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
+from sqlalchemy import Engine, text
+
 from algocomp.aggregate import cell_metrics, paired_effects
 from algocomp.queue import AGGREGATE_QUEUE, RUN_FINISHED_TASK, create_celery
 from algocomp.settings import Settings
 from algocomp.storage import Storage, run_key
 from algocomp.storage.keys import sweep_key, sweep_prefix
-from sqlalchemy import Engine, text
 
 from .conftest import ServiceProcess, _celery_ping, wait_until
 
@@ -38,14 +39,31 @@ def api(api_server: str) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def start_aggregator(service_env: Settings, start_service: Callable[..., ServiceProcess]) -> Callable[[], ServiceProcess]:
+def start_aggregator(
+    service_env: Settings, start_service: Callable[..., ServiceProcess]
+) -> Callable[[], ServiceProcess]:
     """start_aggregator() -> a fresh aggregator process on the "aggregate" queue (stopped after the test)."""
 
     def start() -> ServiceProcess:
         nodename = f"aggregate-test-{uuid.uuid4().hex[:8]}@localhost"
-        argv = [sys.executable, "-m", "celery", "-A", "algocomp_aggregator.app:celery_app", "worker",
-                "-Q", AGGREGATE_QUEUE, "-c", "1", "--loglevel", "INFO", "-n", nodename,
-                "--without-gossip", "--without-mingle"]
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "algocomp_aggregator.app:celery_app",
+            "worker",
+            "-Q",
+            AGGREGATE_QUEUE,
+            "-c",
+            "1",
+            "--loglevel",
+            "INFO",
+            "-n",
+            nodename,
+            "--without-gossip",
+            "--without-mingle",
+        ]
         return start_service(argv, _celery_ping(service_env, nodename))
 
     return start
@@ -53,36 +71,60 @@ def start_aggregator(service_env: Settings, start_service: Callable[..., Service
 
 def stored_cells(db_engine: Engine, sweep_id: str) -> list[dict[str, Any]]:
     with db_engine.connect() as connection:
-        rows = connection.execute(
-            text("SELECT cell, overrides, metrics, effects, runs_done FROM sweep_cell_metrics "
-                 "WHERE sweep_id = :id ORDER BY cell"),
-            {"id": sweep_id},
-        ).mappings().all()
+        rows = (
+            connection.execute(
+                text(
+                    "SELECT cell, overrides, metrics, effects, runs_done FROM sweep_cell_metrics "
+                    "WHERE sweep_id = :id ORDER BY cell"
+                ),
+                {"id": sweep_id},
+            )
+            .mappings()
+            .all()
+        )
     return [dict(row) for row in rows]
 
 
 def complete(db_engine: Engine, storage: Storage, sweep_id: str, cells: int) -> bool:
     """Every cell stored from its one succeeded run, and the sweep's files written."""
     rows = stored_cells(db_engine, sweep_id)
-    return (len(rows) == cells and all(row["runs_done"] == 1 for row in rows)
-            and storage.exists(sweep_key(sweep_id, "metrics_csv")))
+    return (
+        len(rows) == cells
+        and all(row["runs_done"] == 1 for row in rows)
+        and storage.exists(sweep_key(sweep_id, "metrics_csv"))
+    )
 
 
 def test_the_aggregator_stores_sweep_metrics_writes_its_files_and_recomputes_them_after_a_restart(
-    api: httpx.Client, db_engine: Engine, storage: Storage, service_env: Settings, worker_process: Any,
+    api: httpx.Client,
+    db_engine: Engine,
+    storage: Storage,
+    service_env: Settings,
+    worker_process: Any,
     start_aggregator: Callable[[], ServiceProcess],
 ) -> None:
     aggregator = start_aggregator()
     response = api.post(
         "/sweeps",
-        json={"preset": "calvano-2020-baseline", "name": "aggregation", "sessions": 3, "seeds": [0],
-              "overrides": TINY_OVERRIDES, "grid": GRID},
+        json={
+            "preset": "calvano-2020-baseline",
+            "name": "aggregation",
+            "sessions": 3,
+            "seeds": [0],
+            "overrides": TINY_OVERRIDES,
+            "grid": GRID,
+        },
     )
     assert response.status_code == 202, response.text
     sweep_id = response.json()["id"]
 
-    wait_until(lambda: complete(db_engine, storage, sweep_id, 4), "the sweep's stored metrics", WAIT_TIMEOUT_S,
-               interval_s=0.5, detail=lambda: f"aggregator output:\n{aggregator.output()}")
+    wait_until(
+        lambda: complete(db_engine, storage, sweep_id, 4),
+        "the sweep's stored metrics",
+        WAIT_TIMEOUT_S,
+        interval_s=0.5,
+        detail=lambda: f"aggregator output:\n{aggregator.output()}",
+    )
     sweep = api.get(f"/sweeps/{sweep_id}").json()
     assert sweep["status"] == "succeeded", sweep
 
@@ -112,9 +154,11 @@ def test_the_aggregator_stores_sweep_metrics_writes_its_files_and_recomputes_the
     table = list(csv.DictReader(io.StringIO(storage.get_bytes(sweep_key(sweep_id, "metrics_csv")).decode())))
     assert [row["cell"] for row in table] == ["0", "1", "2", "3"]
     assert [float(row["profit_gain_mean"]) for row in table] == pytest.approx(
-        [row["metrics"]["profit_gain_mean"] for row in rows])
+        [row["metrics"]["profit_gain_mean"] for row in rows]
+    )
     assert table[0]["effect_mean_price"] == "" and float(table[1]["effect_mean_price"]) == pytest.approx(
-        rows[1]["effects"]["effects"]["mean_price"]["effect"])
+        rows[1]["effects"]["effects"]["mean_price"]["effect"]
+    )
     frame = pd.read_parquet(io.BytesIO(storage.get_bytes(sweep_key(sweep_id, "metrics_parquet"))))
     assert list(frame["cell"]) == [0, 1, 2, 3]
     assert list(frame["profit_gain_mean"]) == pytest.approx([row["metrics"]["profit_gain_mean"] for row in rows])
@@ -132,8 +176,13 @@ def test_the_aggregator_stores_sweep_metrics_writes_its_files_and_recomputes_the
     create_celery(service_env, name="algocomp-test-sender").send_task(
         RUN_FINISHED_TASK, args=[str(sweep["per_cell"][2]["run_ids"][0])], queue=AGGREGATE_QUEUE
     )
-    wait_until(lambda: complete(db_engine, storage, sweep_id, 4), "the recomputed metrics", 60, interval_s=0.5,
-               detail=lambda: f"aggregator output:\n{restarted.output()}")
+    wait_until(
+        lambda: complete(db_engine, storage, sweep_id, 4),
+        "the recomputed metrics",
+        60,
+        interval_s=0.5,
+        detail=lambda: f"aggregator output:\n{restarted.output()}",
+    )
     recomputed = stored_cells(db_engine, sweep_id)
     assert recomputed == rows
     assert storage.get_bytes(sweep_key(sweep_id, "delta_heatmap")).startswith(PNG_MAGIC)

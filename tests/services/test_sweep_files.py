@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from algocomp.client import Client
 from algocomp.settings import Settings
 
@@ -38,15 +39,24 @@ def algocomp(*args: str, api: str) -> subprocess.CompletedProcess[str]:
     """The `algocomp` command as a user runs it: a separate process, judged by exit code and output."""
     return subprocess.run(
         [sys.executable, "-m", "algocomp.cli.main", *args, "--api", api],
-        capture_output=True, text=True, timeout=CLI_TIMEOUT_S, check=False,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        check=False,
     )
 
 
 @pytest.fixture(scope="module")
 def aggregator(service_env: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     """The aggregator for this module only."""
-    yield from _celery_worker(service_env, "algocomp_aggregator.app:celery_app", "aggregate", 1, "aggregate",
-                              tmp_path_factory.mktemp("sweep-files-aggregator"))
+    yield from _celery_worker(
+        service_env,
+        "algocomp_aggregator.app:celery_app",
+        "aggregate",
+        1,
+        "aggregate",
+        tmp_path_factory.mktemp("sweep-files-aggregator"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +81,16 @@ def written_sweep(api_server: str, worker_process: ServiceProcess, aggregator: S
             sweep = client.get_sweep(sweep_id)
             return sweep if set(sweep["files"]) == SWEEP_FILES else None
 
-        return wait_until(with_all_files, f"the aggregator to write {sorted(SWEEP_FILES)}", AGGREGATOR_WAIT_S,
-                          interval_s=0.5, detail=lambda: f"GET /sweeps/{sweep_id}: {client.get_sweep(sweep_id)['files']}"
-                                                        f"\naggregator output:\n{aggregator.output()[-2000:]}")
+        return wait_until(
+            with_all_files,
+            f"the aggregator to write {sorted(SWEEP_FILES)}",
+            AGGREGATOR_WAIT_S,
+            interval_s=0.5,
+            detail=lambda: (
+                f"GET /sweeps/{sweep_id}: {client.get_sweep(sweep_id)['files']}"
+                f"\naggregator output:\n{aggregator.output()[-2000:]}"
+            ),
+        )
 
 
 def test_get_sweep_links_the_files_written_to_s3(api_server: str, written_sweep: dict[str, Any]) -> None:
@@ -112,11 +129,13 @@ def test_files_not_written_yet_are_absent_and_404(api_server: str, worker_proces
     """A sweep that has not ended has no files: none listed, and a known name answers 404 saying why."""
     with Client(api_server) as client:
         accepted = client.create_sweep(
-            preset="calvano-2020-baseline", grid={"agents.alpha": [0.1]}, seeds=[0], sessions=1,
+            preset="calvano-2020-baseline",
+            grid={"agents.alpha": [0.1]},
+            seeds=[0],
+            sessions=1,
             # long enough that it cannot end before the checks (a converging session ended first on a busy
             # machine, and the clean-up's cancel then met a finished sweep); the cancel below stops it
-            overrides=["horizon.max_periods=200000000", "horizon.stop_at_convergence=false",
-                       "logging.interval=100000"],
+            overrides=["horizon.max_periods=200000000", "horizon.stop_at_convergence=false", "logging.interval=100000"],
         )
         sweep_id = str(accepted["id"])
         try:
@@ -127,15 +146,20 @@ def test_files_not_written_yet_are_absent_and_404(api_server: str, worker_proces
             client.cancel_sweep(sweep_id)
 
 
-def test_cli_sweep_from_a_grid_file(
-    api_server: str, worker_process: ServiceProcess, tmp_path: Path
-) -> None:
+def test_cli_sweep_from_a_grid_file(api_server: str, worker_process: ServiceProcess, tmp_path: Path) -> None:
     grid_file = tmp_path / "sweep.yaml"
     grid_file.write_text("grid:\n  regulation.price_cap: [null, {basis: absolute, value: 1.75}]\nseeds: [0]\n")
     out = tmp_path / "sweep_results.csv"
     done = algocomp(
-        "sweep", "calvano-2020-baseline", "--grid-file", str(grid_file), "--sessions", "2",
-        *(arg for override in TINY_OVERRIDES for arg in ("--set", override)), "--out", str(out),
+        "sweep",
+        "calvano-2020-baseline",
+        "--grid-file",
+        str(grid_file),
+        "--sessions",
+        "2",
+        *(arg for override in TINY_OVERRIDES for arg in ("--set", override)),
+        "--out",
+        str(out),
         api=api_server,
     )
     assert done.returncode == 0, done.stderr
@@ -171,10 +195,22 @@ def test_grid_flags_add_to_and_override_the_file(tmp_path: Path) -> None:
         "grid: {agents.alpha: [0.05, 0.1], regulation.price_cap: [null]}\nseeds: 2\nsessions: 3\n"
         "overrides: [horizon.max_periods=1000]\nname: from-file\n"
     )
-    args = build_parser().parse_args([
-        "sweep", "calvano-2020-baseline", "--grid-file", str(grid_file), "--grid", "agents.alpha=0.2",
-        "--grid", "agents.beta=1e-5", "--set", "logging.interval=100", "--sessions", "4",
-    ])
+    args = build_parser().parse_args(
+        [
+            "sweep",
+            "calvano-2020-baseline",
+            "--grid-file",
+            str(grid_file),
+            "--grid",
+            "agents.alpha=0.2",
+            "--grid",
+            "agents.beta=1e-5",
+            "--set",
+            "logging.interval=100",
+            "--sessions",
+            "4",
+        ]
+    )
     request = sweep_request(args)
     assert request["grid"] == {"agents.alpha": [0.2], "regulation.price_cap": [None], "agents.beta": [1e-5]}
     assert request["seeds_per_cell"] == 2 and request["seeds"] is None

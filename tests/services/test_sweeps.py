@@ -16,9 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import Engine, text
+
 from algocomp.aggregate import cell_metrics, paired_effects
 from algocomp.storage import Storage, run_key
-from sqlalchemy import Engine, text
 
 from .conftest import wait_until
 from .test_api import read_sse
@@ -26,7 +27,11 @@ from .test_api import read_sse
 WAIT_TIMEOUT_S = 150
 TINY_OVERRIDES = ["horizon.max_periods=20000", "logging.interval=1000"]
 # A horizon no test waits for: these runs only ever end by cancellation.
-ENDLESS_OVERRIDES = ["horizon.max_periods=100000000", "horizon.convergence_periods=100000000", "logging.interval=100000"]
+ENDLESS_OVERRIDES = [
+    "horizon.max_periods=100000000",
+    "horizon.convergence_periods=100000000",
+    "logging.interval=100000",
+]
 PRICE_CAP = {"basis": "absolute", "value": 1.75}
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
@@ -60,8 +65,13 @@ def wait_for_sweep(api: httpx.Client, sweep_id: str, timeout_s: float = WAIT_TIM
         sweep = response.json()
         return sweep if sweep["status"] in TERMINAL else None
 
-    return wait_until(over, f"sweep {sweep_id} to be over", timeout_s, interval_s=0.5,
-                      detail=lambda: f"counts: {api.get(f'/sweeps/{sweep_id}').json()['counts']}")
+    return wait_until(
+        over,
+        f"sweep {sweep_id} to be over",
+        timeout_s,
+        interval_s=0.5,
+        detail=lambda: f"counts: {api.get(f'/sweeps/{sweep_id}').json()['counts']}",
+    )
 
 
 def row_counts(db_engine: Engine) -> tuple[int, int, int]:
@@ -75,8 +85,10 @@ def row_counts(db_engine: Engine) -> tuple[int, int, int]:
 def sweep_runs(db_engine: Engine, sweep_id: str) -> list[dict[str, Any]]:
     with db_engine.connect() as connection:
         rows = connection.execute(
-            text("SELECT id, cell, seed, sessions, status::text AS status, cancel_requested, overrides, spec "
-                 "FROM runs WHERE sweep_id = :id ORDER BY cell, seed"),
+            text(
+                "SELECT id, cell, seed, sessions, status::text AS status, cancel_requested, overrides, spec "
+                "FROM runs WHERE sweep_id = :id ORDER BY cell, seed"
+            ),
             {"id": sweep_id},
         ).mappings()
         return [dict(row) for row in rows]
@@ -86,8 +98,12 @@ def test_invalid_sweeps_name_the_cell_and_field_and_store_nothing(api: httpx.Cli
     before = row_counts(db_engine)
     bad_cell = api.post(
         "/sweeps",
-        json={"preset": "calvano-2020-baseline", "sessions": 2, "overrides": TINY_OVERRIDES,
-              "grid": {"agents.alpha": [0.1, 5.0], "agents.beta": [1e-5, 2e-5]}},
+        json={
+            "preset": "calvano-2020-baseline",
+            "sessions": 2,
+            "overrides": TINY_OVERRIDES,
+            "grid": {"agents.alpha": [0.1, 5.0], "agents.beta": [1e-5, 2e-5]},
+        },
     )
     assert bad_cell.status_code == 422, bad_cell.text
     error = bad_cell.json()["error"]
@@ -127,16 +143,25 @@ def test_a_2x2_sweep_runs_to_completion_and_its_metrics_match_the_runs_summaries
     before = row_counts(db_engine)
     response = api.post(
         "/sweeps",
-        json={"preset": "calvano-2020-baseline", "name": "alpha-x-cap", "sessions": 2, "seeds": [0],
-              "overrides": TINY_OVERRIDES,
-              "grid": {"agents.alpha": [0.1, 0.15], "regulation.price_cap": [None, PRICE_CAP]}},
+        json={
+            "preset": "calvano-2020-baseline",
+            "name": "alpha-x-cap",
+            "sessions": 2,
+            "seeds": [0],
+            "overrides": TINY_OVERRIDES,
+            "grid": {"agents.alpha": [0.1, 0.15], "regulation.price_cap": [None, PRICE_CAP]},
+        },
     )
     assert response.status_code == 202, response.text
     accepted = response.json()
     sweep_id = accepted["id"]
     assert (accepted["status"], accepted["cells"], accepted["runs"]) == ("queued", 4, 4)
-    assert accepted["links"] == {"self": f"/sweeps/{sweep_id}", "stream": f"/streams/sweeps/{sweep_id}",
-                                 "cancel": f"/sweeps/{sweep_id}/cancel", "metrics": f"/sweeps/{sweep_id}/metrics"}
+    assert accepted["links"] == {
+        "self": f"/sweeps/{sweep_id}",
+        "stream": f"/streams/sweeps/{sweep_id}",
+        "cancel": f"/sweeps/{sweep_id}/cancel",
+        "metrics": f"/sweeps/{sweep_id}/metrics",
+    }
     assert response.headers["location"] == f"/sweeps/{sweep_id}"
     after = row_counts(db_engine)
     assert (after[0] - before[0], after[1] - before[1]) == (1, 4)
@@ -146,7 +171,11 @@ def test_a_2x2_sweep_runs_to_completion_and_its_metrics_match_the_runs_summaries
     assert [run["spec"]["agents"]["alpha"] for run in runs] == [0.1, 0.1, 0.15, 0.15]
     assert [run["spec"]["regulation"]["price_cap"] is None for run in runs] == [True, False, True, False]
     assert {(run["seed"], run["sessions"], run["spec"]["horizon"]["max_periods"]) for run in runs} == {(0, 2, 20000)}
-    assert runs[1]["overrides"] == [*TINY_OVERRIDES, "agents.alpha=0.1", f"regulation.price_cap={json.dumps(PRICE_CAP)}"]
+    assert runs[1]["overrides"] == [
+        *TINY_OVERRIDES,
+        "agents.alpha=0.1",
+        f"regulation.price_cap={json.dumps(PRICE_CAP)}",
+    ]
 
     sweep = wait_for_sweep(api, sweep_id)
     assert sweep["status"] == "succeeded", sweep
@@ -201,8 +230,13 @@ def test_cancelling_a_sweep_cancels_queued_runs_and_stops_running_ones(
 ) -> None:
     response = api.post(
         "/sweeps",
-        json={"preset": "calvano-2020-baseline", "sessions": 2, "seeds_per_cell": 2,
-              "overrides": ENDLESS_OVERRIDES, "grid": {"agents.alpha": [0.1, 0.15]}},
+        json={
+            "preset": "calvano-2020-baseline",
+            "sessions": 2,
+            "seeds_per_cell": 2,
+            "overrides": ENDLESS_OVERRIDES,
+            "grid": {"agents.alpha": [0.1, 0.15]},
+        },
     )
     assert response.status_code == 202, response.text
     sweep_id = response.json()["id"]

@@ -16,6 +16,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.orm import Session
+
 from algocomp.db import Result, Run, RunMetrics, RunStatus, ScenarioRecord
 from algocomp.engine.experiment import run_experiment
 from algocomp.output.writer import json_ready
@@ -24,8 +27,6 @@ from algocomp.queue import REQUEUE_TASK, RUN_TASK, RUNS_QUEUE, create_celery
 from algocomp.scenarios import load_scenario, scenario_hash
 from algocomp.settings import Settings
 from algocomp.storage import ARTIFACTS, run_key
-from sqlalchemy import Engine, func, select, update
-from sqlalchemy.orm import Session
 
 from .conftest import wait_for_task, wait_until
 
@@ -145,7 +146,13 @@ def test_a_run_goes_from_queued_to_succeeded_with_events_files_and_the_library_s
     assert progress[-1]["sessions_done"] == progress[-1]["sessions_total"] == 3
     assert progress[-1]["share_done"] == 1.0
     assert set(progress[-1]) == {
-        "sessions_done", "sessions_total", "share_done", "periods_done", "mean_price", "profit_gain", "elapsed_s"
+        "sessions_done",
+        "sessions_total",
+        "share_done",
+        "periods_done",
+        "mean_price",
+        "profit_gain",
+        "elapsed_s",
     }
     assert events[-1].data["status"] == "succeeded"
 
@@ -162,11 +169,14 @@ def test_a_run_goes_from_queued_to_succeeded_with_events_files_and_the_library_s
     plots = {"prices_plot", "impulse_plot"}
     # The tables, summary and log are stored when the run succeeds; the plots follow from the follow-up task.
     assert set(result.artifacts) >= set(ARTIFACTS) - plots
+
     def with_plots() -> Result | None:
         latest = load_result(db_engine, run_id)
         return latest if latest is not None and plots <= set(latest.artifacts) else None
 
-    result = wait_until(with_plots, "the plots of the follow-up task", 60, detail=lambda: worker_process.output()[-2000:])
+    result = wait_until(
+        with_plots, "the plots of the follow-up task", 60, detail=lambda: worker_process.output()[-2000:]
+    )
     assert result.artifacts == {name: run_key(run_id, name) for name in ARTIFACTS}, worker_process.output()[-2000:]
     stored_keys = set(storage.list(f"runs/{run_id}/"))
     assert stored_keys == set(result.artifacts.values())
@@ -233,12 +243,22 @@ def test_a_run_whose_worker_died_is_claimed_again_after_its_lease(
     stale = datetime.now(UTC) - timedelta(seconds=service_env.lease_s + 60)
     fresh = datetime.now(UTC)
     abandoned = create_run(
-        db_engine, baseline(sessions=2, max_periods=20_000, seed=31),
-        status=RunStatus.running, attempt=1, worker="dead-worker", started_at=stale, heartbeat_at=stale,
+        db_engine,
+        baseline(sessions=2, max_periods=20_000, seed=31),
+        status=RunStatus.running,
+        attempt=1,
+        worker="dead-worker",
+        started_at=stale,
+        heartbeat_at=stale,
     )
     alive = create_run(
-        db_engine, baseline(sessions=2, max_periods=20_000, seed=32),
-        status=RunStatus.running, attempt=1, worker="busy-worker", started_at=fresh, heartbeat_at=fresh,
+        db_engine,
+        baseline(sessions=2, max_periods=20_000, seed=32),
+        status=RunStatus.running,
+        attempt=1,
+        worker="busy-worker",
+        started_at=fresh,
+        heartbeat_at=fresh,
     )
     alive_delivery = send_run(service_env, alive)  # its owner is alive: this delivery must leave it alone
     send_run(service_env, abandoned)
@@ -278,7 +298,10 @@ def test_a_cancelled_run_stops_between_chunks_and_says_so(
     send_run(service_env, run_id)
 
     follow_events(
-        service_env, redis_client, run_id, worker_process.output,
+        service_env,
+        redis_client,
+        run_id,
+        worker_process.output,
         until=lambda events: any(event.event == "progress" for event in events) or events[-1].terminal,
     )
     with Session(db_engine) as session:

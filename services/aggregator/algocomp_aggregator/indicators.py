@@ -13,9 +13,10 @@ import math
 import uuid
 from typing import Any
 
-from algocomp.db import TERMINAL_STATUSES, Result, Run, RunMetrics, session_scope
 from sqlalchemy import Engine, func
 from sqlalchemy.dialects.postgresql import insert
+
+from algocomp.db import TERMINAL_STATUSES, Result, Run, RunMetrics, session_scope
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,10 @@ def record_run_metrics(engine: Engine, run_id: uuid.UUID | str) -> RunMetrics | 
         metrics = session.execute(statement).scalar_one()
     log.info(
         "run %s (%s): profit gain %s, price index %s, converged share %s",
-        run_id, metrics.status, metrics.profit_gain, metrics.price_index, metrics.converged_share,
+        run_id,
+        metrics.status,
+        metrics.profit_gain,
+        metrics.price_index,
+        metrics.converged_share,
     )
     return metrics

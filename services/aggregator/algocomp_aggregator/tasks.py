@@ -7,15 +7,15 @@ import uuid
 from functools import lru_cache
 from typing import Any
 
+from celery import Celery
+from sqlalchemy import Engine
+
 from algocomp.aggregate import sweeps as sweep_aggregates
 from algocomp.db import Run, Sweep, get_engine, session_scope
 from algocomp.logs import bind_run
 from algocomp.queue import RUN_FINISHED_TASK
 from algocomp.settings import get_settings
 from algocomp.storage import Storage
-from celery import Celery
-from sqlalchemy import Engine
-
 from algocomp_aggregator.indicators import record_run_metrics
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,8 @@ def aggregate_sweep(engine: Engine, run_id: uuid.UUID | str) -> dict[str, Any] |
     if over:
         with session_scope(engine) as session:
             sweep = session.get(Sweep, sweep_id)
-            outcome["artifacts"] = sweep_aggregates.write_sweep_artifacts(storage(), sweep, cells)
+            if sweep is not None:  # deleted meanwhile: nothing to write the files for
+                outcome["artifacts"] = sweep_aggregates.write_sweep_artifacts(storage(), sweep, cells)
     log.info("sweep %s: %d cells aggregated%s", sweep_id, len(cells), ", sweep over, files written" if over else "")
     return outcome
 

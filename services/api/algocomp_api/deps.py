@@ -13,14 +13,15 @@ from typing import Annotated
 
 import redis
 import redis.asyncio as aioredis
-from algocomp.db import session_scope
-from algocomp.queue import create_celery
-from algocomp.settings import Settings
-from algocomp.storage import Storage
 from celery import Celery
 from fastapi import Depends, Request
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
+
+from algocomp.db import session_scope
+from algocomp.queue import create_celery
+from algocomp.settings import Settings
+from algocomp.storage import Storage
 
 # Probes and requests must fail in seconds when a backing service is down, not hang a worker thread.
 CONNECT_TIMEOUT_S = 5

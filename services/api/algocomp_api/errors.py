@@ -8,14 +8,16 @@ a routing error (HTTPException) or a bug (anything else: 500, logged with the ru
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from algocomp.scenarios import ScenarioError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from algocomp.scenarios import ScenarioError
 
 log = logging.getLogger("algocomp.api")
 
@@ -52,9 +54,7 @@ class ApiError(Exception):
     """A failure the client can act on: an HTTP status, a stable code, a message and optionally the field at
     fault; `extra` adds members to the error object (e.g. the run's status for `not_ready`)."""
 
-    def __init__(
-        self, status_code: int, code: str, message: str, *, field: str | None = None, **extra: Any
-    ) -> None:
+    def __init__(self, status_code: int, code: str, message: str, *, field: str | None = None, **extra: Any) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.code = code
@@ -77,8 +77,8 @@ def not_found(what: str, identifier: object, *, field: str | None = None) -> Api
     return ApiError(404, f"{what}_not_found", f"no {what} with id {identifier}", field=field)
 
 
-def _field_from_loc(loc: tuple[Any, ...] | list[Any]) -> str:
-    """"body.agents.0.alpha" -> "agents.0.alpha": where in the request, without the request part's name."""
+def _field_from_loc(loc: Sequence[Any]) -> str:
+    """ "body.agents.0.alpha" -> "agents.0.alpha": where in the request, without the request part's name."""
     parts = list(loc)
     if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
         parts = parts[1:]
@@ -87,16 +87,12 @@ def _field_from_loc(loc: tuple[Any, ...] | list[Any]) -> str:
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return JSONResponse(
-        error_body(exc.code, exc.message, exc.field, **exc.extra), status_code=exc.status_code
-    )
+    return JSONResponse(error_body(exc.code, exc.message, exc.field, **exc.extra), status_code=exc.status_code)
 
 
 async def _scenario_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ScenarioError)
-    return JSONResponse(
-        error_body("invalid_scenario", exc.problem, exc.field or None), status_code=422
-    )
+    return JSONResponse(error_body("invalid_scenario", exc.problem, exc.field or None), status_code=422)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -108,9 +104,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     if field:
         message = f"{field}: {message}"
     details = [{"field": _field_from_loc(e.get("loc", ())), "message": str(e.get("msg", ""))} for e in errors]
-    return JSONResponse(
-        error_body("invalid_request", message, field or None, details=details), status_code=422
-    )
+    return JSONResponse(error_body("invalid_request", message, field or None, details=details), status_code=422)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -146,14 +140,14 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected_error)
 
 
-
-def error_responses(responses: dict[int, dict[str, Any]] | None = None) -> dict[int | str, dict[str, Any]]:
+def error_responses(responses: Mapping[int, Mapping[str, Any]] | None = None) -> dict[int | str, dict[str, Any]]:
     """OpenAPI responses of a route: its own, with every 4xx/5xx given the ErrorResponse schema, plus a 422
     (FastAPI would otherwise document its own validation-error shape, which this API never returns)."""
     documented: dict[int | str, dict[str, Any]] = {
         422: {"description": "the request does not validate; error.field names the field"}
     }
-    documented.update(responses or {})
+    for code, given in (responses or {}).items():
+        documented[code] = dict(given)
     for status_code, response in list(documented.items()):
         if int(status_code) >= 400 and "model" not in response:
             documented[status_code] = {**response, "model": ErrorResponse}

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from algocomp.storage import Storage
 from fastapi.responses import StreamingResponse
 
+from algocomp.storage import Storage
 from algocomp_api.errors import ApiError
 
 # What S3 endpoints answer for an object stored without a content type.
 _UNTYPED = {None, "", "binary/octet-stream", "application/octet-stream"}
 
 
-def stream_object(storage: Storage, key: str, *, filename: str, media_type: str, missing: ApiError) -> StreamingResponse:
+def stream_object(
+    storage: Storage, key: str, *, filename: str, media_type: str, missing: ApiError
+) -> StreamingResponse:
     """The object at `key` as a download named `filename`; `missing` is raised when storage has no such object.
     The stored content type wins over `media_type` when the writer recorded one."""
     try:

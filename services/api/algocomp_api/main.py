@@ -10,10 +10,10 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from algocomp.logs import configure_logging
-from algocomp.settings import Settings, get_settings
 from fastapi import FastAPI
 
+from algocomp.logs import configure_logging
+from algocomp.settings import Settings, get_settings
 from algocomp_api.aggregates.routes import router as aggregates_router
 from algocomp_api.deps import ApiResources
 from algocomp_api.errors import install_error_handlers
@@ -76,7 +76,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in (scenarios_router, runs_router, sweeps_router, aggregates_router, results_router, streams_router, health_router):
+    for router in (
+        scenarios_router,
+        runs_router,
+        sweeps_router,
+        aggregates_router,
+        results_router,
+        streams_router,
+        health_router,
+    ):
         app.include_router(router)
     return app
 

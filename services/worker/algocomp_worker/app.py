@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from algocomp.queue import create_celery, log_as
 from algocomp.settings import get_settings
-
 from algocomp_worker.tasks import register_tasks
 
 SERVICE_NAME = "worker"

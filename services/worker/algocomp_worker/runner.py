@@ -30,6 +30,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy import cast as sa_cast
+from sqlalchemy.dialects.postgresql import JSONB, insert
+
 from algocomp.db import Result, Run, RunStatus, session_scope
 from algocomp.engine.experiment import run_experiment
 from algocomp.engine.results import ExperimentResult, ProgressEvent
@@ -40,9 +44,6 @@ from algocomp.scenarios import Scenario, load_scenario
 from algocomp.settings import Settings
 from algocomp.storage import ARTIFACTS, Storage, run_key, upload_run_folder
 from algocomp.tracking import log_run
-from sqlalchemy import Engine, and_, func, or_, select, update
-from sqlalchemy import cast as sa_cast
-from sqlalchemy.dialects.postgresql import JSONB, insert
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,9 @@ def claim_run(engine: Engine, run_id: uuid.UUID, *, worker: str, lease_s: int) -
         row = session.execute(statement).one_or_none()
     if row is None:
         return None
-    return Claim(run_id=run_id, attempt=row.attempt, spec=row.spec, sessions=row.sessions, scenario_hash=row.scenario_hash)
+    return Claim(
+        run_id=run_id, attempt=row.attempt, spec=row.spec, sessions=row.sessions, scenario_hash=row.scenario_hash
+    )
 
 
 def _owned(claim: Claim) -> Any:
@@ -234,15 +237,21 @@ def find_stale_runs(engine: Engine, *, requeue_after_s: int, lease_s: int) -> li
     queued_before = func.now() - timedelta(seconds=requeue_after_s)
     heartbeat_before = func.now() - timedelta(seconds=lease_s)
     with session_scope(engine) as session:
-        queued = session.execute(
-            update(Run)
-            .where(Run.status == RunStatus.queued, Run.queued_at < queued_before)
-            .values(queued_at=func.now())
-            .returning(Run.id)
-        ).scalars().all()
-        abandoned = session.execute(
-            select(Run.id).where(Run.status == RunStatus.running, Run.heartbeat_at < heartbeat_before)
-        ).scalars().all()
+        queued = (
+            session.execute(
+                update(Run)
+                .where(Run.status == RunStatus.queued, Run.queued_at < queued_before)
+                .values(queued_at=func.now())
+                .returning(Run.id)
+            )
+            .scalars()
+            .all()
+        )
+        abandoned = (
+            session.execute(select(Run.id).where(Run.status == RunStatus.running, Run.heartbeat_at < heartbeat_before))
+            .scalars()
+            .all()
+        )
     return [*queued, *abandoned]
 
 
@@ -318,13 +327,16 @@ class ProgressReporter:
         if not final and now - self._last_report < self.interval_s and self._last_report > -math.inf:
             return
         self._last_report = now
-        self._cancel_requested = heartbeat(
-            self.services.engine,
-            self.claim,
-            progress=event.share_done,
-            sessions_done=event.sessions_done,
-            periods_done=event.periods_done,
-        ) or self._cancel_requested
+        self._cancel_requested = (
+            heartbeat(
+                self.services.engine,
+                self.claim,
+                progress=event.share_done,
+                sessions_done=event.sessions_done,
+                periods_done=event.periods_done,
+            )
+            or self._cancel_requested
+        )
         self._last_check = now
         self.channel.publish("progress", progress_data(event))
 
@@ -383,7 +395,10 @@ def execute_run(services: RunServices, run_id: uuid.UUID | str, *, worker: str) 
             reporter = ProgressReporter(services, claim, channel)
             log.info(
                 "simulating scenario %r (%s): %d sessions from seed %d",
-                scenario.name, claim.scenario_hash[:12], scenario.sessions, scenario.seed,
+                scenario.name,
+                claim.scenario_hash[:12],
+                scenario.sessions,
+                scenario.seed,
             )
             result = run_experiment(scenario, workers=1, progress=reporter.progress, should_stop=reporter.should_stop)
             if result.cancelled:
@@ -407,7 +422,10 @@ def _succeeded(
     summary = json_ready(result.summary)
     log.info(
         "simulated %d sessions in %.1f s: profit gain %s, mean price %s",
-        len(result.sessions), result.elapsed_s, summary.get("profit_gain"), summary.get("mean_price"),
+        len(result.sessions),
+        result.elapsed_s,
+        summary.get("profit_gain"),
+        summary.get("mean_price"),
     )
     with tempfile.TemporaryDirectory(prefix=f"algocomp-run-{claim.run_id}-", dir=SCRATCH_DIR) as scratch:
         folder = Path(scratch)
@@ -427,8 +445,9 @@ def _succeeded(
         periods_done=int(summary.get("periods_total") or 0),
     )
     if not owned:
-        log.warning("run %s was taken over before it could be marked succeeded; its outcome is the new owner's",
-                    claim.run_id)
+        log.warning(
+            "run %s was taken over before it could be marked succeeded; its outcome is the new owner's", claim.run_id
+        )
         return RunOutcome(claim.run_id, "skipped", attempt=claim.attempt)
     log.info("run %s succeeded", claim.run_id)
     highlights = {key: summary.get(key) for key in SUMMARY_HIGHLIGHTS}
@@ -457,7 +476,11 @@ def _cancelled(
     _announce(
         channel,
         "cancelled",
-        {"status": RunStatus.cancelled.value, "sessions_done": sessions_done, "sessions_total": result.scenario.sessions},
+        {
+            "status": RunStatus.cancelled.value,
+            "sessions_done": sessions_done,
+            "sessions_total": result.scenario.sessions,
+        },
     )
     _notify(services, claim)
     return RunOutcome(claim.run_id, RunStatus.cancelled.value, attempt=claim.attempt)
@@ -534,8 +557,7 @@ def render_and_track(services: RunServices, run_id: uuid.UUID | str) -> dict[str
     with tempfile.TemporaryDirectory(prefix=f"algocomp-plots-{run_id}-") as scratch:
         folder = Path(scratch)
         (folder / "plots").mkdir()
-        draw_plots(panel, impulse, summary.get("benchmarks"), folder, scenario.name,
-                   scenario.logging.deviating_firm)
+        draw_plots(panel, impulse, summary.get("benchmarks"), folder, scenario.name, scenario.logging.deviating_firm)
         plots = upload_run_folder(storage, run_id, folder)
     with session_scope(services.engine) as session:
         session.execute(
@@ -544,8 +566,9 @@ def render_and_track(services: RunServices, run_id: uuid.UUID | str) -> dict[str
             .values(artifacts=Result.artifacts.op("||")(sa_cast(plots, JSONB)))
         )
     log.info("run %s: plots uploaded (%s)", run_id, ", ".join(sorted(plots)))
-    claim = Claim(run_id=run_id, attempt=row.attempt, spec=row.spec, sessions=row.sessions,
-                  scenario_hash=row.scenario_hash)
+    claim = Claim(
+        run_id=run_id, attempt=row.attempt, spec=row.spec, sessions=row.sessions, scenario_hash=row.scenario_hash
+    )
     _track(services, claim, scenario, summary, {**dict(row.artifacts), **plots})
     return plots
 

@@ -13,6 +13,8 @@ import uuid
 from typing import Any
 
 import redis
+from celery import Celery, Task
+
 from algocomp.db import get_engine
 from algocomp.logs import bind_run
 from algocomp.queue import (
@@ -26,8 +28,6 @@ from algocomp.queue import (
 )
 from algocomp.settings import get_settings
 from algocomp.storage import Storage
-from celery import Celery, Task
-
 from algocomp_worker.runner import RunServices, execute_run, find_stale_runs
 from algocomp_worker.runner import render_and_track as runner_render_and_track
 

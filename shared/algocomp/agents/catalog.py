@@ -49,7 +49,9 @@ RULE_BASED = (FIXED, MYOPIC, GRIM_TRIGGER, TIT_FOR_TAT)
 class PackedAgents:
     ipar: np.ndarray  # (n, N_IPAR) int64
     fpar: np.ndarray  # (n, N_FPAR) float64
-    q_init: np.ndarray  # (q_size,) initial Q-values / preferences of all firms, concatenated (0 where drawn per session)
+    q_init: (
+        np.ndarray
+    )  # (q_size,) initial Q-values / preferences of all firms, concatenated (0 where drawn per session)
     q_size: int
     s_size: int
 

@@ -42,16 +42,23 @@ def regulation_paths(grid: dict[str, list[Any]]) -> list[str]:
     return [path for path in grid if path.split(".", 1)[0] == REGULATION_SECTION]
 
 
-def regulation_effect(cell: dict[str, Any], control: dict[str, Any] | None,
-                      sessions_by_cell: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
+def regulation_effect(
+    cell: dict[str, Any], control: dict[str, Any] | None, sessions_by_cell: Mapping[int, list[dict[str, Any]]]
+) -> dict[str, Any]:
     """The paired effect of a regulated cell against its unregulated control, or why there is none."""
     if control is None:
-        return {"control_cell": None, "effects": None,
-                "reason": "the grid has no unregulated (null) value for this cell's other coordinates"}
+        return {
+            "control_cell": None,
+            "effects": None,
+            "reason": "the grid has no unregulated (null) value for this cell's other coordinates",
+        }
     treated, baseline = sessions_by_cell.get(cell["index"], []), sessions_by_cell.get(control["index"], [])
     if not treated or not baseline:
-        return {"control_cell": control["index"], "effects": None,
-                "reason": "the cell or its control has no succeeded run yet"}
+        return {
+            "control_cell": control["index"],
+            "effects": None,
+            "reason": "the cell or its control has no succeeded run yet",
+        }
     try:
         return {"control_cell": control["index"], "effects": paired_effects(treated, baseline)}
     except ValueError as error:
@@ -92,7 +99,8 @@ def sweep_cells(
                 continue
             control = next(
                 (
-                    other for other in cells
+                    other
+                    for other in cells
                     if all(is_baseline(other["values"][path]) for path in regulated)
                     and all(other["values"][p] == cell["values"][p] for p in grid if p not in regulated)
                 ),
@@ -202,8 +210,7 @@ def delta_heatmap_png(grid: dict[str, list[Any]], cells: list[dict[str, Any]]) -
             i, j = divmod(cell["index"], len(y_values))  # the last path varies fastest
             delta[j, i] = gain
     figure, axes = plt.subplots(figsize=(1.2 * len(x_values) + 3, 0.9 * len(y_values) + 2.5))
-    image = axes.imshow(np.ma.masked_invalid(delta), origin="lower", cmap="viridis", vmin=0.0, vmax=1.0,
-                        aspect="auto")
+    image = axes.imshow(np.ma.masked_invalid(delta), origin="lower", cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
     axes.set_xticks(range(len(x_values)), [_label(v) for v in x_values])
     axes.set_yticks(range(len(y_values)), [_label(v) for v in y_values])
     axes.set_xlabel(x_path)
@@ -242,8 +249,13 @@ def regulation_effects_png(cells: list[dict[str, Any]]) -> bytes | None:
                 continue
             low = numbers["low"] if numbers["low"] is not None else numbers["effect"]
             high = numbers["high"] if numbers["high"] is not None else numbers["effect"]
-            axes.errorbar(numbers["effect"], position, xerr=[[numbers["effect"] - low], [high - numbers["effect"]]],
-                          fmt="o", capsize=4)
+            axes.errorbar(
+                numbers["effect"],
+                position,
+                xerr=[[numbers["effect"] - low], [high - numbers["effect"]]],
+                fmt="o",
+                capsize=4,
+            )
         axes.axvline(0.0, color="grey", linewidth=0.8)
         axes.set_yticks(range(len(measured)), labels if axes is panels[0][0] else [""] * len(measured), fontsize=7)
         axes.set_title(f"effect on {key}")

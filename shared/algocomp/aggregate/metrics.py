@@ -123,9 +123,7 @@ def cell_metrics(sessions: Sequence[Session], *, resamples: int = 2000, seed: in
     out: dict[str, Any] = {"sessions": len(sessions)}
 
     def with_ci(name: str, key: str, statistic: Statistic = np.mean) -> None:
-        estimate, low, high = bootstrap_ci(
-            _values(sessions, key), statistic, resamples=resamples, seed=seed
-        )
+        estimate, low, high = bootstrap_ci(_values(sessions, key), statistic, resamples=resamples, seed=seed)
         out[name], out[f"{name}_low"], out[f"{name}_high"] = estimate, low, high
 
     gains = _values(sessions, "profit_gain")

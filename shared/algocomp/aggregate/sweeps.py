@@ -102,6 +102,8 @@ def run_counts(session: Session, sweep_id: uuid.UUID) -> tuple[Counter[int], Cou
     total: Counter[int] = Counter()
     succeeded: Counter[int] = Counter()
     for cell, status, count in rows:
+        if cell is None:  # every run of a sweep has its cell; the column is nullable for runs outside sweeps
+            continue
         total[cell] += count
         if status == RunStatus.succeeded:
             succeeded[cell] += count
@@ -116,7 +118,8 @@ def compute_sweep_metrics(session: Session, storage: Storage, sweep_id: uuid.UUI
     if sweep is None:
         raise LookupError(f"sweep {sweep_id} does not exist")
     succeeded = session.execute(
-        select(Run.id, Run.cell).where(Run.sweep_id == sweep_id, Run.status == RunStatus.succeeded)
+        select(Run.id, Run.cell)
+        .where(Run.sweep_id == sweep_id, Run.status == RunStatus.succeeded)
         .order_by(Run.cell, Run.seed)
     ).all()
     total, _ = run_counts(session, sweep_id)

@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -333,14 +333,14 @@ register(
 # --------------------------------------------------------------------------------------------- shared steps
 
 
-def load_with_overrides(source: str, overrides: Sequence[str]) -> "Scenario":
+def load_with_overrides(source: str, overrides: Sequence[str]) -> Scenario:
     """The scenario from a file or preset with the --set overrides applied in order (ScenarioError if invalid)."""
     from algocomp.scenarios import apply_overrides, load_scenario
 
     return apply_overrides(load_scenario(source), list(overrides))
 
 
-def market_benchmarks(scenario: "Scenario") -> tuple["Benchmarks", Any]:
+def market_benchmarks(scenario: Scenario) -> tuple[Benchmarks, Any]:
     """The scenario's benchmarks and price grid. The market library rejects markets it cannot solve or price
     grids that are unusable (zero width, negative prices) with a ValueError that explains why: those are
     properties of the scenario the user wrote, so they are reported against its field, not as a crash."""
@@ -368,7 +368,9 @@ def parse_workers(text: str) -> int:
     except ValueError:
         workers = -1
     if workers < 1:
-        raise UsageError("--workers", f"expected a positive number of processes, or 0 / auto for one per CPU; got {text!r}")
+        raise UsageError(
+            "--workers", f"expected a positive number of processes, or 0 / auto for one per CPU; got {text!r}"
+        )
     return workers
 
 
@@ -386,7 +388,7 @@ def parse_start_method(text: str | None) -> str:
 def default_out_dir(scenario_name: str, *, root: Path = DEFAULT_OUT_ROOT) -> Path:
     """out/<scenario name>-<UTC time>, with the name made safe as a folder name and a counter if taken."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", scenario_name).strip("-.") or "run"
-    stem = f"{slug}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
+    stem = f"{slug}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     candidate, counter = root / stem, 2
     while candidate.exists():
         candidate, counter = root / f"{stem}-{counter}", counter + 1
@@ -420,7 +422,7 @@ def _remove_empty_dirs(out_dir: Path) -> None:
 
 
 @contextmanager
-def progress_bar(total: int, *, enabled: bool) -> Iterator[Callable[["ProgressEvent"], None] | None]:
+def progress_bar(total: int, *, enabled: bool) -> Iterator[Callable[[ProgressEvent], None] | None]:
     """A tqdm bar on stderr (sessions done / total, mean profit gain so far), fed by the engine's progress events.
     Disabled when stderr is not a terminal: a log file full of carriage returns helps nobody."""
     if not enabled:
@@ -428,7 +430,7 @@ def progress_bar(total: int, *, enabled: bool) -> Iterator[Callable[["ProgressEv
         return
     bar = session_bar(total)
 
-    def on_progress(event: "ProgressEvent") -> None:
+    def on_progress(event: ProgressEvent) -> None:
         bar.total = event.sessions_total
         bar.set_postfix_str(f"profit gain {event.profit_gain:.3f}", refresh=False)
         bar.update(event.sessions_done - bar.n)
@@ -472,7 +474,7 @@ def stop_on_interrupt() -> Iterator[Callable[[], bool]]:
 # --------------------------------------------------------------------------------------------- tables
 
 
-def format_benchmarks(scenario: "Scenario", benchmarks: "Benchmarks", grid: Any) -> str:
+def format_benchmarks(scenario: Scenario, benchmarks: Benchmarks, grid: Any) -> str:
     """The benchmarks as a per-firm table, then surplus and welfare, then each firm's price grid."""
     n_firms = benchmarks.n_firms
     lines = [f"{scenario.name}: {scenario.market.demand.model} demand, {n_firms} firms, {scenario.market.timing} moves"]
@@ -489,7 +491,10 @@ def format_benchmarks(scenario: "Scenario", benchmarks: "Benchmarks", grid: Any)
     lines.append("")
     lines.append(_row("", ["Nash", "monopoly"]))
     lines.append(
-        _row("consumer surplus", [fmt_number(benchmarks.nash_consumer_surplus), fmt_number(benchmarks.monopoly_consumer_surplus)])
+        _row(
+            "consumer surplus",
+            [fmt_number(benchmarks.nash_consumer_surplus), fmt_number(benchmarks.monopoly_consumer_surplus)],
+        )
     )
     lines.append(_row("total welfare", [fmt_number(benchmarks.nash_welfare), fmt_number(benchmarks.monopoly_welfare)]))
     lines.append("")
@@ -499,7 +504,7 @@ def format_benchmarks(scenario: "Scenario", benchmarks: "Benchmarks", grid: Any)
     return "\n".join(lines)
 
 
-def format_run(result: "ExperimentResult", out_dir: Path) -> str:
+def format_run(result: ExperimentResult, out_dir: Path) -> str:
     """The few numbers a user looks at first after a run; the rest is in the run folder."""
     summary = result.summary
     scenario = result.scenario
@@ -514,7 +519,10 @@ def format_run(result: "ExperimentResult", out_dir: Path) -> str:
         _row("Nash profit", [fmt_number(v) for v in benchmarks.nash_profit]),
         _row("monopoly profit", [fmt_number(v) for v in benchmarks.monopoly_profit]),
         "",
-        labelled("profit gain Δ", f"{fmt_number(summary.get('profit_gain'))} ± {fmt_number(summary.get('profit_gain_sd'))} (sd)"),
+        labelled(
+            "profit gain Δ",
+            f"{fmt_number(summary.get('profit_gain'))} ± {fmt_number(summary.get('profit_gain_sd'))} (sd)",
+        ),
         labelled(
             "converged",
             f"{fmt_share(summary.get('converged_share'))} of sessions, "
@@ -535,30 +543,21 @@ def format_run(result: "ExperimentResult", out_dir: Path) -> str:
     ]
     if summary.get("equilibrium_on_path_share") is not None:
         # Calvano et al.'s checks of the converged strategies, where they apply (tabular learners, simultaneous moves)
-        lines.insert(-2, labelled(
-            "strategies",
-            f"equilibrium on the path in {fmt_share(summary.get('equilibrium_on_path_share'))} of sessions, "
-            f"static deviations unprofitable {fmt_share(summary.get('static_deviation_unprofitable_share'))}, "
-            f"punishment {fmt_number(summary.get('mean_shock_length'), 1)} periods",
-        ))
+        lines.insert(
+            -2,
+            labelled(
+                "strategies",
+                f"equilibrium on the path in {fmt_share(summary.get('equilibrium_on_path_share'))} of sessions, "
+                f"static deviations unprofitable {fmt_share(summary.get('static_deviation_unprofitable_share'))}, "
+                f"punishment {fmt_number(summary.get('mean_shock_length'), 1)} periods",
+            ),
+        )
     return "\n".join(lines)
 
 
 def _row(label: str, cells: Sequence[str]) -> str:
     """A table row: the label, then one right-aligned column per firm (or per benchmark)."""
     return f"  {label:<18}" + "".join(f"{cell:>10}" for cell in cells)
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 # The clients of the service API (`scenarios`, `runs`, `results`, `panel`). They are handed this module's

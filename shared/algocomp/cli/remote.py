@@ -7,7 +7,8 @@
     algocomp runs show ID | follow ID | cancel ID
     algocomp results ID [--json]
     algocomp panel ID --out panel.parquet
-    algocomp sweep calvano-2020-baseline --grid agents.alpha=0.05,0.15 --grid 'regulation.price_cap=[null, {value: 1.75}]' --seeds 3
+    algocomp sweep calvano-2020-baseline --grid agents.alpha=0.05,0.15 --grid 'regulation.price_cap=[null, {value:
+    1.75}]' --seeds 3
     algocomp aggregate [--sweep ID] --out metrics.csv
 
 They need the `client` extra (httpx: `pip install 'algocomp[client]'`), which is imported only when one of them
@@ -106,7 +107,6 @@ def install(register: Callable[[Any], Any], subcommand_type: Callable[..., Any])
         )
     )
 
-
     register(
         subcommand_type(
             name="sweep",
@@ -152,7 +152,9 @@ def _action(actions: argparse._SubParsersAction, name: str, help: str, handler: 
 
 def _configure_scenarios(parser: argparse.ArgumentParser) -> None:
     actions = _add_actions(parser, "action")
-    create = _action(actions, "create", "store a scenario from a file (.yaml, .json) or a preset name", run_scenarios_create)
+    create = _action(
+        actions, "create", "store a scenario from a file (.yaml, .json) or a preset name", run_scenarios_create
+    )
     create.add_argument("source", metavar="FILE|PRESET")
     create.add_argument("--json", action="store_true", help="print the stored scenario as JSON")
     listing = _action(actions, "list", "list the stored scenarios", run_scenarios_list)
@@ -164,7 +166,9 @@ def _configure_scenarios(parser: argparse.ArgumentParser) -> None:
 
 def _configure_runs(parser: argparse.ArgumentParser) -> None:
     actions = _add_actions(parser, "action")
-    launch = _action(actions, "launch", "queue a run of a scenario (file, preset name or stored scenario id)", run_runs_launch)
+    launch = _action(
+        actions, "launch", "queue a run of a scenario (file, preset name or stored scenario id)", run_runs_launch
+    )
     launch.add_argument("scenario", metavar="SCENARIO_OR_ID", help="a scenario file, a preset name or a scenario id")
     launch.add_argument("--seed", type=int, metavar="S", help="experiment seed (default: the scenario's)")
     launch.add_argument("--sessions", type=int, metavar="N", help="number of sessions (default: the scenario's)")
@@ -178,7 +182,9 @@ def _configure_runs(parser: argparse.ArgumentParser) -> None:
         help="change a scenario field, e.g. --set agents.alpha=0.05 (repeatable, applied in order)",
     )
     launch.add_argument("--follow", action="store_true", help="follow the run's progress until it ends")
-    launch.add_argument("--json", action="store_true", help="print the API's answer (and with --follow the final run) as JSON")
+    launch.add_argument(
+        "--json", action="store_true", help="print the API's answer (and with --follow the final run) as JSON"
+    )
     listing = _action(actions, "list", "list runs, newest first", run_runs_list)
     listing.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
     listing.add_argument("--scenario", dest="scenario_id", metavar="SCENARIO_ID")
@@ -239,9 +245,13 @@ def _configure_sweep(parser: argparse.ArgumentParser) -> None:
         help="change a field of the base scenario for every cell (repeatable, applied in order)",
     )
     parser.add_argument("--name", help="a label for the sweep")
-    parser.add_argument("--out", default="sweep_results.csv", metavar="FILE.csv", help="where to write the per-cell metrics")
     parser.add_argument(
-        "--follow", action=argparse.BooleanOptionalAction, default=True,
+        "--out", default="sweep_results.csv", metavar="FILE.csv", help="where to write the per-cell metrics"
+    )
+    parser.add_argument(
+        "--follow",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="follow the sweep until it ends and write --out (default); --no-follow prints its id and returns",
     )
     parser.set_defaults(handler=run_sweep)
@@ -316,7 +326,9 @@ def read_scenario_file(path: Path) -> dict[str, Any]:
     try:
         document = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as error:
-        raise RemoteUsageError(f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {error}") from error
+        raise RemoteUsageError(
+            f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {error}"
+        ) from error
     if not isinstance(document, dict):
         raise RemoteUsageError(f"{path}: a scenario is a mapping of fields, got {type(document).__name__}")
     return document
@@ -331,7 +343,9 @@ def run_scenarios_create(args: argparse.Namespace, client: Client) -> int:
         print(json.dumps(record, indent=2))
     else:
         print(record.get("id"))
-        print(f"stored scenario {record.get('name', '')} ({str(record.get('scenario_hash', ''))[:12]})", file=sys.stderr)
+        print(
+            f"stored scenario {record.get('name', '')} ({str(record.get('scenario_hash', ''))[:12]})", file=sys.stderr
+        )
     return EXIT_OK
 
 
@@ -340,7 +354,15 @@ def run_scenarios_list(args: argparse.Namespace, client: Client) -> int:
     if args.json:
         print(json.dumps(records, indent=2))
         return EXIT_OK
-    print(_table(["id", "name", "hash", "created"], [[r.get("id"), r.get("name"), str(r.get("scenario_hash", ""))[:12], _time(r.get("created_at"))] for r in records]))
+    print(
+        _table(
+            ["id", "name", "hash", "created"],
+            [
+                [r.get("id"), r.get("name"), str(r.get("scenario_hash", ""))[:12], _time(r.get("created_at"))]
+                for r in records
+            ],
+        )
+    )
     return EXIT_OK
 
 
@@ -515,11 +537,20 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"{summary.get('scenario', summary.get('scenario_name', 'run'))}: {_count_sessions(summary)} sessions "
             f"from seed {summary.get('seed')} (scenario {str(summary.get('scenario_hash', ''))[:12]})"
         ),
-        labelled("profit gain Δ", f"{fmt_number(summary.get('profit_gain'))} ± {fmt_number(summary.get('profit_gain_sd'))} (sd)"),
+        labelled(
+            "profit gain Δ",
+            f"{fmt_number(summary.get('profit_gain'))} ± {fmt_number(summary.get('profit_gain_sd'))} (sd)",
+        ),
         labelled("converged", f"{fmt_share(summary.get('converged_share'))} of sessions"),
-        labelled("mean price", f"{fmt_number(summary.get('mean_price'))} (Nash {fmt_number(summary.get('nash_price'))}, monopoly {fmt_number(summary.get('monopoly_price'))})"),
+        labelled(
+            "mean price",
+            f"{fmt_number(summary.get('mean_price'))} (Nash {fmt_number(summary.get('nash_price'))}, "
+            f"monopoly {fmt_number(summary.get('monopoly_price'))})",
+        ),
         labelled("consumer surplus", fmt_number(summary.get("consumer_surplus"))),
-        labelled("periods", f"{fmt_count(summary.get('periods_total'))} in {fmt_number(summary.get('elapsed_s'), 1)} s"),
+        labelled(
+            "periods", f"{fmt_count(summary.get('periods_total'))} in {fmt_number(summary.get('elapsed_s'), 1)} s"
+        ),
     ]
     return "\n".join(lines)
 
@@ -590,15 +621,18 @@ def load_sweep_file(path: Path) -> dict[str, Any]:
         detail = " ".join(str(error).split())
         raise RemoteUsageError(f"--grid-file {path}: not valid YAML or JSON: {detail}") from error
     if not isinstance(document, dict):
-        raise RemoteUsageError(f"--grid-file {path}: a sweep file is a mapping with a \"grid\", got "
-                               f"{type(document).__name__}")
+        raise RemoteUsageError(
+            f'--grid-file {path}: a sweep file is a mapping with a "grid", got {type(document).__name__}'
+        )
     unknown = sorted(set(document) - set(_SWEEP_FILE_FIELDS))
     if unknown:
-        raise RemoteUsageError(f"--grid-file {path}: unknown field(s) {', '.join(map(str, unknown))}; "
-                               f"known: {', '.join(_SWEEP_FILE_FIELDS)}")
+        raise RemoteUsageError(
+            f"--grid-file {path}: unknown field(s) {', '.join(map(str, unknown))}; "
+            f"known: {', '.join(_SWEEP_FILE_FIELDS)}"
+        )
     grid = document.get("grid")
     if not isinstance(grid, dict) or not grid:
-        raise RemoteUsageError(f"--grid-file {path}: needs a \"grid\" mapping of PATH: [values]")
+        raise RemoteUsageError(f'--grid-file {path}: needs a "grid" mapping of PATH: [values]')
     for axis, values in grid.items():
         if not isinstance(values, list) or not values:
             raise RemoteUsageError(f"--grid-file {path}: grid.{axis} must be a non-empty list of values")
@@ -615,12 +649,17 @@ def load_sweep_file(path: Path) -> dict[str, Any]:
     if isinstance(overrides, dict):  # {PATH: VALUE} reads naturally in YAML; JSON is a YAML flow value
         overrides = [f"{key}={json.dumps(value)}" for key, value in overrides.items()]
     if not isinstance(overrides, list) or not all(isinstance(item, str) for item in overrides):
-        raise RemoteUsageError(f"--grid-file {path}: overrides must be a list of \"PATH=VALUE\" strings")
+        raise RemoteUsageError(f'--grid-file {path}: overrides must be a list of "PATH=VALUE" strings')
     name = document.get("name")
     if name is not None and not isinstance(name, str):
         raise RemoteUsageError(f"--grid-file {path}: name must be a string")
-    return {"grid": {str(axis): values for axis, values in grid.items()}, "seeds": seeds, "sessions": sessions,
-            "overrides": overrides, "name": name}
+    return {
+        "grid": {str(axis): values for axis, values in grid.items()},
+        "seeds": seeds,
+        "sessions": sessions,
+        "overrides": overrides,
+        "name": name,
+    }
 
 
 def sweep_request(args: argparse.Namespace) -> dict[str, Any]:
@@ -753,7 +792,11 @@ def format_sweep_metrics(metrics: dict[str, Any]) -> str:
                 fmt_share(m.get("convergence_rate")),
             ]
         )
-    lines = [_table(["cell", "overrides", "runs", "Delta mean [95% CI]", "mean price", "CS loss [95% CI]", "converged"], rows)]
+    lines = [
+        _table(
+            ["cell", "overrides", "runs", "Delta mean [95% CI]", "mean price", "CS loss [95% CI]", "converged"], rows
+        )
+    ]
     effects = [cell for cell in metrics.get("cells") or [] if cell.get("regulation_effect")]
     if effects:
         lines.append("")
@@ -767,7 +810,11 @@ def format_sweep_metrics(metrics: dict[str, Any]) -> str:
                         cell.get("index"),
                         effect.get("control_cell"),
                         key,
-                        _interval({"e": numbers.get("effect"), "e_low": numbers.get("low"), "e_high": numbers.get("high")}, "e", 4),
+                        _interval(
+                            {"e": numbers.get("effect"), "e_low": numbers.get("low"), "e_high": numbers.get("high")},
+                            "e",
+                            4,
+                        ),
                         numbers.get("pairs"),
                     ]
                 )
@@ -808,7 +855,8 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def _scenario_name(run: dict[str, Any]) -> str:
-    spec = run.get("spec") if isinstance(run.get("spec"), dict) else {}
+    spec = run.get("spec")
+    spec = spec if isinstance(spec, dict) else {}
     return str(run.get("scenario_name") or spec.get("name") or run.get("scenario_id") or "")
 
 
@@ -832,12 +880,3 @@ def _first_line(text: Any) -> str:
     if lines and lines[0].startswith("Traceback"):
         return lines[-1]
     return lines[0] if lines else ""
-
-
-
-
-
-
-
-
-

@@ -80,7 +80,9 @@ class ApiUnreachable(ApiError):
     def __init__(self, base_url: str, reason: str = "") -> None:
         self.base_url = base_url
         self.reason = reason
-        super().__init__(0, "unreachable", f"cannot reach the algocomp API at {base_url}: is the stack running? (make dev)")
+        super().__init__(
+            0, "unreachable", f"cannot reach the algocomp API at {base_url}: is the stack running? (make dev)"
+        )
 
     def __str__(self) -> str:
         return self.message
@@ -93,7 +95,9 @@ class ApiUnreachable(ApiError):
 class Client:
     """The algocomp API over HTTP (httpx, synchronous). Use as a context manager, or call close()."""
 
-    def __init__(self, base_url: str = DEFAULT_BASE_URL, timeout: float = 30, *, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self, base_url: str = DEFAULT_BASE_URL, timeout: float = 30, *, transport: httpx.BaseTransport | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = float(timeout)
         self._http = httpx.Client(base_url=self.base_url, timeout=self.timeout, transport=transport)
@@ -124,7 +128,9 @@ class Client:
 
     # ------------------------------------------------------------------------------------------ scenarios
 
-    def create_scenario(self, scenario: Mapping[str, Any] | str | None = None, *, preset: str | None = None) -> dict[str, Any]:
+    def create_scenario(
+        self, scenario: Mapping[str, Any] | str | None = None, *, preset: str | None = None
+    ) -> dict[str, Any]:
         """Store a scenario (a dict in the scenario format) or a preset by name; returns the stored scenario with
         its id. A string as the first argument is taken as a preset name. Storing the same scenario twice returns
         the same record (scenarios are identified by their hash)."""
@@ -158,7 +164,11 @@ class Client:
         """Queue a run of a stored scenario, an inline scenario or a preset; returns {"id", "status", "links"} at
         once (the run is simulated by a worker). `overrides` are "PATH=VALUE" strings applied in order, as with
         `algocomp simulate --set`; seed, sessions and log_interval default to the scenario's."""
-        sources = [name for name, value in (("scenario_id", scenario_id), ("scenario", scenario), ("preset", preset)) if value is not None]
+        sources = [
+            name
+            for name, value in (("scenario_id", scenario_id), ("scenario", scenario), ("preset", preset))
+            if value is not None
+        ]
         if len(sources) != 1:
             raise ValueError("give exactly one of scenario_id, scenario or preset")
         body: dict[str, Any] = {}
@@ -366,7 +376,9 @@ class Client:
         fault before anything is queued."""
         if isinstance(scenario, str):
             scenario, preset = None, scenario
-        sources = [n for n, v in (("scenario", scenario), ("preset", preset), ("scenario_id", scenario_id)) if v is not None]
+        sources = [
+            n for n, v in (("scenario", scenario), ("preset", preset), ("scenario_id", scenario_id)) if v is not None
+        ]
         if len(sources) != 1:
             raise ValueError("give exactly one of scenario (a dict), preset or scenario_id")
         if seeds is not None and seeds_per_cell is not None:
@@ -512,7 +524,11 @@ class Client:
             document = response.json()
             if isinstance(document, dict) and isinstance(document.get("url"), str) and len(document) <= 3:
                 try:
-                    return httpx.get(document["url"], timeout=self.timeout, follow_redirects=True).raise_for_status().content
+                    return (
+                        httpx.get(document["url"], timeout=self.timeout, follow_redirects=True)
+                        .raise_for_status()
+                        .content
+                    )
                 except httpx.HTTPError as error:
                     raise ApiError(0, "download_failed", f"cannot download {document['url']}: {error}") from error
         return response.content
@@ -606,7 +622,9 @@ def _api_error(response: httpx.Response) -> ApiError:
         if isinstance(detail, list) and detail and isinstance(detail[0], dict):
             first = detail[0]
             location = [str(part) for part in first.get("loc", []) if part not in ("body", "query", "path")]
-            return ApiError(status, "validation_error", str(first.get("msg", "invalid request")), ".".join(location) or None)
+            return ApiError(
+                status, "validation_error", str(first.get("msg", "invalid request")), ".".join(location) or None
+            )
         return ApiError(status, _code_for(status), str(detail))
     return ApiError(status, _code_for(status), json.dumps(document)[:200])
 
@@ -629,7 +647,11 @@ def _items(payload: Any) -> list[dict[str, Any]]:
 
 
 def _params(filters: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: (value.value if hasattr(value, "value") else value) for name, value in filters.items() if value is not None}
+    return {
+        name: (value.value if hasattr(value, "value") else value)
+        for name, value in filters.items()
+        if value is not None
+    }
 
 
 def _read_parquet(content: bytes) -> pd.DataFrame:

@@ -62,7 +62,7 @@ class ScenarioRecord(Base):
     spec: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now)
 
-    runs: Mapped[list["Run"]] = relationship(back_populates="scenario")
+    runs: Mapped[list[Run]] = relationship(back_populates="scenario")
 
 
 class Run(Base):
@@ -75,9 +75,7 @@ class Run(Base):
     seed: Mapped[int] = mapped_column(BigInteger)
     sessions: Mapped[int] = mapped_column(Integer)
     overrides: Mapped[list[str]] = mapped_column(JSONB, default=list)
-    status: Mapped[RunStatus] = mapped_column(
-        Enum(RunStatus, name="run_status"), index=True, default=RunStatus.queued
-    )
+    status: Mapped[RunStatus] = mapped_column(Enum(RunStatus, name="run_status"), index=True, default=RunStatus.queued)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     sessions_done: Mapped[int] = mapped_column(Integer, default=0)
@@ -95,7 +93,7 @@ class Run(Base):
     cell: Mapped[int | None] = mapped_column(Integer)
 
     scenario: Mapped[ScenarioRecord] = relationship(back_populates="runs")
-    result: Mapped["Result | None"] = relationship(back_populates="run")
+    result: Mapped[Result | None] = relationship(back_populates="run")
     sweep: Mapped[Sweep | None] = relationship(back_populates="runs")
 
 

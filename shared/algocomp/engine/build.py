@@ -130,7 +130,7 @@ def compile_scenario(scenario: Scenario) -> CompiledScenario:
     timing_sequential = market.timing == "sequential"
     noise = market.noise
     noise_kind = NOISE_CODES[noise.kind] if noise.active else NOISE_NONE
-    noise_size = 1.0 / noise.snr if noise_kind == NOISE_PROFIT_UNIFORM else float(noise.sd)
+    noise_size = 1.0 / noise.snr if noise.snr is not None and noise_kind == NOISE_PROFIT_UNIFORM else float(noise.sd)
     return CompiledScenario(
         scenario=scenario,
         benchmarks=bench,

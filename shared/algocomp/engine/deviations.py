@@ -108,8 +108,9 @@ def state_values(firm, start, first, G, ipar, fpar, powers, m, net, allowed, n_a
     exact = True
     for k in range(n_allowed[firm]):
         a = allowed[firm, k]
-        v, ok = _one_shot_value(firm, start, first, a, G, ipar, powers, m, net, fpar[firm, F_DELTA], horizon, seen,
-                                rewards)
+        v, ok = _one_shot_value(
+            firm, start, first, a, G, ipar, powers, m, net, fpar[firm, F_DELTA], horizon, seen, rewards
+        )
         values[a] = v
         exact = exact and ok
     return values, exact
@@ -157,8 +158,9 @@ def check_cycle(cs: CompiledScenario, G: np.ndarray, cycle_states: np.ndarray) -
         start = np.ascontiguousarray(cycle_states[r], dtype=np.int64)
         acts = np.array([G[int(cs.ipar[k, I_SOFF]) + int(start[k])] for k in range(n)], dtype=np.int64)
         for i in range(n):
-            values, ok = state_values(i, start, acts, G, cs.ipar, cs.fpar, cs.powers, m, net, cs.allowed,
-                                      cs.n_allowed, horizon)
+            values, ok = state_values(
+                i, start, acts, G, cs.ipar, cs.fpar, cs.powers, m, net, cs.allowed, cs.n_allowed, horizon
+            )
             exact = exact and ok
             best = values.max()
             own = values[acts[i]]
@@ -166,5 +168,6 @@ def check_cycle(cs: CompiledScenario, G: np.ndarray, cycle_states: np.ndarray) -
             strategy_value[r, i] = own
             br = best_response(i, acts, cs.profit, cs.expected_fine, cs.powers, cs.allowed, cs.n_allowed)
             static_value[r, i] = values[br]
-    return DeviationCheck(best_reply=best_reply, strategy_value=strategy_value, static_br_value=static_value,
-                          exact=exact)
+    return DeviationCheck(
+        best_reply=best_reply, strategy_value=strategy_value, static_br_value=static_value, exact=exact
+    )

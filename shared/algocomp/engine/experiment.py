@@ -21,10 +21,9 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
-from typing import Callable
 
 import numpy as np
 
@@ -51,8 +50,9 @@ def warm_up(scenario: Scenario) -> None:
     tiny = scenario.model_copy(
         update={
             "horizon": Horizon(max_periods=64, convergence_periods=8),
-            "logging": LoggingSpec(interval=8, tail=4, cycle_search=16, impulse_periods=2,
-                                   deviating_firm=scenario.logging.deviating_firm),
+            "logging": LoggingSpec(
+                interval=8, tail=4, cycle_search=16, impulse_periods=2, deviating_firm=scenario.logging.deviating_firm
+            ),
         }
     )
     run_session(compile_scenario(tiny), 0, 1)

@@ -530,7 +530,9 @@ def run_periods(
             new_act[i] = a
         if not learn:
             if step == force_step:
-                new_act[force_firm] = best_response(force_firm, new_act, profit, expected_fine, powers, allowed, n_allowed)
+                new_act[force_firm] = best_response(
+                    force_firm, new_act, profit, expected_fine, powers, allowed, n_allowed
+                )
             for i in range(n):
                 record[step, i] = new_act[i]
         for i in range(n):
@@ -553,8 +555,19 @@ def run_periods(
                 audited = _unit(_mix(rs)) < audit_prob
             for i in range(n):
                 realised_q[i], realised_pi[i] = _realised(
-                    i, j, new_act[i], shock[i], audited, profit, quantity, grid, costs, noise_kind, noise_sd,
-                    audit_fine, audit_thr,
+                    i,
+                    j,
+                    new_act[i],
+                    shock[i],
+                    audited,
+                    profit,
+                    quantity,
+                    grid,
+                    costs,
+                    noise_kind,
+                    noise_sd,
+                    audit_fine,
+                    audit_thr,
                 )
         else:
             for i in range(n):
@@ -620,8 +633,19 @@ def run_periods(
                                 c = allowed[i, k]
                                 jc = rest + c * powers[i]
                                 qc, pc = _realised(
-                                    i, jc, c, shock[i], audited, profit, quantity, grid, costs, noise_kind,
-                                    noise_sd, audit_fine, audit_thr,
+                                    i,
+                                    jc,
+                                    c,
+                                    shock[i],
+                                    audited,
+                                    profit,
+                                    quantity,
+                                    grid,
+                                    costs,
+                                    noise_kind,
+                                    noise_sd,
+                                    audit_fine,
+                                    audit_thr,
                                 )
                                 sc = _next_state(i, s, jc, c, ipar, powers, m)
                                 scratch[i, c] = pc + fpar[i, F_DELTA] * V[so + sc]
@@ -906,8 +930,23 @@ def _add_visits(visits, acc_f, grid, powers, quantity, profit, cs_table):
 
 
 @njit(cache=True)
-def play_qlearning(profit, expected_fine, grid, powers, allowed, n_allowed, ipar, G, act, state, clock, record,
-                   n_periods, force_step, force_firm):
+def play_qlearning(
+    profit,
+    expected_fine,
+    grid,
+    powers,
+    allowed,
+    n_allowed,
+    ipar,
+    G,
+    act,
+    state,
+    clock,
+    record,
+    n_periods,
+    force_step,
+    force_firm,
+):
     """Greedy play with learning frozen, for populations of plain Q-learners: what run_periods does with
     learn=False, without compiling (or loading) the general loop for the most common experiments."""
     n = act.shape[0]

@@ -8,8 +8,9 @@ without a forced one-period deviation, for the impulse response.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -74,7 +75,7 @@ class SessionState:
     tail_pi: np.ndarray
     visits: np.ndarray  # per price profile visit counts of the open interval (Q-learning loop only)
 
-    def copy(self) -> "SessionState":
+    def copy(self) -> SessionState:
         return SessionState(**{f.name: getattr(self, f.name).copy() for f in fields(self)})
 
     def general_arguments(self) -> tuple:
@@ -238,46 +239,117 @@ def _count_visits(cs: CompiledScenario) -> bool:
 _NO_RECORD = np.zeros((0, 1), dtype=np.int64)
 
 
-def advance(cs: CompiledScenario, st: SessionState, periods: int, *, learn: bool = True,
-            record: np.ndarray | None = None, force_step: int = -1, force_firm: int = 0,
-            general: bool = False, log: bool = True) -> int:
+def advance(
+    cs: CompiledScenario,
+    st: SessionState,
+    periods: int,
+    *,
+    learn: bool = True,
+    record: np.ndarray | None = None,
+    force_step: int = -1,
+    force_firm: int = 0,
+    general: bool = False,
+    log: bool = True,
+) -> int:
     """Run the kernel on this session for up to `periods` periods; returns how many it ran.
 
     Populations of plain Q-learners take the specialised loops (learning and frozen) unless general=True
-    (tests use it to hold them to the general loop's results); log=False skips the panel and tail there (benchmarks use it to
+    (tests use it to hold them to the general loop's results); log=False skips the panel and tail there (benchmarks
+    use it to
     measure what logging costs)."""
     h = cs.scenario.horizon
     if not learn and cs.qlearning_only and not general:
         return int(
             K.play_qlearning(
-                cs.profit, cs.expected_fine, cs.grid, cs.powers, cs.allowed, cs.n_allowed, cs.ipar, st.G, st.act,
-                st.state, st.clock, record, periods, force_step, force_firm,
+                cs.profit,
+                cs.expected_fine,
+                cs.grid,
+                cs.powers,
+                cs.allowed,
+                cs.n_allowed,
+                cs.ipar,
+                st.G,
+                st.act,
+                st.state,
+                st.clock,
+                record,
+                periods,
+                force_step,
+                force_firm,
             )
         )
     if learn and cs.qlearning_only and not general:
         return int(
             K.run_qlearning(
-                cs.profit, cs.quantity, cs.consumer_surplus, cs.grid, cs.powers, cs.allowed, cs.n_allowed,
-                cs.ipar, cs.fpar, st.Q, st.V, st.U2, st.G, st.eps, st.act, st.state, st.rng, st.clock, st.log_f,
-                st.log_i, st.acc_f, st.tail_a, st.visits, periods, h.convergence_periods,
-                h.stop_at_convergence, log,
+                cs.profit,
+                cs.quantity,
+                cs.consumer_surplus,
+                cs.grid,
+                cs.powers,
+                cs.allowed,
+                cs.n_allowed,
+                cs.ipar,
+                cs.fpar,
+                st.Q,
+                st.V,
+                st.U2,
+                st.G,
+                st.eps,
+                st.act,
+                st.state,
+                st.rng,
+                st.clock,
+                st.log_f,
+                st.log_i,
+                st.acc_f,
+                st.tail_a,
+                st.visits,
+                periods,
+                h.convergence_periods,
+                h.stop_at_convergence,
+                log,
             )
         )
     return int(
-        K.run_periods(
-            cs.profit, cs.quantity, cs.consumer_surplus, cs.expected_fine, cs.grid, cs.costs, cs.powers,
-            cs.allowed, cs.n_allowed, cs.ipar, cs.fpar, cs.sequential, cs.reprice_every, cs.noise_kind,
-            cs.noise_sd, cs.audit_probability, cs.audit_fine, cs.audit_threshold,
+        K.run_periods(  # type: ignore[call-arg]  # numba's Dispatcher stub types __call__ with fewer parameters
+            cs.profit,
+            cs.quantity,
+            cs.consumer_surplus,
+            cs.expected_fine,
+            cs.grid,
+            cs.costs,
+            cs.powers,
+            cs.allowed,
+            cs.n_allowed,
+            cs.ipar,
+            cs.fpar,
+            cs.sequential,
+            cs.reprice_every,
+            cs.noise_kind,
+            cs.noise_sd,
+            cs.audit_probability,
+            cs.audit_fine,
+            cs.audit_threshold,
             *st.general_arguments(),
-            periods, learn, h.convergence_periods, h.stop_at_convergence,
-            record if record is not None else _NO_RECORD, force_step, force_firm,
+            periods,
+            learn,
+            h.convergence_periods,
+            h.stop_at_convergence,
+            record if record is not None else _NO_RECORD,
+            force_step,
+            force_firm,
         )
     )
 
 
-def learn(cs: CompiledScenario, st: SessionState, *, chunk: int = DEFAULT_CHUNK,
-          should_stop: Callable[[], bool] | None = None,
-          on_chunk: Callable[[SessionState], None] | None = None) -> bool:
+def learn(
+    cs: CompiledScenario,
+    st: SessionState,
+    *,
+    chunk: int = DEFAULT_CHUNK,
+    should_stop: Callable[[], bool] | None = None,
+    on_chunk: Callable[[SessionState], None] | None = None,
+) -> bool:
     """The learning phase, until convergence (if the scenario stops there) or the horizon.
 
     Returns False if should_stop() asked to stop between chunks.
@@ -294,13 +366,22 @@ def learn(cs: CompiledScenario, st: SessionState, *, chunk: int = DEFAULT_CHUNK,
     return True
 
 
-def play_greedy(cs: CompiledScenario, st: SessionState, periods: int, *, deviate_firm: int = -1,
-                general: bool = False) -> np.ndarray:
+def play_greedy(
+    cs: CompiledScenario, st: SessionState, periods: int, *, deviate_firm: int = -1, general: bool = False
+) -> np.ndarray:
     """Play the frozen greedy strategies from a copy of `st` (which `st` itself is advanced to the end of);
     with deviate_firm >= 0 that firm plays its static best response in the first period. Returns the actions."""
     record = np.zeros((periods, cs.n_firms), dtype=np.int64)
-    advance(cs, st, periods, learn=False, record=record, force_step=0 if deviate_firm >= 0 else -1,
-            force_firm=max(deviate_firm, 0), general=general)
+    advance(
+        cs,
+        st,
+        periods,
+        learn=False,
+        record=record,
+        force_step=0 if deviate_firm >= 0 else -1,
+        force_firm=max(deviate_firm, 0),
+        general=general,
+    )
     return record
 
 
@@ -402,8 +483,17 @@ def deviation_check(cs: CompiledScenario, on_cycle: SessionState, cycle_length: 
 # ------------------------------------------------------------------------------------------- panel rows
 
 
-def _expand(session: int, kind: str, period: np.ndarray, periods: np.ndarray, price: np.ndarray,
-            quantity: np.ndarray, profit: np.ndarray, cs_value: np.ndarray, costs: np.ndarray) -> dict:
+def _expand(
+    session: int,
+    kind: str,
+    period: np.ndarray,
+    periods: np.ndarray,
+    price: np.ndarray,
+    quantity: np.ndarray,
+    profit: np.ndarray,
+    cs_value: np.ndarray,
+    costs: np.ndarray,
+) -> dict:
     """Rows x firms arrays to the long panel's columns (one row per logged row and firm)."""
     rows, n = price.shape
     welfare = cs_value + profit.sum(axis=1)
@@ -447,14 +537,24 @@ def tail_outcomes(cs: CompiledScenario, st: SessionState) -> tuple[np.ndarray, n
     return acts, st.tail_q[slots], st.tail_pi[slots]
 
 
-def panel_columns(cs: CompiledScenario, st: SessionState, session: int,
-                  intervals: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+def panel_columns(
+    cs: CompiledScenario, st: SessionState, session: int, intervals: tuple[np.ndarray, np.ndarray]
+) -> dict[str, np.ndarray]:
     """The session's interval means and its tail, period by period, as panel columns."""
     n = cs.n_firms
     log_i, means = intervals
     parts = [
-        _expand(session, "interval", log_i[:, 0] + 1, log_i[:, 1], means[:, :n], means[:, n : 2 * n],
-                means[:, 2 * n : 3 * n], means[:, 3 * n], cs.costs)
+        _expand(
+            session,
+            "interval",
+            log_i[:, 0] + 1,
+            log_i[:, 1],
+            means[:, :n],
+            means[:, n : 2 * n],
+            means[:, 2 * n : 3 * n],
+            means[:, 3 * n],
+            cs.costs,
+        )
     ]
     acts, tail_q, tail_pi = tail_outcomes(cs, st)
     kept = acts.shape[0]
@@ -462,8 +562,17 @@ def panel_columns(cs: CompiledScenario, st: SessionState, session: int,
         start = st.period - kept
         joint = acts @ cs.powers
         parts.append(
-            _expand(session, "tail", np.arange(start, st.period) + 1, np.ones(kept, dtype=np.int64),
-                    cs.grid[np.arange(n)[None, :], acts], tail_q, tail_pi, cs.consumer_surplus[joint], cs.costs)
+            _expand(
+                session,
+                "tail",
+                np.arange(start, st.period) + 1,
+                np.ones(kept, dtype=np.int64),
+                cs.grid[np.arange(n)[None, :], acts],
+                tail_q,
+                tail_pi,
+                cs.consumer_surplus[joint],
+                cs.costs,
+            )
         )
     return {c: np.concatenate([p[c] for p in parts]) for c in PANEL_COLUMNS}
 
@@ -471,8 +580,14 @@ def panel_columns(cs: CompiledScenario, st: SessionState, session: int,
 # ------------------------------------------------------------------------------------------- session
 
 
-def run_session(cs: CompiledScenario, session: int, seed: int, *, chunk: int = DEFAULT_CHUNK,
-                should_stop: Callable[[], bool] | None = None) -> SessionResult | None:
+def run_session(
+    cs: CompiledScenario,
+    session: int,
+    seed: int,
+    *,
+    chunk: int = DEFAULT_CHUNK,
+    should_stop: Callable[[], bool] | None = None,
+) -> SessionResult | None:
     """Simulate one session end to end; None if should_stop() interrupted it."""
     from algocomp.metrics.session import (
         session_metrics,  # metrics import the engine's results, not vice versa
@@ -499,10 +614,20 @@ def run_session(cs: CompiledScenario, session: int, seed: int, *, chunk: int = D
         [before[None, :], play_greedy(cs, frozen.copy(), lg.impulse_periods + 1, deviate_firm=lg.deviating_firm)]
     )
     metrics = session_metrics(
-        cs, session=session, seed=seed, periods=st.period, converged_at=st.converged_at, cycle=cycle,
-        cycle_length=cycle_length, path=path, interval_prices=intervals[1][:, : cs.n_firms],
-        deviation=deviation, counterfactual=counterfactual, shocks=shock_lengths(cs, frozen, cycle_length),
-        check=deviation_check(cs, frozen, cycle_length), tail_profit=tail_outcomes(cs, st)[2],
+        cs,
+        session=session,
+        seed=seed,
+        periods=st.period,
+        converged_at=st.converged_at,
+        cycle=cycle,
+        cycle_length=cycle_length,
+        path=path,
+        interval_prices=intervals[1][:, : cs.n_firms],
+        deviation=deviation,
+        counterfactual=counterfactual,
+        shocks=shock_lengths(cs, frozen, cycle_length),
+        check=deviation_check(cs, frozen, cycle_length),
+        tail_profit=tail_outcomes(cs, st)[2],
     )
     return SessionResult(
         session=session,
@@ -513,8 +638,9 @@ def run_session(cs: CompiledScenario, session: int, seed: int, *, chunk: int = D
     )
 
 
-def _impulse_columns(cs: CompiledScenario, session: int, deviation: np.ndarray,
-                     counterfactual: np.ndarray) -> dict[str, np.ndarray]:
+def _impulse_columns(
+    cs: CompiledScenario, session: int, deviation: np.ndarray, counterfactual: np.ndarray
+) -> dict[str, np.ndarray]:
     """Rows tau = -1 (before), 0 (the deviation), 1, ... of both paths, as impulse-table columns."""
     n = cs.n_firms
     firms = np.arange(n)

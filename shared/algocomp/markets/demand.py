@@ -48,9 +48,7 @@ def _as_prices(market: MarketSpec, prices: np.ndarray) -> np.ndarray:
     instead of broadcasting into nonsense."""
     p = np.asarray(prices, dtype=float)
     if p.ndim == 0 or p.shape[-1] != market.n_firms:
-        raise ValueError(
-            f"prices must have shape (..., n_firms) with n_firms = {market.n_firms}; got shape {p.shape}"
-        )
+        raise ValueError(f"prices must have shape (..., n_firms) with n_firms = {market.n_firms}; got shape {p.shape}")
     return p
 
 

@@ -17,7 +17,7 @@ from algocomp.engine.deviations import DeviationCheck
 FOCAL_WINDOW = 50
 
 
-def _finite(x: float) -> float | None:
+def _finite(x: float | np.floating) -> float | None:
     """JSON has no NaN: undefined metrics are reported as null."""
     x = float(x)
     return x if math.isfinite(x) else None
@@ -91,8 +91,9 @@ def comovement(interval_prices: np.ndarray) -> float | None:
     return _finite(np.mean(pairs)) if pairs else None
 
 
-def impulse_metrics(cs: CompiledScenario, deviation: np.ndarray, counterfactual: np.ndarray,
-                    cycle: np.ndarray, deviating_firm: int) -> dict[str, Any]:
+def impulse_metrics(
+    cs: CompiledScenario, deviation: np.ndarray, counterfactual: np.ndarray, cycle: np.ndarray, deviating_firm: int
+) -> dict[str, Any]:
     """Punishment and deviation gain from the two greedy paths (joint actions, rows tau = -1, 0, 1, ...).
 
     The rival's response is measured against the counterfactual (the cycle continued without the deviation).

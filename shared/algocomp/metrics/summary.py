@@ -141,9 +141,9 @@ def summarise(
     )
     lengths = _values(sessions, "cycle_length")
     summary["mean_cycle_length"] = float(lengths.mean()) if lengths.size else None
-    summary["cycle_length_counts"] = {
-        str(int(k)): int(v) for k, v in zip(*np.unique(lengths, return_counts=True))
-    } if lengths.size else {}
+    summary["cycle_length_counts"] = (
+        {str(int(k)): int(v) for k, v in zip(*np.unique(lengths, return_counts=True))} if lengths.size else {}
+    )
     summary["focal_share"] = float(np.mean([s["cycle_label"] == "focal" for s in sessions])) if sessions else None
     summary["edgeworth_share"] = (1.0 - summary["focal_share"]) if sessions else None
     summary["punishment_share"] = float(np.mean([s["ir_punishment"] for s in sessions])) if sessions else None
@@ -162,9 +162,14 @@ def summarise(
     )
     responded = [s for s in shocked if s.get("shock_rival_relative_change") is not None]
     summary["shock_rival_relative_change"] = (
-        float(np.average([s["shock_rival_relative_change"] for s in responded],
-                         weights=[s["shock_deviations"] for s in responded]))
-        if responded else None
+        float(
+            np.average(
+                [s["shock_rival_relative_change"] for s in responded],
+                weights=[s["shock_deviations"] for s in responded],
+            )
+        )
+        if responded
+        else None
     )
     # Their equilibrium check (share of sessions whose strategies are an equilibrium on the path) and incentive
     # check (share of deviations to the static best response that do not pay, pooled over every cycle state and firm)
@@ -174,9 +179,14 @@ def summarise(
     )
     deviated = [s for s in checked if s.get("static_deviations")]
     summary["static_deviation_unprofitable_share"] = (
-        float(np.average([s["static_deviation_unprofitable_share"] for s in deviated],
-                         weights=[s["static_deviations"] for s in deviated]))
-        if deviated else None
+        float(
+            np.average(
+                [s["static_deviation_unprofitable_share"] for s in deviated],
+                weights=[s["static_deviations"] for s in deviated],
+            )
+        )
+        if deviated
+        else None
     )
     summary["impulse_response"] = mean_impulse_path(impulse)
     periods_total = int(sum(s["periods"] for s in sessions))

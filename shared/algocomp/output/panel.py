@@ -73,7 +73,7 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
-def read_table(path: "str | Path | BinaryIO") -> pd.DataFrame:
+def read_table(path: str | Path | BinaryIO) -> pd.DataFrame:
     """Read a table written by `write_table`, from a path or a binary file object (e.g. bytes fetched from S3).
 
     Integer keys come back with their stored widths (session int32, firm int16, ...), measurements as float64

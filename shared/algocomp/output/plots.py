@@ -211,7 +211,7 @@ def _prices_on_periods(firm_rows: pd.DataFrame, periods: np.ndarray) -> tuple[np
     return np.vstack(sessions), np.asarray(ended, dtype=bool)
 
 
-def _draw_benchmarks(axes: "Axes", benchmarks: Any, firms: list[int]) -> None:
+def _draw_benchmarks(axes: Axes, benchmarks: Any, firms: list[int]) -> None:
     prices = benchmark_prices(benchmarks)
     if prices is None:
         return
@@ -227,7 +227,7 @@ def _draw_benchmarks(axes: "Axes", benchmarks: Any, firms: list[int]) -> None:
                 axes.axhline(values[firm], label=f"{name} price, firm {firm}: {values[firm]:.4g}", **firm_style)
 
 
-def _new_figure() -> tuple["Figure", "Axes"]:
+def _new_figure() -> tuple[Figure, Axes]:
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=FIGURE_SIZE_IN, dpi=FIGURE_DPI, layout="constrained")
@@ -237,7 +237,7 @@ def _new_figure() -> tuple["Figure", "Axes"]:
     return figure, axes
 
 
-def _legend(axes: "Axes", *, band_label: str | None = None, note: str | None = None) -> None:
+def _legend(axes: Axes, *, band_label: str | None = None, note: str | None = None) -> None:
     """The legend outside the axes, on the right: with several firms, counterfactuals and two reference lines,
     any spot inside hides data. `band_label` adds one neutral swatch for the firms' shaded bands; `note` a line
     of explanation without a symbol."""
@@ -254,7 +254,7 @@ def _legend(axes: "Axes", *, band_label: str | None = None, note: str | None = N
     axes.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
 
 
-def _draw_message(figure: "Figure", axes: "Axes", message: str, title: str) -> None:
+def _draw_message(figure: Figure, axes: Axes, message: str, title: str) -> None:
     axes.set_axis_off()
     axes.set_title(title, fontsize=11)
     axes.text(0.5, 0.5, message, ha="center", va="center", fontsize=14, color="0.3", transform=axes.transAxes)
@@ -264,6 +264,6 @@ def _title(subject: str, scenario_name: str | None) -> str:
     return f"{scenario_name}: {subject[0].lower()}{subject[1:]}" if scenario_name else subject
 
 
-def _save(figure: "Figure", path: Path) -> Path:
+def _save(figure: Figure, path: Path) -> Path:
     figure.savefig(path, dpi=FIGURE_DPI, format=path.suffix.lstrip(".") or "png")
     return path

@@ -17,7 +17,7 @@ import inspect
 import os
 import platform
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -50,7 +50,7 @@ def run_config(scenario: Scenario, *, workers: int, command: list[str] | None) -
     git_commit, git_dirty, commit_source = source_revision()
     return {
         "format": CONFIG_FORMAT,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "scenario_name": scenario.name,
         "scenario_hash": scenario_hash(scenario),
         "seed": scenario.seed,

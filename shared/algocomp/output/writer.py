@@ -54,7 +54,7 @@ def write_run(
     *,
     workers: int,
     command: list[str] | None = None,
-    plotter: "PlotProcess | None" = None,
+    plotter: PlotProcess | None = None,
     plots: bool = True,
 ) -> dict[str, Path]:
     """Write the run folder for `result` into `out_dir` (created with its parents if missing; existing files of a
@@ -90,6 +90,7 @@ def write_run(
     written["panel"] = atomic_write(out_dir / PANEL_FILE, lambda path: write_table(panel, path))
     written["impulse"] = atomic_write(out_dir / IMPULSE_FILE, lambda path: write_table(impulse, path))
     if plots:
+        assert plotter is not None  # made above when plots are drawn
         plotter.wait()
         written["prices_plot"] = out_dir / PRICES_PLOT_FILE
         written["impulse_plot"] = out_dir / IMPULSE_PLOT_FILE

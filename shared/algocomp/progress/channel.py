@@ -157,9 +157,7 @@ class ProgressChannel:
 class AsyncProgressChannel:
     """The asyncio twin for the API's SSE endpoint (and for an API that announces `queued`)."""
 
-    def __init__(
-        self, client: aioredis.Redis, run_id: uuid.UUID | str, *, prefix: str, maxlen: int = 10_000
-    ) -> None:
+    def __init__(self, client: aioredis.Redis, run_id: uuid.UUID | str, *, prefix: str, maxlen: int = 10_000) -> None:
         self.client = client
         self.run_id = str(run_id)
         self.stream = stream_key(prefix, run_id)

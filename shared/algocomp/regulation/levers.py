@@ -75,8 +75,9 @@ class AuditTerms:
     expected_fine: np.ndarray  # (J, n) probability x fine where the firm's price is above the threshold
 
 
-def audit_terms(regulation: Regulation, grid: np.ndarray, costs: np.ndarray, bench: Benchmarks,
-                actions: np.ndarray) -> AuditTerms:
+def audit_terms(
+    regulation: Regulation, grid: np.ndarray, costs: np.ndarray, bench: Benchmarks, actions: np.ndarray
+) -> AuditTerms:
     n, m = grid.shape
     audit = regulation.audit
     if audit is None or audit.probability == 0 or audit.fine == 0:

@@ -56,7 +56,7 @@ class ScenarioYamlLoader(yaml.SafeLoader):
         if isinstance(node, yaml.MappingNode):
             seen: set[Any] = set()
             for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+                key = self.construct_object(key_node, deep=True)
                 if isinstance(key, str) and key in seen:
                     raise yaml.constructor.ConstructorError(
                         "while constructing a mapping",
@@ -65,7 +65,7 @@ class ScenarioYamlLoader(yaml.SafeLoader):
                         key_node.start_mark,
                     )
                 seen.add(key)
-        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
+        return super().construct_mapping(node, deep=deep)
 
 
 ScenarioYamlLoader.add_implicit_resolver(

@@ -9,7 +9,7 @@ dotted path of the field at fault before any simulation starts.
 from __future__ import annotations
 
 import math
-from typing import Annotated, ClassVar, Literal, Union
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -84,7 +84,7 @@ class UnitDemand(Spec):
     mass: PositiveFloat = Field(1.0, description="the number (mass) of consumers, each buying at most one unit")
 
 
-DemandSpec = Annotated[Union[LogitDemand, LinearDemand, BertrandDemand, UnitDemand], Field(discriminator="model")]
+DemandSpec = Annotated[LogitDemand | LinearDemand | BertrandDemand | UnitDemand, Field(discriminator="model")]
 
 
 # The noise kind that "additive" used to name, and what to write instead (DemandNoise._kind).
@@ -151,7 +151,9 @@ class DemandNoise(Spec):
 class MarketSpec(Spec):
     n_firms: int = Field(2, ge=2, le=8, description="number of competing firms")
     demand: DemandSpec = Field(default_factory=LogitDemand)
-    costs: NonNegativeFloat | list[NonNegativeFloat] = Field(1.0, description="marginal cost; one value or one per firm")
+    costs: NonNegativeFloat | list[NonNegativeFloat] = Field(
+        1.0, description="marginal cost; one value or one per firm"
+    )
     timing: Literal["simultaneous", "sequential"] = Field(
         "simultaneous",
         description="simultaneous: every firm sets its price each period; sequential: firms move in turn "
@@ -160,7 +162,7 @@ class MarketSpec(Spec):
     noise: DemandNoise = Field(default_factory=DemandNoise)
 
     @model_validator(mode="after")
-    def _per_firm_lengths(self) -> "MarketSpec":
+    def _per_firm_lengths(self) -> MarketSpec:
         if isinstance(self.costs, list) and len(self.costs) != self.n_firms:
             raise ValueError(f"costs has {len(self.costs)} values but there are {self.n_firms} firms")
         if isinstance(self.demand, LogitDemand) and isinstance(self.demand.quality, list):
@@ -213,7 +215,7 @@ class RangeGrid(Spec):
     m: int = Field(ge=2, le=255, description="number of prices; at least 2")
 
     @model_validator(mode="after")
-    def _ordered(self) -> "RangeGrid":
+    def _ordered(self) -> RangeGrid:
         if not self.high > self.low:
             raise ValueError(f"high ({self.high}) must be above low ({self.low})")
         return self
@@ -224,16 +226,16 @@ class ExplicitPrices(Spec):
     values: list[NonNegativeFloat] = Field(min_length=2, max_length=255, description="strictly increasing prices")
 
     @model_validator(mode="after")
-    def _increasing(self) -> "ExplicitPrices":
+    def _increasing(self) -> ExplicitPrices:
         if any(b <= a for a, b in zip(self.values, self.values[1:])):
             raise ValueError("values must be strictly increasing (and so distinct)")
         return self
 
 
-PriceSpec = Annotated[Union[BenchmarkGrid, RangeGrid, ExplicitPrices], Field(discriminator="kind")]
+PriceSpec = Annotated[BenchmarkGrid | RangeGrid | ExplicitPrices, Field(discriminator="kind")]
 
 # A price named by its role: the Nash or monopoly benchmark (the nearest grid price), or a number.
-PriceRef = Union[Literal["nash", "monopoly"], NonNegativeFloat]
+PriceRef = Literal["nash", "monopoly"] | NonNegativeFloat
 
 
 # --------------------------------------------------------------------------------------------- agents
@@ -348,7 +350,7 @@ class UniformQInit(Spec):
 
 
 # A constant initial value must be finite: a NaN or infinite table has no greedy price.
-QInit = Union[Literal["calvano", "zero"], FiniteFloat, UniformQInit]
+QInit = Literal["calvano", "zero"] | FiniteFloat | UniformQInit
 
 
 class QLearning(Spec):
@@ -440,28 +442,32 @@ class TitForTat(Spec):
 
 
 AgentSpec = Annotated[
-    Union[
-        FixedPrice,
-        NashPlayer,
-        MonopolyPlayer,
-        MyopicBestResponse,
-        EpsilonGreedyBandit,
-        UCB1Bandit,
-        UCBTunedBandit,
-        ThompsonBandit,
-        QLearning,
-        KleinQLearning,
-        ExpectedSarsa,
-        ActorCritic,
-        GrimTrigger,
-        TitForTat,
-    ],
+    FixedPrice
+    | NashPlayer
+    | MonopolyPlayer
+    | MyopicBestResponse
+    | EpsilonGreedyBandit
+    | UCB1Bandit
+    | UCBTunedBandit
+    | ThompsonBandit
+    | QLearning
+    | KleinQLearning
+    | ExpectedSarsa
+    | ActorCritic
+    | GrimTrigger
+    | TitForTat,
     Field(discriminator="type"),
 ]
 
 LEARNING_AGENT_TYPES = frozenset(
     {
-        "epsilon_greedy", "ucb1", "ucb_tuned", "thompson", "qlearning", "klein_qlearning", "expected_sarsa",
+        "epsilon_greedy",
+        "ucb1",
+        "ucb_tuned",
+        "thompson",
+        "qlearning",
+        "klein_qlearning",
+        "expected_sarsa",
         "actor_critic",
     }
 )
@@ -528,9 +534,7 @@ class LoggingSpec(Spec):
     tail: int = Field(100, ge=0, description="last periods of the session logged one by one")
     impulse_periods: int = Field(25, ge=2, description="periods recorded after a forced deviation")
     deviating_firm: int = Field(0, ge=0, description="the firm forced to deviate in the impulse response")
-    cycle_search: int = Field(
-        1_000, ge=10, description="periods of frozen greedy play searched for the limit cycle"
-    )
+    cycle_search: int = Field(1_000, ge=10, description="periods of frozen greedy play searched for the limit cycle")
 
 
 class Scenario(Spec):
@@ -561,7 +565,7 @@ class Scenario(Spec):
         return prices
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Scenario":
+    def _consistent(self) -> Scenario:
         n = self.market.n_firms
         if isinstance(self.agents, list) and len(self.agents) != n:
             raise ValueError(f"agents lists {len(self.agents)} specs but market.n_firms is {n}")

@@ -119,9 +119,7 @@ def _log(
             experiment_id = found.experiment_id
 
     # a redelivered run task logs into the MLflow run of its first attempt instead of adding a second one
-    existing = client.search_runs(
-        [experiment_id], filter_string=f"tags.`{RUN_ID_TAG}` = '{run_id}'", max_results=1
-    )
+    existing = client.search_runs([experiment_id], filter_string=f"tags.`{RUN_ID_TAG}` = '{run_id}'", max_results=1)
     all_tags = {
         RUN_ID_TAG: run_id,
         "algocomp.scenario": scenario_name,
@@ -191,14 +189,21 @@ def log_run(
     if thread.is_alive():
         logger.warning(
             "MLflow tracking of run %s gave up after %.0f s (server %s too slow); the run is unaffected",
-            run_id, 2 * settings.mlflow_timeout_s + 1, settings.mlflow_tracking_uri, extra={"run_id": run_id},
+            run_id,
+            2 * settings.mlflow_timeout_s + 1,
+            settings.mlflow_tracking_uri,
+            extra={"run_id": run_id},
         )
         return None
     if "error" in outcome:
-        error = outcome["error"]
+        failure = outcome["error"]
         logger.warning(
             "MLflow tracking of run %s at %s failed (%s: %s); the run is unaffected",
-            run_id, settings.mlflow_tracking_uri, type(error).__name__, str(error)[:500], extra={"run_id": run_id},
+            run_id,
+            settings.mlflow_tracking_uri,
+            type(failure).__name__,
+            str(failure)[:500],
+            extra={"run_id": run_id},
         )
         return None
     return outcome.get("mlflow_run_id")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
-from algocomp.logs import bind_run
-from algocomp.storage import ARTIFACTS, content_type
 from fastapi import APIRouter, Query
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
+from algocomp.logs import bind_run
+from algocomp.storage import ARTIFACTS, content_type
 from algocomp_api.deps import DbSession, StorageDep
 from algocomp_api.errors import ApiError, error_responses
 from algocomp_api.files import stream_object
@@ -18,13 +18,18 @@ from algocomp_api.results.schemas import ResultOut
 
 router = APIRouter(prefix="/results", tags=["results"])
 
-_NOT_READY = {
+_NOT_READY: dict[int, dict[str, Any]] = {
     404: {"description": "no run with this id, or no such artifact"},
     409: {"description": "the run has not succeeded (error.code = not_ready, error.status = its status)"},
 }
 
 
-@router.get("/{run_id}", response_model=ResultOut, responses=error_responses(_NOT_READY), summary="A succeeded run's summary and files")
+@router.get(
+    "/{run_id}",
+    response_model=ResultOut,
+    responses=error_responses(_NOT_READY),
+    summary="A succeeded run's summary and files",
+)
 def get_result(session: DbSession, storage: StorageDep, run_id: uuid.UUID) -> ResultOut:
     with bind_run(run_id):
         return service.result_out(service.get_result(session, run_id), storage)
@@ -45,7 +50,10 @@ def _artifact_response(
             filename=service.download_name(run_id, name),
             media_type=content_type(name),
             missing=ApiError(
-                404, "artifact_not_found", f"{name!r} of run {run_id} is recorded but missing from storage", field="name"
+                404,
+                "artifact_not_found",
+                f"{name!r} of run {run_id} is recorded but missing from storage",
+                field="name",
             ),
         )
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-from algocomp.db import Result, RunStatus
-from algocomp.storage import ARTIFACTS, Storage, content_type
 from sqlalchemy.orm import Session
 
+from algocomp.db import Result, RunStatus
+from algocomp.storage import ARTIFACTS, Storage, content_type
 from algocomp_api.errors import ApiError
 from algocomp_api.results.schemas import ArtifactLink, ResultOut
 from algocomp_api.runs import service as runs

@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from algocomp.db import RunStatus
-from algocomp.logs import bind_run
 from fastapi import APIRouter, Body, Query, Response, status
 
+from algocomp.db import RunStatus
+from algocomp.logs import bind_run
 from algocomp_api.deps import CeleryDep, DbSession, RedisDep, SettingsDep
 from algocomp_api.errors import error_responses
 from algocomp_api.pagination import Page, Pagination

@@ -6,9 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from algocomp.db import RunStatus
 from pydantic import BaseModel, ConfigDict, Field
 
+from algocomp.db import RunStatus
 from algocomp_api.scenarios.schemas import EXAMPLE_INLINE_SCENARIO
 
 

@@ -7,15 +7,15 @@ import uuid
 from typing import Any
 
 import redis
+from celery import Celery
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
 from algocomp.db import TERMINAL_STATUSES, Run, RunStatus
 from algocomp.progress import ProgressChannel
 from algocomp.queue import RUN_TASK, RUNS_QUEUE
 from algocomp.scenarios import Scenario, apply_overrides, scenario_hash
 from algocomp.settings import Settings
-from celery import Celery
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
-
 from algocomp_api.errors import ApiError, not_found
 from algocomp_api.runs.schemas import RunCreate, RunDetail, RunLinks, RunOut
 from algocomp_api.scenarios import service as scenarios
@@ -167,7 +167,11 @@ def announce_cancelled(redis_client: redis.Redis, settings: Settings, run: Run) 
     try:
         ProgressChannel.from_settings(settings, run.id, client=redis_client).publish(
             "cancelled",
-            {"status": RunStatus.cancelled.value, "sessions_done": run.sessions_done, "reason": "cancelled while queued"},
+            {
+                "status": RunStatus.cancelled.value,
+                "sessions_done": run.sessions_done,
+                "reason": "cancelled while queued",
+            },
         )
     except redis.RedisError:
         log.warning("could not publish the cancelled event of run %s", run.id, exc_info=True)

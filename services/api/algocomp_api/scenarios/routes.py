@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from algocomp.scenarios import list_presets
 from fastapi import APIRouter, Body, Response, status
 
+from algocomp.scenarios import list_presets
 from algocomp_api.deps import DbSession
 from algocomp_api.errors import error_responses
 from algocomp_api.pagination import Page, Pagination
@@ -33,7 +33,9 @@ _ERRORS = {422: {"description": "the scenario does not validate; error.field nam
     "",
     response_model=ScenarioOut,
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses({200: {"model": ScenarioOut, "description": "the same scenario was stored before"}, **_ERRORS}),
+    responses=error_responses(
+        {200: {"model": ScenarioOut, "description": "the same scenario was stored before"}, **_ERRORS}
+    ),
     summary="Validate and store a scenario",
 )
 def create_scenario(

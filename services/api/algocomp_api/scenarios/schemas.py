@@ -24,9 +24,7 @@ class ScenarioSource(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={
-            "examples": [{"preset": "calvano-2020-baseline"}, {"scenario": EXAMPLE_INLINE_SCENARIO}]
-        },
+        json_schema_extra={"examples": [{"preset": "calvano-2020-baseline"}, {"scenario": EXAMPLE_INLINE_SCENARIO}]},
     )
 
     preset: str | None = Field(None, description="name of a built-in preset, e.g. calvano-2020-baseline")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 
-from algocomp.db import ScenarioRecord
-from algocomp.scenarios import Scenario, ScenarioError, load_scenario, scenario_hash
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from algocomp.db import ScenarioRecord
+from algocomp.scenarios import Scenario, ScenarioError, load_scenario, scenario_hash
 from algocomp_api.errors import ApiError, not_found
 from algocomp_api.scenarios.schemas import ScenarioLinks, ScenarioOut
 
@@ -55,9 +55,7 @@ def store_scenario(session: Session, scenario: Scenario) -> tuple[ScenarioRecord
         .on_conflict_do_nothing(index_elements=[ScenarioRecord.scenario_hash])
         .returning(ScenarioRecord.id)
     ).scalar_one_or_none()
-    record = session.execute(
-        select(ScenarioRecord).where(ScenarioRecord.scenario_hash == fingerprint)
-    ).scalar_one()
+    record = session.execute(select(ScenarioRecord).where(ScenarioRecord.scenario_hash == fingerprint)).scalar_one()
     return record, inserted_id is not None
 
 
@@ -66,8 +64,11 @@ def source_scenario(
 ) -> tuple[ScenarioRecord, Scenario]:
     """The stored scenario a run or sweep request names: exactly one of a stored id, an inline scenario or a
     preset (the latter two are stored first, once per fingerprint, so every run points at its source)."""
-    given = [name for name, value in (("scenario_id", scenario_id), ("scenario", scenario), ("preset", preset))
-             if value is not None]
+    given = [
+        name
+        for name, value in (("scenario_id", scenario_id), ("scenario", scenario), ("preset", preset))
+        if value is not None
+    ]
     if len(given) != 1:
         raise ApiError(
             422,
@@ -95,10 +96,7 @@ def list_scenarios(session: Session, limit: int, offset: int) -> tuple[list[Scen
     """A page of scenarios, newest first, and the total count."""
     total = session.execute(select(func.count()).select_from(ScenarioRecord)).scalar_one()
     records = session.execute(
-        select(ScenarioRecord)
-        .order_by(ScenarioRecord.created_at.desc(), ScenarioRecord.id)
-        .limit(limit)
-        .offset(offset)
+        select(ScenarioRecord).order_by(ScenarioRecord.created_at.desc(), ScenarioRecord.id).limit(limit).offset(offset)
     ).scalars()
     return list(records), total
 

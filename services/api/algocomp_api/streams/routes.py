@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import redis
-from algocomp.logs import bind_run
-from algocomp.progress import AsyncProgressChannel
 from fastapi import APIRouter, Header, Query
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
+from algocomp.logs import bind_run
+from algocomp.progress import AsyncProgressChannel
 from algocomp_api.deps import Resources
 from algocomp_api.errors import error_responses, not_found
 from algocomp_api.streams import service
@@ -40,7 +40,8 @@ keep-alive pings."""
             200: {
                 "content": {
                     "text/event-stream": {
-                        "example": 'id: 1764112345678-0\nevent: progress\ndata: {"share_done": 0.5, "mean_price": 1.81}\n\n'
+                        "example": "id: 1764112345678-0\nevent: progress\n"
+                        'data: {"share_done": 0.5, "mean_price": 1.81}\n\n'
                     }
                 },
                 "description": "the event stream",

@@ -8,15 +8,15 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from algocomp.db import TERMINAL_STATUSES, Sweep
-from algocomp.storage import content_type
-from algocomp.storage.keys import SWEEP_ARTIFACTS
 from fastapi import APIRouter, Body, Header, Request, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
+from algocomp.db import TERMINAL_STATUSES, Sweep
+from algocomp.storage import content_type
+from algocomp.storage.keys import SWEEP_ARTIFACTS
 from algocomp_api.deps import (
     CeleryDep,
     DbSession,
@@ -70,8 +70,10 @@ current state first and ids continue from it."""
     responses=error_responses(
         {
             404: {"description": "scenario_id names no stored scenario"},
-            422: {"description": "the grid, a cell or an override does not validate; error.field names the field "
-                  "and error.cell the cell"},
+            422: {
+                "description": "the grid, a cell or an override does not validate; error.field names the field "
+                "and error.cell the cell"
+            },
         }
     ),
     summary="Queue a grid of runs of a scenario",
@@ -258,8 +260,11 @@ async def stream_sweep(
             terminal = snapshot["status"] in {s.value for s in TERMINAL_STATUSES}
             if terminal or snapshot != previous:
                 counter += 1
-                yield {"id": str(counter), "event": snapshot["status"] if terminal else "progress",
-                       "data": json.dumps(snapshot)}
+                yield {
+                    "id": str(counter),
+                    "event": snapshot["status"] if terminal else "progress",
+                    "data": json.dumps(snapshot),
+                }
                 if terminal:
                     return
                 previous = snapshot

@@ -6,8 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from algocomp.db import RunStatus
 from pydantic import BaseModel, ConfigDict, Field
+
+from algocomp.db import RunStatus
 
 EXAMPLE_SWEEP: dict[str, Any] = {
     "preset": "calvano-2020-baseline",

@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+from celery import Celery
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
 from algocomp.aggregate import sweeps as sweep_aggregates
 from algocomp.db import TERMINAL_STATUSES, Run, RunStatus, Sweep
 from algocomp.scenarios import (
@@ -22,10 +26,6 @@ from algocomp.scenarios import (
 from algocomp.settings import Settings
 from algocomp.storage import Storage
 from algocomp.storage.keys import SWEEP_ARTIFACTS, sweep_key
-from celery import Celery
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
-
 from algocomp_api.errors import ApiError, not_found
 from algocomp_api.results.service import PRESIGNED_URL_EXPIRES_S
 from algocomp_api.runs import service as runs
@@ -75,7 +75,9 @@ def check_grid(grid: dict[str, list[Any]], seeds: int) -> None:
             raise ApiError(422, "invalid_request", "a grid path is empty", field="grid")
         if path.strip() in RESERVED_PATHS:
             raise ApiError(
-                422, "invalid_request", f"the grid cannot vary '{path}'; use the sweep's 'seeds' and 'sessions'",
+                422,
+                "invalid_request",
+                f"the grid cannot vary '{path}'; use the sweep's 'seeds' and 'sessions'",
                 field=f"grid.{path}",
             )
         if not values:
@@ -111,8 +113,9 @@ def base_scenario(session: Session, request: SweepCreate) -> tuple[uuid.UUID, Sc
     return record.id, apply_overrides(source, request.overrides)
 
 
-def plan_runs(base: Scenario, grid: dict[str, list[Any]], seeds: list[int], sessions: int,
-              recorded_base: list[str]) -> list[PlannedRun]:
+def plan_runs(
+    base: Scenario, grid: dict[str, list[Any]], seeds: list[int], sessions: int, recorded_base: list[str]
+) -> list[PlannedRun]:
     """Every cell x seed as a validated effective scenario, in cell then seed order. A cell that does not
     validate raises 422 naming the cell (index and overrides) and the field at fault; nothing is stored."""
     planned: list[PlannedRun] = []
@@ -122,8 +125,11 @@ def plan_runs(base: Scenario, grid: dict[str, list[Any]], seeds: list[int], sess
             cell_scenario = apply_overrides(base, overrides)
             for seed in seeds:
                 planned.append(
-                    PlannedRun(index, recorded_base + overrides,
-                               apply_overrides(cell_scenario, {"seed": seed, "sessions": sessions}))
+                    PlannedRun(
+                        index,
+                        recorded_base + overrides,
+                        apply_overrides(cell_scenario, {"seed": seed, "sessions": sessions}),
+                    )
                 )
         except ScenarioError as error:
             raise ApiError(
@@ -342,9 +348,11 @@ def read_sweep(session: Session, sweep_id: uuid.UUID, *, detail: bool = True) ->
 def list_sweeps(session: Session, limit: int, offset: int) -> tuple[list[SweepOut], int]:
     """A page of sweeps, newest first, each with its derived state, and the total count."""
     total = session.execute(select(func.count()).select_from(Sweep)).scalar_one()
-    sweeps = session.execute(
-        select(Sweep).order_by(Sweep.created_at.desc(), Sweep.id).limit(limit).offset(offset)
-    ).scalars().all()
+    sweeps = (
+        session.execute(select(Sweep).order_by(Sweep.created_at.desc(), Sweep.id).limit(limit).offset(offset))
+        .scalars()
+        .all()
+    )
     items = []
     for sweep in sweeps:
         state = sweep_state(session, sweep)
@@ -373,12 +381,16 @@ def cancel_sweep(session: Session, sweep_id: uuid.UUID) -> tuple[Sweep, list[Run
             status=state.status.value,
         )
     sweep.cancel_requested = True
-    cancelled_ids = session.execute(
-        update(Run)
-        .where(Run.sweep_id == sweep_id, Run.status == RunStatus.queued)
-        .values(status=RunStatus.cancelled, finished_at=func.now(), error=None)
-        .returning(Run.id)
-    ).scalars().all()
+    cancelled_ids = (
+        session.execute(
+            update(Run)
+            .where(Run.sweep_id == sweep_id, Run.status == RunStatus.queued)
+            .values(status=RunStatus.cancelled, finished_at=func.now(), error=None)
+            .returning(Run.id)
+        )
+        .scalars()
+        .all()
+    )
     session.execute(
         update(Run).where(Run.sweep_id == sweep_id, Run.status == RunStatus.running).values(cancel_requested=True)
     )
