@@ -179,14 +179,14 @@ def test_the_client_without_httpx_names_the_extra(tmp_path: Path) -> None:
 
 
 def test_sweep_metrics_from_the_database_name_the_server_extra(tmp_path: Path) -> None:
-    """algocomp.aggregate.sweeps reads Postgres and S3; its pure part (algocomp.aggregate.grid) does not."""
+    """algocomp.db.sweep_metrics reads Postgres and S3; its pure part (algocomp.aggregate.grid) does not."""
     completed, _ = run_without_extras(
         """
         from algocomp.aggregate.grid import sweep_cells
         from algocomp.extras import MissingExtra
 
         try:
-            import algocomp.aggregate.sweeps
+            import algocomp.db.sweep_metrics
         except MissingExtra as error:
             print(error.extra)
             print(error)
@@ -210,7 +210,7 @@ def test_sweep_metrics_from_the_database_name_the_server_extra(tmp_path: Path) -
         "algocomp.progress",
         "algocomp.tracking",
         "algocomp.devstack",
-        "algocomp.aggregate.sweeps",
+        "algocomp.db.sweep_metrics",
     ],
 )
 def test_service_modules_without_the_server_extra_name_it(tmp_path: Path, module: str) -> None:

@@ -10,8 +10,8 @@ from typing import Any
 from celery import Celery
 from sqlalchemy import Engine
 
-from algocomp.aggregate import sweeps as sweep_aggregates
 from algocomp.db import Run, Sweep, get_engine, session_scope
+from algocomp.db import sweep_metrics as sweep_aggregates
 from algocomp.logs import bind_run
 from algocomp.queue import RUN_FINISHED_TASK
 from algocomp.settings import get_settings

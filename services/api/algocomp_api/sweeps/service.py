@@ -15,8 +15,8 @@ from celery import Celery
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from algocomp.aggregate import sweeps as sweep_aggregates
 from algocomp.db import TERMINAL_STATUSES, Run, RunStatus, Sweep
+from algocomp.db import sweep_metrics as sweep_aggregates
 from algocomp.scenarios import (
     Scenario,
     ScenarioError,
@@ -415,7 +415,7 @@ def sweep_metrics(session: Session, storage: Storage, sweep_id: uuid.UUID) -> di
 
     The aggregator stores these rows as runs finish; they are read when present and current (computed from the
     cell's present succeeded runs), otherwise computed here by the same shared implementation
-    (algocomp.aggregate.sweeps), so the answer never depends on whether the aggregator has caught up.
+    (algocomp.db.sweep_metrics), so the answer never depends on whether the aggregator has caught up.
     409 while no run has succeeded."""
     sweep = get_sweep(session, sweep_id)
     state = sweep_state(session, sweep)
@@ -445,7 +445,7 @@ def sweep_metrics(session: Session, storage: Storage, sweep_id: uuid.UUID) -> di
 
 
 def metrics_csv(metrics: dict[str, Any]) -> str:
-    """One row per cell (algocomp.aggregate.sweeps.metrics_rows): the same table the aggregator writes to S3."""
+    """One row per cell (algocomp.db.sweep_metrics.metrics_rows): the same table the aggregator writes to S3."""
     return sweep_aggregates.metrics_csv(metrics["grid"], metrics["cells"])
 
 

@@ -44,7 +44,7 @@ try:
     from algocomp.storage import Storage, StorageError, run_key
     from algocomp.storage.keys import sweep_key
 except ImportError as _error:
-    raise_missing_extra(_error, "server", "algocomp.aggregate.sweeps (sweep metrics from the database and S3)")
+    raise_missing_extra(_error, "server", "algocomp.db.sweep_metrics (sweep metrics from the database and S3)")
 
 __all__ = [
     "REGULATION_SECTION",
