@@ -38,7 +38,7 @@ lint: $(INSTALLED) ## ruff (lint, format check) on everything; mypy on the libra
 	$(BIN)/mypy
 
 test: $(INSTALLED) lint ## lint, then the test suite (the slow reproduction tests excluded); starts Postgres and Redis if needed
-	$(BIN)/python -m algocomp.devstack servers
+	$(BIN)/python tools/devstack.py servers
 	$(BIN)/pytest -q
 
 test-slow: $(INSTALLED) ## run the tests that hold the README's reproduction table (the slow ones included; most of an hour)
@@ -48,13 +48,13 @@ bench: $(INSTALLED) ## time the simulation engine (benchmarks/bench_engine.py)
 	$(BIN)/python benchmarks/bench_engine.py
 
 dev: $(INSTALLED) ## start the native stack (api, worker, aggregator, beat, Flower, MLflow, S3) and print its URLs
-	$(BIN)/python -m algocomp.devstack up
+	$(BIN)/python tools/devstack.py up
 
 stop: ## stop the native stack started by `make dev`
-	$(BIN)/python -m algocomp.devstack down
+	$(BIN)/python tools/devstack.py down
 
 demo: $(INSTALLED) ## through the API: the Calvano baseline and myopic-vs-bandit, 3 seeds each, live, then a table; ends with a sweep (opponents x price cap)
-	$(BIN)/python -m algocomp.devstack up
+	$(BIN)/python tools/devstack.py up
 	$(BIN)/python scripts/demo.py
 
 up: ## start the whole stack in Docker (docker compose up -d --build)
@@ -67,7 +67,7 @@ test-compose: $(INSTALLED) ## docker-compose.yml end to end in Docker (root inst
 	$(BIN)/python tests/compose/compose_e2e.py
 
 bench-stack: $(INSTALLED) ## time the stack: run throughput, API vs CLI wall time, SSE fan-out (benchmarks/bench_stack.py)
-	$(BIN)/python -m algocomp.devstack up
+	$(BIN)/python tools/devstack.py up
 	$(BIN)/python benchmarks/bench_stack.py $(BENCH_ARGS)
 
 clean: ## remove outputs and caches (keeps .venv)

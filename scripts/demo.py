@@ -11,7 +11,7 @@ several seeds; it prints the per-cell metrics and the cap's paired effects with 
                            [--sweep-seeds 3] [--sweep-sessions 10] [--sweep-periods 300000]
 
 It uses only the HTTP API (algocomp.client), as any client of a deployed stack would; `make demo` starts the
-native stack first (python -m algocomp.devstack up).
+native stack first (python tools/devstack.py up).
 """
 
 from __future__ import annotations

@@ -23,8 +23,6 @@ PACKAGES = {
     "algocomp_aggregator": ROOT / "services" / "aggregator" / "algocomp_aggregator",
 }
 PLATFORM = ("db", "storage", "queue", "progress", "tracking", "settings", "logs")
-# The local stack manager (python -m algocomp.devstack) is developer tooling that starts the platform's servers.
-TOOLING = ("devstack",)
 
 
 def _modules() -> dict[str, Path]:
@@ -85,8 +83,6 @@ def _layer(module: str) -> str:
     top = rest.split(".")[0]
     if top in PLATFORM:
         return "platform"
-    if top in TOOLING:
-        return "tooling"
     return "library"
 
 

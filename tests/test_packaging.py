@@ -209,7 +209,6 @@ def test_sweep_metrics_from_the_database_name_the_server_extra(tmp_path: Path) -
         "algocomp.storage",
         "algocomp.progress",
         "algocomp.tracking",
-        "algocomp.devstack",
         "algocomp.db.sweep_metrics",
     ],
 )

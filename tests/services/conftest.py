@@ -6,7 +6,7 @@ Nothing is shared with an earlier run: the database is created and migrated per 
 the end, every Redis key lives under `algocomp-test-<hex>:` and is deleted at the end, and the S3 folder is a
 temporary directory. Settings reach child processes through the ALGOCOMP_* environment variables set here.
 
-Postgres and Redis are made to answer first, exactly as `make dev` does (algocomp.devstack: started, or installed
+Postgres and Redis are made to answer first, exactly as `make dev` does (tools/devstack.py: started, or installed
 when missing and this is root, and the test role given a password login; never trust authentication). When set-up
 fails, that failure is what the test report shows: the clean-up steps of what was never set up do not run, and a
 clean-up step that fails after an earlier error is reported as a warning beside it instead of replacing it.
@@ -45,7 +45,9 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session
 
 from algocomp import db as algocomp_db
-from algocomp.devstack import (
+from algocomp.queue import WORKER_QUEUES
+from algocomp.settings import Settings, get_settings
+from devstack import (
     REPO_ROOT,
     DevStackError,
     ensure_postgres_server,
@@ -55,10 +57,8 @@ from algocomp.devstack import (
     port_open,
     rclone_s3_argv,
 )
-from algocomp.queue import WORKER_QUEUES
-from algocomp.settings import Settings, get_settings
 
-# A role that can log in with its password and create databases (algocomp.devstack creates it when it can).
+# A role that can log in with its password and create databases (tools/devstack.py creates it when it can).
 POSTGRES_ADMIN_URL = os.environ.get(
     "ALGOCOMP_TEST_POSTGRES_URL", "postgresql://algocomp:algocomp@127.0.0.1:5432/postgres"
 )

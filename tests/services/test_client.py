@@ -17,11 +17,11 @@ import pytest
 
 from algocomp.client import ApiError, Client, parse_sse
 from algocomp.client.api import MAX_STREAM_FAILURES
-from algocomp.devstack import free_port
 from algocomp.engine.experiment import run_experiment
 from algocomp.engine.results import PANEL_COLUMNS
 from algocomp.output import dumps_json
 from algocomp.scenarios import load_scenario
+from devstack import free_port
 
 CLI_TIMEOUT_S = 180
 WAIT_TIMEOUT_S = 180

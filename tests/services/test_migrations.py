@@ -15,7 +15,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, inspect, text
 
 from algocomp.db.models import Base
-from algocomp.devstack import ALEMBIC_INI, REPO_ROOT
+from devstack import ALEMBIC_INI, REPO_ROOT
 
 from .conftest import POSTGRES_ADMIN_URL, _database_url, _drop_database
 

@@ -20,7 +20,6 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from algocomp.db import Run, RunStatus, ScenarioRecord
-from algocomp.devstack import REPO_ROOT
 from algocomp.settings import Settings
 from algocomp.storage import (
     ARTIFACTS,
@@ -30,6 +29,7 @@ from algocomp.storage import (
     run_prefix,
     upload_run_folder,
 )
+from devstack import REPO_ROOT
 
 from .conftest import ServiceStartError, _teardown, start_process
 
@@ -91,8 +91,8 @@ def test_presigned_urls_are_signed_for_the_public_endpoint(service_env: Settings
 
 
 def test_storage_ping_fails_clearly_when_the_endpoint_is_down(service_env: Settings) -> None:
-    from algocomp.devstack import free_port
     from algocomp.storage import StorageError
+    from devstack import free_port
 
     dead = Storage(service_env.model_copy(update={"s3_endpoint_url": f"http://127.0.0.1:{free_port()}"}))
     with pytest.raises(StorageError, match="S3 not reachable"):
@@ -349,8 +349,8 @@ def test_tracking_against_a_dead_server_returns_none_quickly(
 ) -> None:
     import time
 
-    from algocomp.devstack import free_port
     from algocomp.tracking import log_run
+    from devstack import free_port
 
     settings = service_env.model_copy(
         update={"mlflow_tracking_uri": f"http://127.0.0.1:{free_port()}", "mlflow_timeout_s": 2.0}
@@ -378,8 +378,8 @@ def test_tracking_params_are_flattened_and_metrics_numeric() -> None:
 def test_tracking_logs_to_a_real_mlflow_server(service_env: Settings, tmp_path: Path, start_service) -> None:
     from mlflow.tracking import MlflowClient
 
-    from algocomp.devstack import free_port, venv_bin
     from algocomp.tracking import RUN_ID_TAG, log_run
+    from devstack import free_port, venv_bin
 
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
@@ -492,7 +492,7 @@ def test_console_log_lines_are_readable() -> None:
 def test_devstack_children_get_every_setting_explicitly(service_env: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     from pydantic import SecretStr
 
-    from algocomp.devstack import child_environment, services
+    from devstack import child_environment, services
 
     settings = service_env.model_copy(
         update={"progress_maxlen": 123, "s3_secret_key": SecretStr("another-secret"), "lease_s": 42}

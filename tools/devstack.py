@@ -1,4 +1,4 @@
-"""The native local stack (no Docker): `python -m algocomp.devstack up|down|status|servers` (used by `make dev`,
+"""The native local stack (no Docker): `python tools/devstack.py up|down|status|servers` (used by `make dev`,
 `make demo` and `make test`).
 
 `servers` makes sure Postgres and Redis answer (starting them, or installing them with apt when running as root
@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 from algocomp.queue import WORKER_QUEUES
 from algocomp.settings import Settings, get_settings
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 ALEMBIC_INI = REPO_ROOT / "alembic.ini"
 
 
@@ -677,7 +677,7 @@ def up(settings: Settings) -> None:
     for service in services(settings):
         if service.url:
             print(f"  {service.name:<10} {service.url}")
-    print(f"  {'logs':<10} {LOG_DIR}   (stop with: python -m algocomp.devstack down)")
+    print(f"  {'logs':<10} {LOG_DIR}   (stop with: python tools/devstack.py down)")
 
 
 def _stop_pid(name: str, pid: int) -> None:
@@ -730,7 +730,7 @@ def status(settings: Settings) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m algocomp.devstack", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python tools/devstack.py", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "command",
         choices=["up", "down", "status", "servers"],
