@@ -113,7 +113,11 @@ def analysis(cs: CompiledScenario, st: SessionState, *, as_replication_code: boo
     on the learned path, or as the replication code computes them."""
     frozen = replication_code_state(cs, st) if as_replication_code else st.copy()
     cycle, length = limit_cycle(play_greedy(cs, frozen, cs.scenario.logging.cycle_search))
-    check = replication_code_checks(cs, frozen, length) if as_replication_code else deviation_check(cs, frozen, length)
+    check = (
+        replication_code_checks(cs, frozen, length)
+        if as_replication_code
+        else deviation_check(cs, cycle_starts(cs, frozen, length))
+    )
     assert check is not None
     unprofitable = check.unprofitable_static_deviation
     return [

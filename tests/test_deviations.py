@@ -7,7 +7,7 @@ import pytest
 
 from algocomp.engine.build import compile_scenario
 from algocomp.engine.deviations import _one_shot_value, check_cycle
-from algocomp.engine.session import deviation_check, new_state
+from algocomp.engine.session import cycle_starts, deviation_check, new_state
 from algocomp.scenarios import apply_overrides, load_scenario
 
 
@@ -132,6 +132,6 @@ def test_values_match_a_long_truncated_sum_on_a_two_period_cycle(cs):
 def test_checks_apply_only_to_tabular_simultaneous_strategies():
     mixed = compile_scenario(baseline("agents=[{type: qlearning}, {type: myopic}]"))
     st = new_state(mixed, 1)
-    assert deviation_check(mixed, st, 1) is None
+    assert deviation_check(mixed, cycle_starts(mixed, st, 1)) is None
     klein = compile_scenario(apply_overrides(load_scenario("klein-2021-sequential"), ["sessions=1"]))
-    assert deviation_check(klein, new_state(klein, 1), 1) is None
+    assert deviation_check(klein, cycle_starts(klein, new_state(klein, 1), 1)) is None

@@ -345,11 +345,11 @@ def test_shock_length_counts_the_periods_until_the_cycle_is_back():
     # both firms price at the grid point nearest Nash in every state: a one-profile cycle where the static
     # best response to the rival's Nash price is (on this grid) that same price
     st.G[:] = nash
-    from algocomp.engine.session import shock_lengths
+    from algocomp.engine.session import cycle_starts, shock_lengths
 
     profile = nash * int(cs.powers[0]) + nash * int(cs.powers[1])
     st.state[:] = profile
-    shocks = shock_lengths(cs, st, 1)
+    shocks = shock_lengths(cs, cycle_starts(cs, st, 1))
     best = [
         int(np.argmax([cs.profit[a * int(cs.powers[f]) + nash * int(cs.powers[1 - f]), f] for a in range(m)]))
         for f in range(2)

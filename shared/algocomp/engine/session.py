@@ -430,19 +430,19 @@ def cycle_starts(cs: CompiledScenario, on_cycle: SessionState, cycle_length: int
     return starts
 
 
-def shock_lengths(cs: CompiledScenario, on_cycle: SessionState, cycle_length: int) -> list[Shock]:
+def shock_lengths(cs: CompiledScenario, starts: list[SessionState]) -> list[Shock]:
     """Calvano et al.'s punishment length and impulse response: from every state of the limit cycle, every firm
     in turn deviates for one period to its static best response and all play greedily after; the shock lasts
     until the state is back in the pre-deviation cycle (the deviation period counts as one). A path that settles
     into another cycle first ends its shock where that cycle starts. The rivals' response is their relative
     price change from the deviation period to the next, as in the paper's Table A11 ("IR").
 
-    `on_cycle` is a session state on the limit cycle (not changed); simultaneous moves only (empty otherwise).
+    `starts` are the session at each state of the cycle (cycle_starts; not changed); simultaneous moves only
+    (empty otherwise).
     """
-    if cs.sequential or cycle_length <= 0:
+    if cs.sequential or not starts:
         return []
     horizon = cs.scenario.logging.cycle_search
-    starts = cycle_starts(cs, on_cycle, cycle_length)
     cycle_states = {_state_key(start) for start in starts}
     firms = np.arange(cs.n_firms)
     out: list[Shock] = []
@@ -472,12 +472,12 @@ def shock_lengths(cs: CompiledScenario, on_cycle: SessionState, cycle_length: in
     return out
 
 
-def deviation_check(cs: CompiledScenario, on_cycle: SessionState, cycle_length: int) -> DeviationCheck | None:
-    """Calvano et al.'s equilibrium and incentive checks on the limit cycle (engine.deviations)."""
-    if cycle_length <= 0 or not applies(cs):
+def deviation_check(cs: CompiledScenario, starts: list[SessionState]) -> DeviationCheck | None:
+    """Calvano et al.'s equilibrium and incentive checks on the limit cycle (engine.deviations), from the session
+    at each state of the cycle (cycle_starts)."""
+    if not starts or not applies(cs):
         return None
-    states = np.array([s.state for s in cycle_starts(cs, on_cycle, cycle_length)], dtype=np.int64)
-    return check_cycle(cs, on_cycle.G, states)
+    return check_cycle(cs, starts[0].G, np.array([s.state for s in starts], dtype=np.int64))
 
 
 # ------------------------------------------------------------------------------------------- panel rows
@@ -613,6 +613,8 @@ def run_session(
     deviation = np.vstack(
         [before[None, :], play_greedy(cs, frozen.copy(), lg.impulse_periods + 1, deviate_firm=lg.deviating_firm)]
     )
+    # the cycle's states, walked once for both of Calvano et al.'s analyses (simultaneous moves only)
+    starts = [] if cs.sequential else cycle_starts(cs, frozen, cycle_length)
     metrics = session_metrics(
         cs,
         session=session,
@@ -625,8 +627,8 @@ def run_session(
         interval_prices=intervals[1][:, : cs.n_firms],
         deviation=deviation,
         counterfactual=counterfactual,
-        shocks=shock_lengths(cs, frozen, cycle_length),
-        check=deviation_check(cs, frozen, cycle_length),
+        shocks=shock_lengths(cs, starts),
+        check=deviation_check(cs, starts),
         tail_profit=tail_outcomes(cs, st)[2],
     )
     return SessionResult(
