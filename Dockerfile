@@ -4,7 +4,7 @@
 #   docker build -t algocomp .
 #   docker run --rm -p 8000:8000 -e ALGOCOMP_DATABASE_URL=... algocomp
 #
-# Settings come from ALGOCOMP_* environment variables (algocomp.settings); nothing is baked into the image.
+# Settings come from ALGOCOMP_* environment variables (algocomp.platform.settings); nothing is baked into the image.
 #
 # Build arguments:
 #   PYTHON_IMAGE   the base image (default python:3.11-slim); docker-compose.yml passes its PYTHON_IMAGE, which

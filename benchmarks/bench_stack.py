@@ -36,8 +36,8 @@ import redis
 
 from algocomp.client import ApiError, Client
 from algocomp.client.api import DEFAULT_BASE_URL, TERMINAL_STATUSES
-from algocomp.queue import ARTIFACTS_QUEUE, RUNS_QUEUE
-from algocomp.settings import get_settings
+from algocomp.platform.queue import ARTIFACTS_QUEUE, RUNS_QUEUE
+from algocomp.platform.settings import get_settings
 
 API_URL_ENV = "ALGOCOMP_API_URL"
 BASELINE = "calvano-2020-baseline"

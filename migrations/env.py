@@ -1,7 +1,7 @@
 """Alembic environment: the one place the schema is created and changed.
 
 The URL comes from `-x url=...` when given (tools and tests migrate a database other than the configured one),
-otherwise from algocomp.settings, so `alembic upgrade head` migrates exactly the database the services use.
+otherwise from algocomp.platform.settings, so `alembic upgrade head` migrates exactly the database the services use.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from algocomp.db.models import Base
-from algocomp.settings import get_settings
+from algocomp.platform.db.models import Base
+from algocomp.platform.settings import get_settings
 
 config = context.config
 

@@ -2,8 +2,9 @@
 function; imports only for type checkers are left out, as they never run):
 
 - the engine library (scenarios, markets, agents, regulation, engine, metrics, output, aggregate, the CLI and the
-  API client) imports neither the platform layer (settings, db, storage, queue, progress, tracking, logs) nor a
-  service;
+  API client) imports neither the platform layer (algocomp.platform: settings, logs, db, storage, queue, progress,
+  tracking) nor a service;
+- the platform layer imports no service;
 - no service imports another;
 - no two modules import each other, directly or round a longer cycle.
 """
@@ -22,7 +23,7 @@ PACKAGES = {
     "algocomp_worker": ROOT / "services" / "worker" / "algocomp_worker",
     "algocomp_aggregator": ROOT / "services" / "aggregator" / "algocomp_aggregator",
 }
-PLATFORM = ("db", "storage", "queue", "progress", "tracking", "settings", "logs")
+PLATFORM = "platform"
 
 
 def _modules() -> dict[str, Path]:
@@ -81,24 +82,33 @@ def _layer(module: str) -> str:
     if package != "algocomp":
         return package  # a service
     top = rest.split(".")[0]
-    if top in PLATFORM:
+    if top == PLATFORM:
         return "platform"
     return "library"
 
 
 def test_the_graph_sees_the_packages():
-    assert {"algocomp.engine.session", "algocomp.db.models", "algocomp_api.main", "algocomp_worker.runner"} <= set(
-        MODULES
-    )
+    assert {
+        "algocomp.engine.session",
+        "algocomp.platform.db.models",
+        "algocomp_api.main",
+        "algocomp_worker.execute",
+    } <= set(MODULES)
     assert "algocomp.engine.build" in GRAPH["algocomp.engine.session"]
-    assert "algocomp.db" in GRAPH["algocomp_api.runs.service"] or any(
-        m.startswith("algocomp.db") for m in GRAPH["algocomp_api.runs.service"]
+    assert "algocomp.platform.db" in GRAPH["algocomp_api.runs.service"] or any(
+        m.startswith("algocomp.platform.db") for m in GRAPH["algocomp_api.runs.service"]
     )
 
 
 @pytest.mark.parametrize("module", sorted(m for m in GRAPH if _layer(m) == "library"))
 def test_the_engine_library_imports_no_platform_module_or_service(module):
     wrong = sorted(m for m in GRAPH[module] if _layer(m) != "library")
+    assert not wrong, f"{module} imports {wrong}"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in GRAPH if _layer(m) == "platform"))
+def test_the_platform_imports_no_service(module):
+    wrong = sorted(m for m in GRAPH[module] if _layer(m) not in ("library", "platform"))
     assert not wrong, f"{module} imports {wrong}"
 
 

@@ -179,14 +179,14 @@ def test_the_client_without_httpx_names_the_extra(tmp_path: Path) -> None:
 
 
 def test_sweep_metrics_from_the_database_name_the_server_extra(tmp_path: Path) -> None:
-    """algocomp.db.sweep_metrics reads Postgres and S3; its pure part (algocomp.aggregate.grid) does not."""
+    """algocomp.platform.db.sweep_metrics reads Postgres and S3; its pure part (algocomp.aggregate.grid) does not."""
     completed, _ = run_without_extras(
         """
         from algocomp.aggregate.grid import sweep_cells
         from algocomp.extras import MissingExtra
 
         try:
-            import algocomp.db.sweep_metrics
+            import algocomp.platform.db.sweep_metrics
         except MissingExtra as error:
             print(error.extra)
             print(error)
@@ -202,14 +202,14 @@ def test_sweep_metrics_from_the_database_name_the_server_extra(tmp_path: Path) -
 @pytest.mark.parametrize(
     "module",
     [
-        "algocomp.settings",
-        "algocomp.db",
-        "algocomp.db.models",
-        "algocomp.queue",
-        "algocomp.storage",
-        "algocomp.progress",
-        "algocomp.tracking",
-        "algocomp.db.sweep_metrics",
+        "algocomp.platform.settings",
+        "algocomp.platform.db",
+        "algocomp.platform.db.models",
+        "algocomp.platform.queue",
+        "algocomp.platform.storage",
+        "algocomp.platform.progress",
+        "algocomp.platform.tracking",
+        "algocomp.platform.db.sweep_metrics",
     ],
 )
 def test_service_modules_without_the_server_extra_name_it(tmp_path: Path, module: str) -> None:

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from algocomp.queue import WORKER_QUEUES
-from algocomp.settings import Settings, get_settings
+from algocomp.platform.queue import WORKER_QUEUES
+from algocomp.platform.settings import Settings, get_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ALEMBIC_INI = REPO_ROOT / "alembic.ini"
@@ -200,7 +200,7 @@ def _alive(pid: int) -> bool:
 
 def _celery_ping(settings: Settings, nodename: str) -> Callable[[], bool]:
     def ready() -> bool:
-        from algocomp.queue import create_celery
+        from algocomp.platform.queue import create_celery
 
         app = create_celery(settings, name="algocomp-devstack-ping")
         try:
@@ -229,7 +229,7 @@ def services(settings: Settings) -> list[Service]:
     def s3_ready() -> bool:
         if not port_open(s3_port):
             return False
-        from algocomp.storage import Storage
+        from algocomp.platform.storage import Storage
 
         storage = Storage(settings)
         storage.ensure_bucket()

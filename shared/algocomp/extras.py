@@ -2,7 +2,7 @@
 
 `pip install algocomp` installs what the engine, the local `algocomp` commands and their outputs need. The API's
 client (and the `algocomp` commands that talk to the API) needs the `client` extra; the services and their
-plumbing (algocomp.settings, db, queue, storage, progress, tracking) need the `server` extra. A module
+plumbing (algocomp.platform.settings, db, queue, storage, progress, tracking) need the `server` extra. A module
 that needs an extra turns the ImportError of a missing package into MissingExtra, which says what to install.
 """
 

@@ -44,9 +44,9 @@ import redis
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session
 
-from algocomp import db as algocomp_db
-from algocomp.queue import WORKER_QUEUES
-from algocomp.settings import Settings, get_settings
+from algocomp.platform import db as algocomp_db
+from algocomp.platform.queue import WORKER_QUEUES
+from algocomp.platform.settings import Settings, get_settings
 from devstack import (
     REPO_ROOT,
     DevStackError,
@@ -366,7 +366,7 @@ def service_env(servers: None) -> Iterator[Settings]:
         algocomp_db.reset_engine()
         settings = get_settings()
 
-        from algocomp.storage import Storage
+        from algocomp.platform.storage import Storage
 
         Storage(settings).ensure_bucket()
         yield settings
@@ -402,8 +402,8 @@ def redis_client(service_env: Settings) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture(scope="session")
-def storage(service_env: Settings):  # -> algocomp.storage.Storage
-    from algocomp.storage import Storage
+def storage(service_env: Settings):  # -> algocomp.platform.storage.Storage
+    from algocomp.platform.storage import Storage
 
     return Storage(service_env)
 
@@ -430,7 +430,7 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
 
 def _celery_ping(settings: Settings, nodename: str) -> Callable[[], bool]:
     """A readiness check: the worker `nodename` answers a broadcast ping over the (prefixed) broker."""
-    from algocomp.queue import create_celery
+    from algocomp.platform.queue import create_celery
 
     app = create_celery(settings, name="algocomp-test-ping")
 

@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from algocomp.client import Client
-from algocomp.settings import Settings
+from algocomp.platform.settings import Settings
 
 from .conftest import WORKER_QUEUES, ServiceProcess, _celery_worker, wait_until
 

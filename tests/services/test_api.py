@@ -24,10 +24,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, delete, text, update
 from sqlalchemy.orm import Session
 
-from algocomp.db import Result, Run, RunStatus
-from algocomp.progress import ProgressChannel, stream_key
-from algocomp.settings import Settings
-from algocomp.storage import Storage, run_key, run_prefix
+from algocomp.platform.db import Result, Run, RunStatus
+from algocomp.platform.progress import ProgressChannel, stream_key
+from algocomp.platform.settings import Settings
+from algocomp.platform.storage import Storage, run_key, run_prefix
 from algocomp_api.main import create_app
 
 # small enough that a worker, were one started later in this session, would finish it in a moment
@@ -626,7 +626,7 @@ def test_run_task_is_sent_after_commit(isolated_broker: Settings, redis_client: 
     separate database connection already sees the run committed as queued: a worker never gets a run it cannot find."""
     from celery.signals import before_task_publish
 
-    from algocomp.queue import RUN_TASK, RUNS_QUEUE
+    from algocomp.platform.queue import RUN_TASK, RUNS_QUEUE
 
     seen_at_publish: list[tuple[str, str | None]] = []
 

@@ -14,7 +14,7 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, inspect, text
 
-from algocomp.db.models import Base
+from algocomp.platform.db.models import Base
 from devstack import ALEMBIC_INI, REPO_ROOT
 
 from .conftest import POSTGRES_ADMIN_URL, _database_url, _drop_database

@@ -19,9 +19,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from algocomp.db import Run, RunStatus, ScenarioRecord
-from algocomp.settings import Settings
-from algocomp.storage import (
+from algocomp.platform.db import Run, RunStatus, ScenarioRecord
+from algocomp.platform.settings import Settings
+from algocomp.platform.storage import (
     ARTIFACTS,
     Storage,
     content_type,
@@ -91,7 +91,7 @@ def test_presigned_urls_are_signed_for_the_public_endpoint(service_env: Settings
 
 
 def test_storage_ping_fails_clearly_when_the_endpoint_is_down(service_env: Settings) -> None:
-    from algocomp.storage import StorageError
+    from algocomp.platform.storage import StorageError
     from devstack import free_port
 
     dead = Storage(service_env.model_copy(update={"s3_endpoint_url": f"http://127.0.0.1:{free_port()}"}))
@@ -202,7 +202,7 @@ def test_start_process_times_out_with_the_output(tmp_path: Path) -> None:
 
 
 def test_progress_events_replay_in_order(service_env: Settings, redis_client: redis.Redis) -> None:
-    from algocomp.progress import ProgressChannel, stream_key
+    from algocomp.platform.progress import ProgressChannel, stream_key
 
     run_id = uuid.uuid4()
     channel = ProgressChannel.from_settings(service_env, run_id, client=redis_client)
@@ -231,7 +231,7 @@ def test_progress_read_blocks_until_an_event_arrives(service_env: Settings, redi
     import threading
     import time
 
-    from algocomp.progress import ProgressChannel
+    from algocomp.platform.progress import ProgressChannel
 
     channel = ProgressChannel.from_settings(service_env, uuid.uuid4(), client=redis_client)
     first = channel.publish("started", {})
@@ -251,7 +251,7 @@ def test_progress_read_blocks_until_an_event_arrives(service_env: Settings, redi
 
 
 def test_progress_stream_is_capped(service_env: Settings, redis_client: redis.Redis) -> None:
-    from algocomp.progress import ProgressChannel
+    from algocomp.platform.progress import ProgressChannel
 
     channel = ProgressChannel(redis_client, uuid.uuid4(), prefix=service_env.key_prefix, maxlen=20)
     for period in range(600):
@@ -269,7 +269,7 @@ def test_progress_stream_is_capped(service_env: Settings, redis_client: redis.Re
 def test_progress_is_published_live_with_its_stream_id(service_env: Settings, redis_client: redis.Redis) -> None:
     import time
 
-    from algocomp.progress import ProgressChannel, channel_key
+    from algocomp.platform.progress import ProgressChannel, channel_key
 
     channel = ProgressChannel.from_settings(service_env, uuid.uuid4(), client=redis_client)
     subscription = channel.subscribe()
@@ -293,7 +293,7 @@ def test_progress_is_published_live_with_its_stream_id(service_env: Settings, re
 
 
 def test_progress_refuses_unknown_event_names(service_env: Settings, redis_client: redis.Redis) -> None:
-    from algocomp.progress import ProgressChannel
+    from algocomp.platform.progress import ProgressChannel
 
     channel = ProgressChannel.from_settings(service_env, uuid.uuid4(), client=redis_client)
     with pytest.raises(ValueError, match="unknown progress event 'finished'"):
@@ -306,7 +306,7 @@ def test_async_progress_channel_replays_and_follows(service_env: Settings, redis
 
     import redis.asyncio as aioredis
 
-    from algocomp.progress import AsyncProgressChannel, ProgressChannel, is_terminal
+    from algocomp.platform.progress import AsyncProgressChannel, ProgressChannel, is_terminal
 
     run_id = uuid.uuid4()
     writer = ProgressChannel.from_settings(service_env, run_id, client=redis_client)
@@ -338,7 +338,7 @@ def test_async_progress_channel_replays_and_follows(service_env: Settings, redis
 
 
 def test_tracking_disabled_returns_none(service_env: Settings) -> None:
-    from algocomp.tracking import log_run
+    from algocomp.platform.tracking import log_run
 
     assert service_env.mlflow_tracking_uri == ""
     assert log_run(service_env, run_id="r", scenario_name="s", params={}, metrics={}) is None
@@ -349,14 +349,14 @@ def test_tracking_against_a_dead_server_returns_none_quickly(
 ) -> None:
     import time
 
-    from algocomp.tracking import log_run
+    from algocomp.platform.tracking import log_run
     from devstack import free_port
 
     settings = service_env.model_copy(
         update={"mlflow_tracking_uri": f"http://127.0.0.1:{free_port()}", "mlflow_timeout_s": 2.0}
     )
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="algocomp.tracking"):
+    with caplog.at_level(logging.WARNING, logger="algocomp.platform.tracking"):
         result = log_run(
             settings, run_id=uuid.uuid4(), scenario_name="baseline", params={"seed": 1}, metrics={"profit_gain": 0.8}
         )
@@ -366,7 +366,7 @@ def test_tracking_against_a_dead_server_returns_none_quickly(
 
 
 def test_tracking_params_are_flattened_and_metrics_numeric() -> None:
-    from algocomp.tracking import mlflow_metrics, mlflow_params
+    from algocomp.platform.tracking import mlflow_metrics, mlflow_params
 
     params = mlflow_params({"market": {"demand": {"mu": 0.25}}, "agents": [1, 2], "note": "x" * 7000, "a b!": 1})
     assert params["market.demand.mu"] == "0.25" and params["agents"] == "[1, 2]"
@@ -378,7 +378,7 @@ def test_tracking_params_are_flattened_and_metrics_numeric() -> None:
 def test_tracking_logs_to_a_real_mlflow_server(service_env: Settings, tmp_path: Path, start_service) -> None:
     from mlflow.tracking import MlflowClient
 
-    from algocomp.tracking import RUN_ID_TAG, log_run
+    from algocomp.platform.tracking import RUN_ID_TAG, log_run
     from devstack import free_port, venv_bin
 
     port = free_port()
@@ -435,7 +435,7 @@ def test_tracking_logs_to_a_real_mlflow_server(service_env: Settings, tmp_path: 
 
 
 def test_json_log_lines_carry_the_bound_run_id() -> None:
-    from algocomp.logs import bind_run, configure_logging, current_run_id
+    from algocomp.platform.logs import bind_run, configure_logging, current_run_id
 
     stream = io.StringIO()
     root = logging.getLogger()
@@ -477,7 +477,7 @@ def test_json_log_lines_carry_the_bound_run_id() -> None:
 
 
 def test_console_log_lines_are_readable() -> None:
-    from algocomp.logs import ConsoleFormatter, RunIdFilter, bind_run
+    from algocomp.platform.logs import ConsoleFormatter, RunIdFilter, bind_run
 
     record = logging.LogRecord("algocomp.api", logging.INFO, __file__, 1, "serving on %s", ("0.0.0.0:8000",), None)
     with bind_run("r1"):

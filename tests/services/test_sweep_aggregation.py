@@ -18,10 +18,10 @@ import pytest
 from sqlalchemy import Engine, text
 
 from algocomp.aggregate import cell_metrics, paired_effects
-from algocomp.queue import AGGREGATE_QUEUE, RUN_FINISHED_TASK, create_celery
-from algocomp.settings import Settings
-from algocomp.storage import Storage, run_key
-from algocomp.storage.keys import sweep_key, sweep_prefix
+from algocomp.platform.queue import AGGREGATE_QUEUE, RUN_FINISHED_TASK, create_celery
+from algocomp.platform.settings import Settings
+from algocomp.platform.storage import Storage, run_key
+from algocomp.platform.storage.keys import sweep_key, sweep_prefix
 
 from .conftest import ServiceProcess, _celery_ping, wait_until
 

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from algocomp.aggregate import cell_metrics, paired_effects
-from algocomp.storage import Storage, run_key
+from algocomp.platform.storage import Storage, run_key
 
 from .conftest import wait_until
 from .test_api import read_sse

@@ -19,14 +19,14 @@ from typing import Any
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
-from algocomp.db import Result, Run, RunMetrics, RunStatus, ScenarioRecord
 from algocomp.engine.experiment import run_experiment
 from algocomp.output.writer import json_ready
-from algocomp.progress import STREAM_START, ProgressChannel, ProgressEvent
-from algocomp.queue import REQUEUE_TASK, RUN_TASK, RUNS_QUEUE, create_celery
+from algocomp.platform.db import Result, Run, RunMetrics, RunStatus, ScenarioRecord
+from algocomp.platform.progress import STREAM_START, ProgressChannel, ProgressEvent
+from algocomp.platform.queue import REQUEUE_TASK, RUN_TASK, RUNS_QUEUE, create_celery
+from algocomp.platform.settings import Settings
+from algocomp.platform.storage import ARTIFACTS, run_key
 from algocomp.scenarios import load_scenario, scenario_hash
-from algocomp.settings import Settings
-from algocomp.storage import ARTIFACTS, run_key
 
 from .conftest import wait_for_task, wait_until
 
@@ -211,15 +211,19 @@ def test_a_redelivered_run_leaves_one_result_and_one_outcome(
     finished = load_run(db_engine, run_id)
     first_summary = load_result(db_engine, run_id).summary
 
-    # a third delivery, after the run finished, through the task body itself
-    from algocomp.storage import Storage
-    from algocomp_worker.runner import RunServices, execute_run
+    # a third delivery, after the run finished, through the task body itself (with the process's real clients:
+    # whatever it would announce would show in the stream checked below)
+    from algocomp.platform.db import sessionmaker_for
+    from algocomp.platform.storage import Storage
+    from algocomp.platform.unit_of_work import Messaging, UnitOfWorkFactory
+    from algocomp_worker.context import WorkerContext
+    from algocomp_worker.execute import execute_run
 
-    def never_notified(finished_run: uuid.UUID) -> None:
-        raise AssertionError(f"a skipped delivery must not announce run {finished_run}")
-
-    services = RunServices(service_env, db_engine, redis_client, Storage(service_env), never_notified, never_notified)
-    outcome = execute_run(services, run_id, worker="test-redelivery")
+    messaging = Messaging.from_settings(service_env, create_celery(service_env), redis_client)
+    context = WorkerContext(
+        service_env, UnitOfWorkFactory(sessionmaker_for(db_engine), messaging), Storage(service_env)
+    )
+    outcome = execute_run(context, run_id, worker="test-redelivery")
     assert outcome.status == "skipped"
 
     for task_id in deliveries:  # both broker deliveries are over: whatever the second would publish is there now

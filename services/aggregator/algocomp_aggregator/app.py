@@ -6,8 +6,8 @@ settings as the worker; the database engine is created lazily per pool process.
 
 from __future__ import annotations
 
-from algocomp.queue import create_celery, log_as
-from algocomp.settings import get_settings
+from algocomp.platform.queue import create_celery, log_as
+from algocomp.platform.settings import get_settings
 from algocomp_aggregator.tasks import register_tasks
 
 SERVICE_NAME = "aggregator"

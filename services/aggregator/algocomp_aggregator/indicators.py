@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Engine, func
 from sqlalchemy.dialects.postgresql import insert
 
-from algocomp.db import TERMINAL_STATUSES, Result, Run, RunMetrics, session_scope
+from algocomp.platform.db import TERMINAL_STATUSES, Result, Run, RunMetrics, session_scope
 
 log = logging.getLogger(__name__)
 

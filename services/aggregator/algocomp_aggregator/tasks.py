@@ -10,12 +10,12 @@ from typing import Any
 from celery import Celery
 from sqlalchemy import Engine
 
-from algocomp.db import Run, Sweep, get_engine, session_scope
-from algocomp.db import sweep_metrics as sweep_aggregates
-from algocomp.logs import bind_run
-from algocomp.queue import RUN_FINISHED_TASK
-from algocomp.settings import get_settings
-from algocomp.storage import Storage
+from algocomp.platform.db import Run, Sweep, get_engine, session_scope
+from algocomp.platform.db import sweep_metrics as sweep_aggregates
+from algocomp.platform.logs import bind_run
+from algocomp.platform.queue import RUN_FINISHED_TASK
+from algocomp.platform.settings import get_settings
+from algocomp.platform.storage import Storage
 from algocomp_aggregator.indicators import record_run_metrics
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def aggregate_sweep(engine: Engine, run_id: uuid.UUID | str) -> dict[str, Any] |
 
 
 def register_tasks(app: Celery) -> None:
-    """Register the aggregator's tasks on `app` under the shared task names (algocomp.queue)."""
+    """Register the aggregator's tasks on `app` under the shared task names (algocomp.platform.queue)."""
 
     @app.task(name=RUN_FINISHED_TASK)
     def run_finished(run_id: str) -> dict[str, Any] | None:

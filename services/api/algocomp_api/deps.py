@@ -1,8 +1,9 @@
 """The API's shared infrastructure, created once per process and handed to routes as FastAPI dependencies.
 
 `ApiResources` is built in the application's lifespan (so the async Redis client belongs to the server's event
-loop) and closed at shutdown. Routes never build clients themselves: they ask for a session, Redis, the storage
-or the task sender here, which keeps one engine, one connection pool and one Celery producer per process.
+loop) and closed at shutdown. Routes never build clients themselves: they ask here for the request's unit of work
+(its transaction, the run and sweep repositories, and the messages sent after commit), Redis or the storage,
+which keeps one engine, one connection pool and one Celery producer per process.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from algocomp.db import session_scope
-from algocomp.queue import create_celery
-from algocomp.settings import Settings
-from algocomp.storage import Storage
+from algocomp.platform.queue import create_celery
+from algocomp.platform.settings import Settings
+from algocomp.platform.storage import Storage
+from algocomp.platform.unit_of_work import Messaging, UnitOfWork, UnitOfWorkFactory
 
 # Probes and requests must fail in seconds when a backing service is down, not hang a worker thread.
 CONNECT_TIMEOUT_S = 5
@@ -38,6 +39,7 @@ class ApiResources:
     async_redis: aioredis.Redis
     storage: Storage
     celery: Celery
+    units_of_work: UnitOfWorkFactory
 
     @classmethod
     def open(cls, settings: Settings) -> ApiResources:
@@ -48,17 +50,21 @@ class ApiResources:
             max_overflow=10,
             connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
         )
+        sessions = sessionmaker(engine, expire_on_commit=False)
+        sync_redis = redis.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=CONNECT_TIMEOUT_S
+        )
+        celery = create_celery(settings)
         return cls(
             settings=settings,
             engine=engine,
-            sessions=sessionmaker(engine, expire_on_commit=False),
-            redis=redis.Redis.from_url(
-                settings.redis_url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=CONNECT_TIMEOUT_S
-            ),
+            sessions=sessions,
+            redis=sync_redis,
             # no socket_timeout: the SSE endpoint blocks on XREAD for longer than a plain command takes
             async_redis=aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=CONNECT_TIMEOUT_S),
             storage=Storage(settings),
-            celery=create_celery(settings),
+            celery=celery,
+            units_of_work=UnitOfWorkFactory(sessions, Messaging.from_settings(settings, celery, sync_redis)),
         )
 
     async def close(self) -> None:
@@ -81,13 +87,19 @@ def get_app_settings(resources: Resources) -> Settings:
     return resources.settings
 
 
-def get_db(resources: Resources) -> Iterator[Session]:
-    """A session per request: committed when the route returns, rolled back when it raises.
+def get_unit_of_work(resources: Resources) -> Iterator[UnitOfWork]:
+    """A unit of work per request: committed when the route returns (then its messages are sent), rolled back
+    when it raises (and its messages dropped).
 
     Used with scope="function" so the commit happens before the response is sent: a client that got a 2xx
     can rely on the row being there."""
-    with session_scope(factory=resources.sessions) as session:
-        yield session
+    with resources.units_of_work() as uow:
+        yield uow
+
+
+def get_db(uow: Annotated[UnitOfWork, Depends(get_unit_of_work, scope="function")]) -> Session:
+    """The request's session, for routes that only read (the same transaction as its unit of work)."""
+    return uow.session
 
 
 def get_redis(resources: Resources) -> redis.Redis:
@@ -107,6 +119,7 @@ def get_celery(resources: Resources) -> Celery:
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+UnitOfWorkDep = Annotated[UnitOfWork, Depends(get_unit_of_work, scope="function")]
 DbSession = Annotated[Session, Depends(get_db, scope="function")]
 RedisDep = Annotated[redis.Redis, Depends(get_redis)]
 AsyncRedisDep = Annotated[aioredis.Redis, Depends(get_async_redis)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.responses import StreamingResponse
 
-from algocomp.storage import Storage
+from algocomp.platform.storage import Storage
 from algocomp_api.errors import ApiError
 
 # What S3 endpoints answer for an object stored without a content type.

@@ -12,8 +12,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from algocomp.logs import configure_logging
-from algocomp.settings import Settings, get_settings
+from algocomp.platform.logs import configure_logging
+from algocomp.platform.settings import Settings, get_settings
 from algocomp_api.aggregates.routes import router as aggregates_router
 from algocomp_api.deps import ApiResources
 from algocomp_api.errors import install_error_handlers

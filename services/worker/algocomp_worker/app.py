@@ -1,14 +1,14 @@
 """The worker's Celery application: `celery -A algocomp_worker.app:celery_app worker -Q runs,artifacts`.
 
-Configured by the shared factory (algocomp.queue.create_celery: late acknowledgement, prefetch 1, reject on
+Configured by the shared factory (algocomp.platform.queue.create_celery: late acknowledgement, prefetch 1, reject on
 worker lost, time limits) from the same settings as every service. Connections are opened per process, after
 Celery forks its pool (see algocomp_worker.tasks), never inherited from the parent.
 """
 
 from __future__ import annotations
 
-from algocomp.queue import create_celery, log_as
-from algocomp.settings import get_settings
+from algocomp.platform.queue import create_celery, log_as
+from algocomp.platform.settings import get_settings
 from algocomp_worker.tasks import register_tasks
 
 SERVICE_NAME = "worker"

@@ -2,7 +2,7 @@
 effects. Pure functions over the engine's session summaries, shared by the aggregator service and the CLI.
 
 algocomp.aggregate.grid turns a sweep's grid and its cells' sessions into per-cell metrics, tables and plots
-(also pure); algocomp.db.sweep_metrics reads those sessions from the database and S3 (the `server` extra)."""
+(also pure); algocomp.platform.db.sweep_metrics reads those sessions from the database and S3 (the `server` extra)."""
 
 from algocomp.aggregate.metrics import (
     COLLUSION_THRESHOLD,

@@ -2,7 +2,7 @@
 against their unregulated controls, and the per-cell table (CSV, Parquet) and plots.
 
 They take the sessions of each cell's succeeded runs (the engine's per-session summaries) and need neither the
-database nor S3, so they work on local runs as well; algocomp.db.sweep_metrics reads those sessions for the API
+database nor S3, so they work on local runs as well; algocomp.platform.db.sweep_metrics reads those sessions for the API
 and the aggregator and stores the results.
 """
 

@@ -63,7 +63,7 @@ def write_run(
 
     `workers` and `command` are recorded in config.json; they describe how the run was made, not its results.
     `plotter`, a PlotProcess started before the simulation, draws the plots; without it one is started here.
-    plots=False leaves them out (the worker draws them in a follow-up task, see algocomp_worker.runner).
+    plots=False leaves them out (the worker draws them in a follow-up task, see algocomp_worker.follow_ups).
     """
     out_dir = Path(out_dir)
     (out_dir / PLOTS_DIR).mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from algocomp.db import Run, RunMetrics
+from algocomp.platform.db import Run, RunMetrics
 from algocomp_api.aggregates.schemas import AGGREGATE_COLUMNS, AggregateOut
 
 

@@ -8,9 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
-from algocomp.logs import bind_run
-from algocomp.storage import ARTIFACTS, content_type
-from algocomp_api.deps import DbSession, StorageDep
+from algocomp.platform.logs import bind_run
+from algocomp.platform.storage import ARTIFACTS, content_type
+from algocomp_api.deps import StorageDep, UnitOfWorkDep
 from algocomp_api.errors import ApiError, error_responses
 from algocomp_api.files import stream_object
 from algocomp_api.results import service
@@ -30,16 +30,16 @@ _NOT_READY: dict[int, dict[str, Any]] = {
     responses=error_responses(_NOT_READY),
     summary="A succeeded run's summary and files",
 )
-def get_result(session: DbSession, storage: StorageDep, run_id: uuid.UUID) -> ResultOut:
+def get_result(uow: UnitOfWorkDep, storage: StorageDep, run_id: uuid.UUID) -> ResultOut:
     with bind_run(run_id):
-        return service.result_out(service.get_result(session, run_id), storage)
+        return service.result_out(service.get_result(uow, run_id), storage)
 
 
 def _artifact_response(
-    session: DbSession, storage: StorageDep, run_id: uuid.UUID, name: str, redirect: bool
+    uow: UnitOfWorkDep, storage: StorageDep, run_id: uuid.UUID, name: str, redirect: bool
 ) -> Response:
     with bind_run(run_id):
-        key = service.artifact_key(service.get_result(session, run_id), name)
+        key = service.artifact_key(service.get_result(uow, run_id), name)
         if redirect:
             return RedirectResponse(
                 storage.presigned_url(key, expires_s=service.PRESIGNED_URL_EXPIRES_S), status_code=307
@@ -73,10 +73,10 @@ Redirect = Annotated[bool, Query(description="answer 307 to a presigned S3 URL i
     response_class=StreamingResponse,
     summary="The run's panel (Parquet)",
 )
-def get_panel(session: DbSession, storage: StorageDep, run_id: uuid.UUID, redirect: Redirect = False) -> Response:
+def get_panel(uow: UnitOfWorkDep, storage: StorageDep, run_id: uuid.UUID, redirect: Redirect = False) -> Response:
     """The per-interval panel of every session, streamed from S3, or with `redirect=true` a 307 to a
     presigned URL so large files bypass the API."""
-    return _artifact_response(session, storage, run_id, "panel", redirect)
+    return _artifact_response(uow, storage, run_id, "panel", redirect)
 
 
 @router.get(
@@ -88,6 +88,6 @@ def get_panel(session: DbSession, storage: StorageDep, run_id: uuid.UUID, redire
     summary="One of the run's files: " + ", ".join(ARTIFACTS),
 )
 def get_artifact(
-    session: DbSession, storage: StorageDep, run_id: uuid.UUID, name: str, redirect: Redirect = False
+    uow: UnitOfWorkDep, storage: StorageDep, run_id: uuid.UUID, name: str, redirect: Redirect = False
 ) -> Response:
-    return _artifact_response(session, storage, run_id, name, redirect)
+    return _artifact_response(uow, storage, run_id, name, redirect)

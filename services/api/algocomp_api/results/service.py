@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy.orm import Session
-
-from algocomp.db import Result, RunStatus
-from algocomp.storage import ARTIFACTS, Storage, content_type
+from algocomp.platform.db import Result, RunStatus
+from algocomp.platform.storage import ARTIFACTS, Storage, content_type
+from algocomp.platform.unit_of_work import UnitOfWork
 from algocomp_api.errors import ApiError
 from algocomp_api.results.schemas import ArtifactLink, ResultOut
 from algocomp_api.runs import service as runs
@@ -15,10 +14,10 @@ from algocomp_api.runs import service as runs
 PRESIGNED_URL_EXPIRES_S = 3600
 
 
-def get_result(session: Session, run_id: uuid.UUID) -> Result:
+def get_result(uow: UnitOfWork, run_id: uuid.UUID) -> Result:
     """The result of a succeeded run; 404 for an unknown run, 409 `not_ready` (with its status) otherwise."""
-    run = runs.get_run(session, run_id)
-    result = session.get(Result, run_id) if run.status == RunStatus.succeeded else None
+    run = runs.get_run(uow, run_id)
+    result = uow.runs.result(run_id) if run.status == RunStatus.succeeded else None
     if result is None:
         hint = {
             RunStatus.queued: "it is waiting for a worker",

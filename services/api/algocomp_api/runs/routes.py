@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response, status
 
-from algocomp.db import RunStatus
-from algocomp.logs import bind_run
-from algocomp_api.deps import CeleryDep, DbSession, RedisDep, SettingsDep
+from algocomp.platform.db import RunStatus
+from algocomp.platform.logs import bind_run
+from algocomp_api.deps import UnitOfWorkDep
 from algocomp_api.errors import error_responses
 from algocomp_api.pagination import Page, Pagination
 from algocomp_api.runs import service
@@ -44,33 +44,24 @@ RUN_EXAMPLES: dict[str, Any] = {
     summary="Queue a run of a scenario",
 )
 def create_run(
-    session: DbSession,
-    redis_client: RedisDep,
-    celery: CeleryDep,
-    settings: SettingsDep,
-    response: Response,
-    request: Annotated[RunCreate, Body(openapi_examples=RUN_EXAMPLES)],
+    uow: UnitOfWorkDep, response: Response, request: Annotated[RunCreate, Body(openapi_examples=RUN_EXAMPLES)]
 ) -> RunAccepted:
-    """Store the run as `queued`, commit, and only then send its task to the workers (enqueue after commit: a
+    """Store the run as `queued`; once that is committed, send its task to the workers (enqueue after commit: a
     worker never receives a run it cannot find). If the broker is unreachable the run stays queued and the
     sweeper re-sends it; the answer is 202 either way. Follow it at links.stream, read it at links.self."""
-    run = service.create_run(session, request)
-    session.commit()
-    with bind_run(run.id):
-        service.announce_queued(redis_client, settings, run)
-        service.enqueue(celery, run)
+    run = service.create_run(uow, request)
     response.headers["Location"] = f"/runs/{run.id}"
     return RunAccepted(id=run.id, status=run.status, links=service.run_links(run))
 
 
 @router.get("", response_model=Page[RunOut], responses=error_responses(), summary="List runs, newest first")
 def list_runs(
-    session: DbSession,
+    uow: UnitOfWorkDep,
     page: Pagination,
     scenario_id: Annotated[uuid.UUID | None, Query(description="only runs of this scenario")] = None,
     status: Annotated[RunStatus | None, Query(description="only runs in this status")] = None,
 ) -> Page[RunOut]:
-    runs, total = service.list_runs(session, scenario_id, status, page.limit, page.offset)
+    runs, total = uow.runs.page(scenario_id=scenario_id, status=status, limit=page.limit, offset=page.offset)
     return Page[RunOut](items=[service.run_out(r) for r in runs], total=total, limit=page.limit, offset=page.offset)
 
 
@@ -80,9 +71,9 @@ def list_runs(
     responses=error_responses({404: {"description": "no run with this id"}}),
     summary="A run's status, progress and timestamps",
 )
-def get_run(session: DbSession, run_id: uuid.UUID) -> RunOut:
+def get_run(uow: UnitOfWorkDep, run_id: uuid.UUID) -> RunOut:
     with bind_run(run_id):
-        return service.run_out(service.get_run(session, run_id), detail=True)
+        return service.run_out(service.get_run(uow, run_id), detail=True)
 
 
 @router.post(
@@ -98,15 +89,8 @@ def get_run(session: DbSession, run_id: uuid.UUID) -> RunOut:
     ),
     summary="Cancel a queued or running run",
 )
-def cancel_run(
-    session: DbSession, redis_client: RedisDep, settings: SettingsDep, run_id: uuid.UUID, response: Response
-) -> RunOut:
+def cancel_run(uow: UnitOfWorkDep, run_id: uuid.UUID, response: Response) -> RunOut:
     with bind_run(run_id):
-        run, cancelled_now = service.cancel_run(session, run_id)
-        if cancelled_now:
-            session.commit()  # the terminal event must not announce a state a rollback could undo
-            service.announce_cancelled(redis_client, settings, run)
-            response.status_code = status.HTTP_200_OK
-        else:
-            response.status_code = status.HTTP_202_ACCEPTED
-        return service.run_out(run)
+        run, cancelled_now = service.cancel_run(uow, run_id)
+    response.status_code = status.HTTP_200_OK if cancelled_now else status.HTTP_202_ACCEPTED
+    return service.run_out(run)

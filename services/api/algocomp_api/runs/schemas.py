@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from algocomp.db import RunStatus
+from algocomp.platform.db import RunStatus
 from algocomp_api.scenarios.schemas import EXAMPLE_INLINE_SCENARIO
 
 

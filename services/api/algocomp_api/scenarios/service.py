@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from algocomp.db import ScenarioRecord
+from algocomp.platform.db import ScenarioRecord
 from algocomp.scenarios import Scenario, ScenarioError, load_scenario, scenario_hash
 from algocomp_api.errors import ApiError, not_found
 from algocomp_api.scenarios.schemas import ScenarioLinks, ScenarioOut

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Header, Query
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
-from algocomp.logs import bind_run
-from algocomp.progress import AsyncProgressChannel
+from algocomp.platform.logs import bind_run
+from algocomp.platform.progress import AsyncProgressChannel
 from algocomp_api.deps import Resources
 from algocomp_api.errors import error_responses, not_found
 from algocomp_api.streams import service

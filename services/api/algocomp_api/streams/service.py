@@ -16,8 +16,8 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from algocomp.db import TERMINAL_STATUSES, Run, RunStatus
-from algocomp.progress import STREAM_START, AsyncProgressChannel, ProgressEvent
+from algocomp.platform.db import TERMINAL_STATUSES, Run, RunStatus
+from algocomp.platform.progress import STREAM_START, AsyncProgressChannel, ProgressEvent
 from algocomp_api.errors import ApiError
 
 # How long one XREAD blocks before the source looks at the run's status in Postgres again: a worker that died

@@ -14,17 +14,11 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
-from algocomp.db import TERMINAL_STATUSES, Sweep
-from algocomp.storage import content_type
-from algocomp.storage.keys import SWEEP_ARTIFACTS
-from algocomp_api.deps import (
-    CeleryDep,
-    DbSession,
-    RedisDep,
-    Resources,
-    SettingsDep,
-    StorageDep,
-)
+from algocomp.platform.db import TERMINAL_STATUSES
+from algocomp.platform.db.sweeps import SweepRepository
+from algocomp.platform.storage import content_type
+from algocomp.platform.storage.keys import SWEEP_ARTIFACTS
+from algocomp_api.deps import Resources, StorageDep, UnitOfWorkDep
 from algocomp_api.errors import ApiError, error_responses, not_found
 from algocomp_api.files import stream_object
 from algocomp_api.pagination import Page, Pagination
@@ -79,31 +73,25 @@ current state first and ids continue from it."""
     summary="Queue a grid of runs of a scenario",
 )
 def create_sweep(
-    session: DbSession,
-    redis_client: RedisDep,
-    celery: CeleryDep,
-    settings: SettingsDep,
-    response: Response,
-    request: Annotated[SweepCreate, Body(openapi_examples=SWEEP_EXAMPLES)],
+    uow: UnitOfWorkDep, response: Response, request: Annotated[SweepCreate, Body(openapi_examples=SWEEP_EXAMPLES)]
 ) -> SweepAccepted:
-    """Validate every cell x seed, store the sweep and all its runs as queued in one transaction, commit, and
-    only then send the runs' tasks (enqueue after commit). Follow it at links.stream, read it at links.self."""
-    sweep, created = service.create_sweep(session, request)
-    session.commit()
-    service.dispatch(celery, redis_client, settings, created)
+    """Validate every cell x seed, store the sweep and all its runs as queued in one transaction, and only once
+    that is committed send the runs' tasks (enqueue after commit). Follow it at links.stream, read it at
+    links.self."""
+    sweep, runs = service.create_sweep(uow, request)
     response.headers["Location"] = f"/sweeps/{sweep.id}"
     return SweepAccepted(
         id=sweep.id,
         status=sweep.status,
         cells=len(service.cell_values(sweep.grid)),
-        runs=len(created),
+        runs=runs,
         links=service.sweep_links(sweep.id),
     )
 
 
 @router.get("/sweeps", response_model=Page[SweepOut], responses=error_responses(), summary="List sweeps, newest first")
-def list_sweeps(session: DbSession, page: Pagination) -> Page[SweepOut]:
-    items, total = service.list_sweeps(session, page.limit, page.offset)
+def list_sweeps(uow: UnitOfWorkDep, page: Pagination) -> Page[SweepOut]:
+    items, total = service.list_sweeps(uow, page.limit, page.offset)
     return Page[SweepOut](items=items, total=total, limit=page.limit, offset=page.offset)
 
 
@@ -113,9 +101,9 @@ def list_sweeps(session: DbSession, page: Pagination) -> Page[SweepOut]:
     responses=error_responses({404: {"description": "no sweep with this id"}}),
     summary="A sweep's status and progress, overall and per cell",
 )
-def get_sweep(session: DbSession, storage: StorageDep, sweep_id: uuid.UUID) -> SweepOut:
+def get_sweep(uow: UnitOfWorkDep, storage: StorageDep, sweep_id: uuid.UUID) -> SweepOut:
     """`files` links the metrics and plots the aggregator wrote to S3 once the sweep ended (empty before)."""
-    out = service.read_sweep(session, sweep_id, detail=True)
+    out = service.read_sweep(uow, sweep_id, detail=True)
     if isinstance(out, SweepDetail):
         out.files = service.sweep_files(storage, sweep_id)
     return out
@@ -134,13 +122,9 @@ def get_sweep(session: DbSession, storage: StorageDep, sweep_id: uuid.UUID) -> S
     ),
     summary="Cancel a sweep's queued and running runs",
 )
-def cancel_sweep(
-    session: DbSession, redis_client: RedisDep, settings: SettingsDep, sweep_id: uuid.UUID, response: Response
-) -> SweepOut:
-    sweep, cancelled = service.cancel_sweep(session, sweep_id)
-    session.commit()  # the terminal events must not announce a state a rollback could undo
-    service.announce_cancelled(redis_client, settings, cancelled)
-    out = service.read_sweep(session, sweep.id, detail=True)
+def cancel_sweep(uow: UnitOfWorkDep, sweep_id: uuid.UUID, response: Response) -> SweepOut:
+    sweep = service.cancel_sweep(uow, sweep_id)
+    out = service.read_sweep(uow, sweep.id, detail=True)
     response.status_code = status.HTTP_200_OK if out.status in TERMINAL_STATUSES else status.HTTP_202_ACCEPTED
     return out
 
@@ -161,14 +145,14 @@ def cancel_sweep(
     summary="A sweep's per-cell metrics (JSON, or CSV with Accept: text/csv)",
 )
 def sweep_metrics(
-    session: DbSession,
+    uow: UnitOfWorkDep,
     storage: StorageDep,
     sweep_id: uuid.UUID,
     accept: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Computed from the summaries of the sweep's succeeded runs at request time; cells with no succeeded run
     yet have `metrics: null`."""
-    metrics = service.sweep_metrics(session, storage, sweep_id)
+    metrics = service.sweep_metrics(uow, storage, sweep_id)
     if accept and "text/csv" in accept:
         return PlainTextResponse(
             service.metrics_csv(metrics),
@@ -189,10 +173,10 @@ def sweep_metrics(
     response_class=StreamingResponse,
     summary="One of the sweep's files: " + ", ".join(SWEEP_ARTIFACTS),
 )
-def get_sweep_file(session: DbSession, storage: StorageDep, sweep_id: uuid.UUID, name: str) -> Response:
+def get_sweep_file(uow: UnitOfWorkDep, storage: StorageDep, sweep_id: uuid.UUID, name: str) -> Response:
     """Streamed from S3 like a run's artifacts (Storage.open_stream); the aggregator writes these files once the
     sweep is over, so until then a known name answers 404 `file_not_found` saying so."""
-    service.get_sweep(session, sweep_id)
+    service.get_sweep(uow, sweep_id)
     key = service.sweep_file_key(sweep_id, name)
     return stream_object(
         storage,
@@ -239,13 +223,13 @@ async def stream_sweep(
 
     def load() -> dict[str, Any] | None:
         with sessions() as session:
-            sweep = session.get(Sweep, sweep_id)
+            sweeps = SweepRepository(session)
+            sweep = sweeps.get(sweep_id)
             if sweep is None:
                 return None
-            state = service.sweep_state(session, sweep)
-            service.record_if_finished(session, sweep, state)
-            session.commit()
-            return state.snapshot()
+            snapshot = sweeps.state(sweep).snapshot()
+            session.commit()  # the end, if this read is the first to see it (no message to send)
+            return snapshot
 
     first = await run_in_threadpool(load)
     if first is None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from algocomp.db import RunStatus
+from algocomp.platform.db import RunStatus
 
 EXAMPLE_SWEEP: dict[str, Any] = {
     "preset": "calvano-2020-baseline",

@@ -3,16 +3,16 @@
 from algocomp.extras import raise_missing_extra
 
 try:
-    from algocomp.storage.keys import (
+    from algocomp.platform.storage.keys import (
         ARTIFACTS,
         content_type,
         run_key,
         run_prefix,
         upload_run_folder,
     )
-    from algocomp.storage.s3 import Storage, StorageError
+    from algocomp.platform.storage.s3 import Storage, StorageError
 except ImportError as _error:
-    raise_missing_extra(_error, "server", "algocomp.storage (the services' S3 client)")
+    raise_missing_extra(_error, "server", "algocomp.platform.storage (the services' S3 client)")
 
 __all__ = [
     "ARTIFACTS",

@@ -40,11 +40,11 @@ try:
     from sqlalchemy.dialects.postgresql import insert
     from sqlalchemy.orm import Session
 
-    from algocomp.db import TERMINAL_STATUSES, Run, RunStatus, Sweep, SweepCellMetrics
-    from algocomp.storage import Storage, StorageError, run_key
-    from algocomp.storage.keys import sweep_key
+    from algocomp.platform.db import TERMINAL_STATUSES, Run, RunStatus, Sweep, SweepCellMetrics
+    from algocomp.platform.storage import Storage, StorageError, run_key
+    from algocomp.platform.storage.keys import sweep_key
 except ImportError as _error:
-    raise_missing_extra(_error, "server", "algocomp.db.sweep_metrics (sweep metrics from the database and S3)")
+    raise_missing_extra(_error, "server", "algocomp.platform.db.sweep_metrics (sweep metrics from the database and S3)")
 
 __all__ = [
     "REGULATION_SECTION",

@@ -17,7 +17,7 @@ from algocomp.extras import raise_missing_extra
 try:
     from pydantic_settings import BaseSettings, SettingsConfigDict
 except ImportError as _error:
-    raise_missing_extra(_error, "server", "algocomp.settings (the services' settings)")
+    raise_missing_extra(_error, "server", "algocomp.platform.settings (the services' settings)")
 
 DEVELOPMENT_S3_SECRET = "algocomp-secret"
 

@@ -3,7 +3,7 @@
 from algocomp.extras import raise_missing_extra
 
 try:
-    from algocomp.tracking.mlflow_log import (
+    from algocomp.platform.tracking.mlflow_log import (
         RUN_ID_TAG,
         flatten,
         log_run,
@@ -11,6 +11,6 @@ try:
         mlflow_params,
     )
 except ImportError as _error:
-    raise_missing_extra(_error, "server", "algocomp.tracking (MLflow tracking)")
+    raise_missing_extra(_error, "server", "algocomp.platform.tracking (MLflow tracking)")
 
 __all__ = ["RUN_ID_TAG", "flatten", "log_run", "mlflow_metrics", "mlflow_params"]

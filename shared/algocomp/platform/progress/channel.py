@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import redis
 import redis.asyncio as aioredis
 
-from algocomp.settings import Settings
+from algocomp.platform.settings import Settings
 
 TERMINAL_EVENTS = frozenset({"succeeded", "failed", "cancelled"})
 EVENT_NAMES = frozenset({"queued", "started", "progress"}) | TERMINAL_EVENTS

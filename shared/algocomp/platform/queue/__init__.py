@@ -13,9 +13,9 @@ from algocomp.extras import raise_missing_extra
 try:
     from celery import Celery
 
-    from algocomp.settings import Settings, get_settings
+    from algocomp.platform.settings import Settings, get_settings
 except ImportError as _error:
-    raise_missing_extra(_error, "server", "algocomp.queue (the services' Celery application)")
+    raise_missing_extra(_error, "server", "algocomp.platform.queue (the services' Celery application)")
 
 RUN_TASK = "algocomp.run"
 RUN_FINISHED_TASK = "algocomp.run_finished"
@@ -32,14 +32,14 @@ AGGREGATE_QUEUE = "aggregate"
 
 
 def log_as(service: str) -> None:
-    """Structured logs (algocomp.logs) for a Celery service, in its main process and in every pool process.
+    """Structured logs (algocomp.platform.logs) for a Celery service, in its main process and in every pool process.
 
     Connecting setup_logging also stops Celery installing its own handlers. Call it once, from the module that
     defines the service's app; a process runs one service.
     """
     from celery.signals import setup_logging, worker_process_init
 
-    from algocomp.logs import configure_logging
+    from algocomp.platform.logs import configure_logging
 
     def configure(**_: object) -> None:
         configure_logging(service)

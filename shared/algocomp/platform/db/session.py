@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from algocomp.settings import get_settings
+from algocomp.platform.settings import get_settings
 
 _engine: Engine | None = None
 _engine_pid: int | None = None

@@ -3,7 +3,7 @@
 from algocomp.extras import raise_missing_extra
 
 try:
-    from algocomp.progress.channel import (
+    from algocomp.platform.progress.channel import (
         EVENT_NAMES,
         STREAM_START,
         TERMINAL_EVENTS,
@@ -15,7 +15,7 @@ try:
         stream_key,
     )
 except ImportError as _error:
-    raise_missing_extra(_error, "server", "algocomp.progress (run progress over Redis)")
+    raise_missing_extra(_error, "server", "algocomp.platform.progress (run progress over Redis)")
 
 __all__ = [
     "EVENT_NAMES",

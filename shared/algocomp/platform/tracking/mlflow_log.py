@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from algocomp.settings import Settings
+from algocomp.platform.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from algocomp.storage.s3 import Storage
+    from algocomp.platform.storage.s3 import Storage
 
 # artifact name -> path relative to the run's prefix (and to the run folder written by algocomp.output.writer)
 ARTIFACTS: dict[str, str] = {

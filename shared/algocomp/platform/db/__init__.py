@@ -3,7 +3,7 @@
 from algocomp.extras import raise_missing_extra
 
 try:
-    from algocomp.db.models import (
+    from algocomp.platform.db.models import (
         TERMINAL_STATUSES,
         Base,
         Result,
@@ -14,14 +14,14 @@ try:
         Sweep,
         SweepCellMetrics,
     )
-    from algocomp.db.session import (
+    from algocomp.platform.db.session import (
         get_engine,
         reset_engine,
         session_scope,
         sessionmaker_for,
     )
 except ImportError as _error:
-    raise_missing_extra(_error, "server", "algocomp.db (the services' Postgres models)")
+    raise_missing_extra(_error, "server", "algocomp.platform.db (the services' Postgres models)")
 
 __all__ = [
     "TERMINAL_STATUSES",

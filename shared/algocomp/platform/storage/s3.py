@@ -15,7 +15,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from algocomp.settings import Settings
+from algocomp.platform.settings import Settings
 
 STREAM_CHUNK_BYTES = 1024 * 1024
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
@@ -94,7 +94,7 @@ class Storage:
 
     def put_file(self, key: str, path: Path | str, content_type: str | None = None) -> None:
         """Upload a local file under `key`."""
-        from algocomp.storage.keys import content_type as content_type_of
+        from algocomp.platform.storage.keys import content_type as content_type_of
 
         path = Path(path)
         try:

@@ -1,0 +1,178 @@
+"""One run, from claim to terminal status: the body of the worker's run task, free of Celery.
+
+Delivery is at least once, so every step is harmless when repeated:
+- the claim is one conditional UPDATE (algocomp.platform.db.runs), so of two deliveries of the same run only one
+  proceeds; every later write is conditional on still owning the claim, so a worker that lost its lease cannot
+  overwrite the outcome of the worker that took over;
+- files go under the run's deterministic prefix and the result row's primary key is the run id, so a second
+  delivery can never add a second result set.
+
+Each transition is a unit of work whose messages go out after its commit: the `started` event after the claim,
+the terminal event, the aggregator's message and the follow-up (plots, MLflow) after the finish, so a client
+that reacts to an event finds the row. Files are uploaded before the run is marked succeeded, so a reader who
+sees the status finds them.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from algocomp.engine.experiment import run_experiment
+from algocomp.engine.results import ExperimentResult
+from algocomp.output.writer import json_ready
+from algocomp.platform.db import RunStatus
+from algocomp.platform.db.runs import Claim, ClaimLost
+from algocomp.platform.queue import AGGREGATE_QUEUE, ARTIFACTS_QUEUE, FINISH_TASK, RUN_FINISHED_TASK
+from algocomp.scenarios import load_scenario
+from algocomp_worker.context import WorkerContext
+from algocomp_worker.progress import ProgressReporter
+from algocomp_worker.run_log import RunLogCapture, capturing_run_log
+from algocomp_worker.uploads import upload_log, upload_results
+
+log = logging.getLogger(__name__)
+
+# Summary entries repeated in the terminal "succeeded" event, so a client can show the outcome without a request.
+SUMMARY_HIGHLIGHTS = (
+    "sessions",
+    "profit_gain",
+    "profit_gain_ci95",
+    "mean_price",
+    "price_index",
+    "consumer_surplus_loss",
+    "converged_share",
+    "punishment_share",
+    "periods_total",
+)
+
+
+@dataclass
+class RunOutcome:
+    """What the task did, for its return value and the worker's log."""
+
+    run_id: uuid.UUID
+    status: str  # a RunStatus value, or "skipped" when another delivery owns or finished the run
+    attempt: int | None = None
+    error: str | None = None
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"run_id": str(self.run_id), "status": self.status, "attempt": self.attempt, "error": self.error}
+
+
+def describe_error(error: BaseException) -> str:
+    """The run's error column: the exception's type and message, e.g. "ScenarioError: regulation.price_cap: …"."""
+    message = str(error).strip()
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def claim(context: WorkerContext, run_id: uuid.UUID, worker: str) -> Claim | None:
+    """Claim the run; announce `started` once the claim is committed."""
+    with context.units_of_work() as uow:
+        claimed = uow.runs.claim(run_id, worker=worker, lease_s=context.settings.lease_s)
+        if claimed is not None:
+            data = {"status": RunStatus.running.value, "attempt": claimed.attempt, "worker": worker}
+            uow.publish(run_id, "started", data)
+    return claimed
+
+
+def finish(context: WorkerContext, claim: Claim, status: RunStatus, event: dict[str, Any], **values: Any) -> bool:
+    """Set the terminal status (RunRepository.finish) and, once committed, publish the terminal event, tell the
+    aggregator, and for a success ask for the follow-up (plots, MLflow). False when the claim was lost."""
+    with context.units_of_work() as uow:
+        if not uow.runs.finish(claim, status, **values):
+            log.warning("run %s was taken over before it could be finished; the new owner decides", claim.run_id)
+            return False
+        uow.publish(claim.run_id, status.value, json_ready({"status": status.value, **event}))
+        uow.send_task(RUN_FINISHED_TASK, claim.run_id, AGGREGATE_QUEUE)
+        if status == RunStatus.succeeded:
+            uow.send_task(FINISH_TASK, claim.run_id, ARTIFACTS_QUEUE)
+    return True
+
+
+def execute_run(context: WorkerContext, run_id: uuid.UUID | str, *, worker: str) -> RunOutcome:
+    """Claim the run and take it to a terminal status (see the module docstring). Never raises for a failure of
+    the run itself: that is recorded as the run's status, and the task must not be retried."""
+    run_id = uuid.UUID(str(run_id))
+    claimed = claim(context, run_id, worker)
+    if claimed is None:
+        log.info("run %s is already claimed or finished; nothing to do for this delivery", run_id)
+        return RunOutcome(run_id, "skipped")
+
+    with capturing_run_log() as run_log:
+        log.info("run %s claimed by %s (attempt %d)", run_id, worker, claimed.attempt)
+        try:
+            scenario = load_scenario(dict(claimed.spec))
+            reporter = ProgressReporter(context, claimed)
+            log.info(
+                "simulating scenario %r (%s): %d sessions from seed %d",
+                scenario.name,
+                claimed.scenario_hash[:12],
+                scenario.sessions,
+                scenario.seed,
+            )
+            result = run_experiment(scenario, workers=1, progress=reporter.progress, should_stop=reporter.should_stop)
+            if result.cancelled:
+                return _cancelled(context, claimed, run_log, result)
+            return _succeeded(context, claimed, run_log, result)
+        except ClaimLost as lost:
+            log.warning("%s; leaving the run to its new owner", lost)
+            return RunOutcome(run_id, "skipped", attempt=claimed.attempt)
+        except Exception as error:  # noqa: BLE001 - the run's failure, whatever its cause, is its outcome
+            return _failed(context, claimed, run_log, error)
+
+
+def _succeeded(context: WorkerContext, claim: Claim, run_log: RunLogCapture, result: ExperimentResult) -> RunOutcome:
+    summary = json_ready(result.summary)
+    log.info(
+        "simulated %d sessions in %.1f s: profit gain %s, mean price %s",
+        len(result.sessions),
+        result.elapsed_s,
+        summary.get("profit_gain"),
+        summary.get("mean_price"),
+    )
+    artifacts = upload_results(context.storage, claim, result, run_log)
+    highlights = {key: summary.get(key) for key in SUMMARY_HIGHLIGHTS}
+    owned = finish(
+        context,
+        claim,
+        RunStatus.succeeded,
+        {"summary": highlights},
+        summary=summary,
+        artifacts=artifacts,
+        progress=1.0,
+        sessions_done=len(result.sessions),
+        periods_done=int(summary.get("periods_total") or 0),
+    )
+    if not owned:
+        return RunOutcome(claim.run_id, "skipped", attempt=claim.attempt)
+    log.info("run %s succeeded", claim.run_id)
+    return RunOutcome(claim.run_id, RunStatus.succeeded.value, attempt=claim.attempt, artifacts=artifacts)
+
+
+def _cancelled(context: WorkerContext, claim: Claim, run_log: RunLogCapture, result: ExperimentResult) -> RunOutcome:
+    sessions_done = len(result.sessions)
+    log.info("run %s cancelled after %d of %d sessions", claim.run_id, sessions_done, result.scenario.sessions)
+    upload_log(context.storage, claim, run_log)
+    owned = finish(
+        context,
+        claim,
+        RunStatus.cancelled,
+        {"sessions_done": sessions_done, "sessions_total": result.scenario.sessions},
+        sessions_done=sessions_done,
+        periods_done=sum(int(s.metrics["periods"]) for s in result.sessions),
+    )
+    if not owned:
+        return RunOutcome(claim.run_id, "skipped", attempt=claim.attempt)
+    return RunOutcome(claim.run_id, RunStatus.cancelled.value, attempt=claim.attempt)
+
+
+def _failed(context: WorkerContext, claim: Claim, run_log: RunLogCapture, error: Exception) -> RunOutcome:
+    message = describe_error(error)
+    log.error("run %s failed: %s", claim.run_id, message, exc_info=error)
+    upload_log(context.storage, claim, run_log)
+    if not finish(context, claim, RunStatus.failed, {"error": message}, error=message):
+        return RunOutcome(claim.run_id, "skipped", attempt=claim.attempt, error=message)
+    return RunOutcome(claim.run_id, RunStatus.failed.value, attempt=claim.attempt, error=message)

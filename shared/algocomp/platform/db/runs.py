@@ -1,0 +1,295 @@
+"""The one home of run state: how a run row is built and every transition it goes through.
+
+A run is created `queued` (alone or as a cell x seed of a sweep), claimed by a worker (`running`, one attempt at a
+time), kept alive by heartbeats that also carry its progress, and ends `succeeded` (with its result row),
+`failed` or `cancelled`; a queued run may be cancelled at once, a running one only asked to stop. Every
+transition is one conditional UPDATE, so two actors racing on the same run (two deliveries of its task, a cancel
+against a claim, a worker that lost its lease against the one that took over) end in exactly one outcome:
+Postgres re-checks the WHERE clause on the row it locks.
+
+The repository works inside its caller's transaction (a UnitOfWork, algocomp.platform.unit_of_work): it never
+commits, and it sends nothing. Messages that announce a transition are the unit of work's, sent after commit.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Row, and_, func, or_, select, update
+from sqlalchemy import cast as sa_cast
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.orm import Session
+
+from algocomp.platform.db.models import TERMINAL_STATUSES, Result, Run, RunStatus
+from algocomp.scenarios import Scenario, scenario_hash
+
+
+class ClaimLost(RuntimeError):
+    """The run is no longer this attempt's: its lease expired and another delivery claimed it, or someone else
+    finished it. The attempt stops without touching the run."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A run as one attempt of its task owns it: every write under the claim is conditional on it."""
+
+    run_id: uuid.UUID
+    attempt: int
+    spec: dict[str, Any]
+    sessions: int
+    scenario_hash: str
+
+
+class CancelOutcome(enum.Enum):
+    """What a cancel request did: `cancelled` a queued run at once, `requested` a running run to stop, or found
+    the run `finished` already (nothing changed)."""
+
+    cancelled = "cancelled"
+    requested = "requested"
+    finished = "finished"
+
+
+def new_run(
+    scenario_id: uuid.UUID,
+    scenario: Scenario,
+    overrides: Sequence[str],
+    *,
+    sweep_id: uuid.UUID | None = None,
+    cell: int | None = None,
+) -> Run:
+    """A queued run of an effective scenario (its seed and sessions included), not yet added to a session: the
+    one place a Run row is built. `overrides` turn scenario_id's stored scenario into `scenario`."""
+    return Run(
+        id=uuid.uuid4(),
+        scenario_id=scenario_id,
+        spec=scenario.model_dump(mode="json"),
+        scenario_hash=scenario_hash(scenario),
+        seed=scenario.seed,
+        sessions=scenario.sessions,
+        overrides=list(overrides),
+        status=RunStatus.queued,
+        attempt=0,
+        progress=0.0,
+        sessions_done=0,
+        periods_done=0,
+        cancel_requested=False,
+        sweep_id=sweep_id,
+        cell=cell,
+    )
+
+
+def _owned(claim: Claim) -> ColumnElement[bool]:
+    """The WHERE clause of every write made under a claim."""
+    return and_(Run.id == claim.run_id, Run.attempt == claim.attempt, Run.status == RunStatus.running)
+
+
+class RunRepository:
+    """Runs and their results, read and changed within one session's transaction."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    # ------------------------------------------------------------------------------------------ creation, reads
+
+    def add(self, runs: Sequence[Run]) -> None:
+        """Insert queued runs (from new_run) and load their server defaults (created_at, queued_at)."""
+        self.session.add_all(runs)
+        self.session.flush()
+        for run in runs:
+            self.session.refresh(run)
+
+    def get(self, run_id: uuid.UUID) -> Run | None:
+        return self.session.get(Run, run_id)
+
+    def page(
+        self, *, scenario_id: uuid.UUID | None, status: RunStatus | None, limit: int, offset: int
+    ) -> tuple[list[Run], int]:
+        """A page of runs, newest first, filtered by scenario and status, and the total count of the filter."""
+        conditions = []
+        if scenario_id is not None:
+            conditions.append(Run.scenario_id == scenario_id)
+        if status is not None:
+            conditions.append(Run.status == status)
+        total = self.session.execute(select(func.count()).select_from(Run).where(*conditions)).scalar_one()
+        runs = self.session.execute(
+            select(Run).where(*conditions).order_by(Run.created_at.desc(), Run.id).limit(limit).offset(offset)
+        ).scalars()
+        return list(runs), total
+
+    def result(self, run_id: uuid.UUID) -> Result | None:
+        return self.session.get(Result, run_id)
+
+    # ------------------------------------------------------------------------------------------ cancellation
+
+    def cancel(self, run_id: uuid.UUID) -> CancelOutcome:
+        """Cancel a queued run at once, or ask a running one to stop (its worker ends it between sessions)."""
+        cancelled = self.session.execute(
+            update(Run)
+            .where(Run.id == run_id, Run.status == RunStatus.queued)
+            .values(status=RunStatus.cancelled, finished_at=func.now(), error=None)
+            .returning(Run.id)
+        ).scalar_one_or_none()
+        if cancelled is not None:
+            outcome = CancelOutcome.cancelled
+        else:
+            requested = self.session.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.status == RunStatus.running)
+                .values(cancel_requested=True)
+                .returning(Run.id)
+            ).scalar_one_or_none()
+            outcome = CancelOutcome.requested if requested is not None else CancelOutcome.finished
+        self._reload(run_id)
+        return outcome
+
+    def cancel_sweep_runs(self, sweep_id: uuid.UUID) -> list[Run]:
+        """Cancel every queued run of a sweep at once and ask every running one to stop; returns the runs
+        cancelled now."""
+        cancelled_ids = (
+            self.session.execute(
+                update(Run)
+                .where(Run.sweep_id == sweep_id, Run.status == RunStatus.queued)
+                .values(status=RunStatus.cancelled, finished_at=func.now(), error=None)
+                .returning(Run.id)
+            )
+            .scalars()
+            .all()
+        )
+        self.session.execute(
+            update(Run).where(Run.sweep_id == sweep_id, Run.status == RunStatus.running).values(cancel_requested=True)
+        )
+        self.session.flush()
+        self.session.expire_all()
+        if not cancelled_ids:
+            return []
+        return list(self.session.execute(select(Run).where(Run.id.in_(cancelled_ids))).scalars())
+
+    # ------------------------------------------------------------------------------------------ a worker's claim
+
+    def claim(self, run_id: uuid.UUID, *, worker: str, lease_s: int) -> Claim | None:
+        """Take the run for this delivery: a queued run, or a running one whose heartbeat is older than the lease
+        (its worker died). None if another delivery owns or finished it."""
+        stale = func.now() - timedelta(seconds=lease_s)
+        row = self.session.execute(
+            update(Run)
+            .where(
+                Run.id == run_id,
+                or_(
+                    Run.status == RunStatus.queued,
+                    and_(Run.status == RunStatus.running, Run.heartbeat_at < stale),
+                ),
+            )
+            .values(
+                status=RunStatus.running,
+                attempt=Run.attempt + 1,
+                started_at=func.now(),
+                heartbeat_at=func.now(),
+                worker=worker,
+                error=None,
+            )
+            .returning(Run.attempt, Run.spec, Run.sessions, Run.scenario_hash)
+        ).one_or_none()
+        if row is None:
+            return None
+        return Claim(run_id, row.attempt, row.spec, row.sessions, row.scenario_hash)
+
+    def heartbeat(self, claim: Claim, **values: Any) -> bool:
+        """Refresh the run's heartbeat (and set `values`, e.g. its progress); returns whether cancellation was
+        requested. Raises ClaimLost if the claim no longer owns the run."""
+        row = self.session.execute(
+            update(Run).where(_owned(claim)).values(heartbeat_at=func.now(), **values).returning(Run.cancel_requested)
+        ).one_or_none()
+        if row is None:
+            raise ClaimLost(f"run {claim.run_id} attempt {claim.attempt} is no longer owned by this worker")
+        return bool(row.cancel_requested)
+
+    def finish(
+        self,
+        claim: Claim,
+        status: RunStatus,
+        *,
+        error: str | None = None,
+        summary: dict[str, Any] | None = None,
+        artifacts: dict[str, str] | None = None,
+        **values: Any,
+    ) -> bool:
+        """Set the run's terminal status and, for a success, insert its result, in the caller's transaction (so a
+        result row exists exactly when its run succeeded). False, writing nothing, when the claim was lost."""
+        if status not in TERMINAL_STATUSES:
+            raise ValueError(f"{status} is not a terminal status")
+        owned = self.session.execute(
+            update(Run)
+            .where(_owned(claim))
+            .values(status=status, error=error, finished_at=func.now(), heartbeat_at=func.now(), **values)
+            .returning(Run.id)
+        ).one_or_none()
+        if owned is None:
+            return False
+        if status == RunStatus.succeeded:
+            if summary is None or artifacts is None:
+                raise ValueError("a succeeded run needs its summary and artifacts")
+            self.session.execute(
+                insert(Result)
+                .values(run_id=claim.run_id, summary=summary, artifacts=artifacts)
+                .on_conflict_do_nothing(index_elements=[Result.run_id])
+            )
+        return True
+
+    def stale(self, *, requeue_after_s: int, lease_s: int) -> list[uuid.UUID]:
+        """Runs whose task must be sent again: queued for longer than requeue_after_s (a lost enqueue, or a broker
+        that lost the message) and running without a heartbeat for longer than lease_s (a dead worker).
+
+        A queued run's queued_at moves to now as it is picked, so a run waiting behind a long queue is re-sent at
+        most once per requeue_after_s instead of at every pass."""
+        queued = (
+            self.session.execute(
+                update(Run)
+                .where(Run.status == RunStatus.queued, Run.queued_at < func.now() - timedelta(seconds=requeue_after_s))
+                .values(queued_at=func.now())
+                .returning(Run.id)
+            )
+            .scalars()
+            .all()
+        )
+        abandoned = (
+            self.session.execute(
+                select(Run.id).where(
+                    Run.status == RunStatus.running, Run.heartbeat_at < func.now() - timedelta(seconds=lease_s)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        return [*queued, *abandoned]
+
+    # ------------------------------------------------------------------------------------------ after success
+
+    def succeeded_result(self, run_id: uuid.UUID) -> Row[Any] | None:
+        """(spec, scenario_hash, attempt, sessions, summary, artifacts) of a succeeded run, None for any other."""
+        return self.session.execute(
+            select(Run.spec, Run.scenario_hash, Run.attempt, Run.sessions, Result.summary, Result.artifacts)
+            .join(Result, Result.run_id == Run.id)
+            .where(Run.id == run_id, Run.status == RunStatus.succeeded)
+        ).one_or_none()
+
+    def add_artifacts(self, run_id: uuid.UUID, artifacts: dict[str, str]) -> None:
+        """Merge `artifacts` (name -> S3 key) into a result's artifacts, in one statement (a JSONB merge), so
+        concurrent follow-ups cannot lose each other's keys."""
+        self.session.execute(
+            update(Result)
+            .where(Result.run_id == run_id)
+            .values(artifacts=Result.artifacts.op("||")(sa_cast(artifacts, JSONB)))
+        )
+
+    # ------------------------------------------------------------------------------------------ helpers
+
+    def _reload(self, run_id: uuid.UUID) -> None:
+        self.session.flush()
+        run = self.session.get(Run, run_id)
+        if run is not None:
+            self.session.refresh(run)
