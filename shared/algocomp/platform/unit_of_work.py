@@ -27,6 +27,7 @@ from redis import Redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from algocomp.platform.db.runs import RunRepository
+from algocomp.platform.db.scenarios import ScenarioRepository
 from algocomp.platform.db.sweeps import SweepRepository
 from algocomp.platform.progress import ProgressChannel
 from algocomp.platform.queue import RUN_TASK, RUNS_QUEUE
@@ -56,7 +57,8 @@ class Messaging:
 
 
 class UnitOfWork:
-    """One transaction on `session` with its repositories (`runs`, `sweeps`) and its outbox of messages.
+    """One transaction on `session` with its repositories (`scenarios`, `runs`, `sweeps`) and its outbox of
+    messages.
 
     Used as a context manager it commits when the block succeeds (then sends the outbox) and rolls back when it
     raises (and drops it); commit() may also be called inside the block, as often as needed. The session is
@@ -66,6 +68,7 @@ class UnitOfWork:
     def __init__(self, session: Session, messaging: Messaging) -> None:
         self.session = session
         self.messaging = messaging
+        self.scenarios = ScenarioRepository(session)
         self.runs = RunRepository(session)
         self.sweeps = SweepRepository(session)
         # (what it is, the run it concerns, how to send it)

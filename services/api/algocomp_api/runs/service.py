@@ -6,8 +6,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from algocomp.platform.db import Run, RunStatus
 from algocomp.platform.db.runs import CancelOutcome, new_run
 from algocomp.platform.unit_of_work import UnitOfWork
@@ -34,14 +32,14 @@ def run_out(run: Run, *, detail: bool = False) -> RunOut:
     return RunOut(**fields, links=run_links(run))
 
 
-def effective_scenario(session: Session, request: RunCreate) -> tuple[uuid.UUID, Scenario, list[str]]:
+def effective_scenario(uow: UnitOfWork, request: RunCreate) -> tuple[uuid.UUID, Scenario, list[str]]:
     """(stored scenario id, effective scenario, overrides recorded on the run) for a run request.
 
     An inline scenario or a preset is stored as a scenario first (once per fingerprint), so every run points
     at the scenario it came from. Overrides apply before seed, sessions and log interval; a failure raises
     ScenarioError naming the field."""
     record, base = scenarios.source_scenario(
-        session, scenario_id=request.scenario_id, scenario=request.scenario, preset=request.preset
+        uow, scenario_id=request.scenario_id, scenario=request.scenario, preset=request.preset
     )
 
     scenario = apply_overrides(base, request.overrides)
@@ -61,7 +59,7 @@ def effective_scenario(session: Session, request: RunCreate) -> tuple[uuid.UUID,
 def create_run(uow: UnitOfWork, request: RunCreate) -> Run:
     """Store the run as queued; once the request's transaction commits, its `queued` event is published and its
     task sent (a failed send leaves the run queued for the sweeper)."""
-    scenario_id, scenario, overrides = effective_scenario(uow.session, request)
+    scenario_id, scenario, overrides = effective_scenario(uow, request)
     run = new_run(scenario_id, scenario, overrides)
     uow.runs.add([run])
     announce_queued(uow, run)

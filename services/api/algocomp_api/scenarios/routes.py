@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Response, status
 
 from algocomp.scenarios import list_presets
-from algocomp_api.deps import DbSession
+from algocomp_api.deps import UnitOfWorkDep
 from algocomp_api.errors import error_responses
 from algocomp_api.pagination import Page, Pagination
 from algocomp_api.scenarios import service
@@ -39,14 +39,14 @@ _ERRORS = {422: {"description": "the scenario does not validate; error.field nam
     summary="Validate and store a scenario",
 )
 def create_scenario(
-    session: DbSession,
+    uow: UnitOfWorkDep,
     response: Response,
     source: Annotated[ScenarioSource, Body(openapi_examples=SOURCE_EXAMPLES)],
 ) -> ScenarioOut:
     """Store a scenario given as a preset name or inline. A scenario equal to one stored before (same
     fingerprint, however it was written) returns the existing record with 200 instead of a duplicate."""
     scenario = service.resolve_source(source.preset, source.scenario)
-    record, created = service.store_scenario(session, scenario)
+    record, created = uow.scenarios.store(scenario)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     response.headers["Location"] = f"/scenarios/{record.id}"
     return service.scenario_out(record)
@@ -55,8 +55,8 @@ def create_scenario(
 @router.get(
     "", response_model=Page[ScenarioOut], responses=error_responses(), summary="List stored scenarios, newest first"
 )
-def list_scenarios(session: DbSession, page: Pagination) -> Page[ScenarioOut]:
-    records, total = service.list_scenarios(session, page.limit, page.offset)
+def list_scenarios(uow: UnitOfWorkDep, page: Pagination) -> Page[ScenarioOut]:
+    records, total = uow.scenarios.page(limit=page.limit, offset=page.offset)
     return Page[ScenarioOut](
         items=[service.scenario_out(r) for r in records], total=total, limit=page.limit, offset=page.offset
     )
@@ -73,5 +73,5 @@ def presets() -> list[PresetOut]:
     responses=error_responses({404: {"description": "no scenario with this id"}}),
     summary="One stored scenario",
 )
-def get_scenario(session: DbSession, scenario_id: uuid.UUID) -> ScenarioOut:
-    return service.scenario_out(service.get_scenario(session, scenario_id))
+def get_scenario(uow: UnitOfWorkDep, scenario_id: uuid.UUID) -> ScenarioOut:
+    return service.scenario_out(service.get_scenario(uow, scenario_id))

@@ -1,15 +1,13 @@
-"""Scenario service functions: turn a request into a validated Scenario and store it once per fingerprint."""
+"""Scenario service functions: turn a request into a validated Scenario (stored once per fingerprint by
+algocomp.platform.db.scenarios)."""
 
 from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
-
 from algocomp.platform.db import ScenarioRecord
-from algocomp.scenarios import Scenario, ScenarioError, load_scenario, scenario_hash
+from algocomp.platform.unit_of_work import UnitOfWork
+from algocomp.scenarios import Scenario, ScenarioError, load_scenario
 from algocomp_api.errors import ApiError, not_found
 from algocomp_api.scenarios.schemas import ScenarioLinks, ScenarioOut
 
@@ -38,29 +36,8 @@ def resolve_source(preset: str | None, document: dict | None) -> Scenario:
     return load_scenario(document)
 
 
-def store_scenario(session: Session, scenario: Scenario) -> tuple[ScenarioRecord, bool]:
-    """The record of `scenario`, inserted unless one with the same fingerprint exists; (record, created).
-
-    INSERT ... ON CONFLICT DO NOTHING on the unique hash makes two concurrent posts of one scenario end with
-    one row, without an IntegrityError for the slower one."""
-    fingerprint = scenario_hash(scenario)
-    inserted_id = session.execute(
-        insert(ScenarioRecord)
-        .values(
-            id=uuid.uuid4(),
-            name=scenario.name,
-            scenario_hash=fingerprint,
-            spec=scenario.model_dump(mode="json"),
-        )
-        .on_conflict_do_nothing(index_elements=[ScenarioRecord.scenario_hash])
-        .returning(ScenarioRecord.id)
-    ).scalar_one_or_none()
-    record = session.execute(select(ScenarioRecord).where(ScenarioRecord.scenario_hash == fingerprint)).scalar_one()
-    return record, inserted_id is not None
-
-
 def source_scenario(
-    session: Session, *, scenario_id: uuid.UUID | None, scenario: dict | None, preset: str | None
+    uow: UnitOfWork, *, scenario_id: uuid.UUID | None, scenario: dict | None, preset: str | None
 ) -> tuple[ScenarioRecord, Scenario]:
     """The stored scenario a run or sweep request names: exactly one of a stored id, an inline scenario or a
     preset (the latter two are stored first, once per fingerprint, so every run points at its source)."""
@@ -78,27 +55,18 @@ def source_scenario(
             field=given[-1] if given else "scenario_id",
         )
     if scenario_id is not None:
-        record = get_scenario(session, scenario_id, field="scenario_id")
+        record = get_scenario(uow, scenario_id, field="scenario_id")
         return record, load_scenario(record.spec)
     source = resolve_source(preset, scenario)
-    record, _ = store_scenario(session, source)
+    record, _ = uow.scenarios.store(source)
     return record, source
 
 
-def get_scenario(session: Session, scenario_id: uuid.UUID, *, field: str | None = None) -> ScenarioRecord:
-    record = session.get(ScenarioRecord, scenario_id)
+def get_scenario(uow: UnitOfWork, scenario_id: uuid.UUID, *, field: str | None = None) -> ScenarioRecord:
+    record = uow.scenarios.get(scenario_id)
     if record is None:
         raise not_found("scenario", scenario_id, field=field)
     return record
-
-
-def list_scenarios(session: Session, limit: int, offset: int) -> tuple[list[ScenarioRecord], int]:
-    """A page of scenarios, newest first, and the total count."""
-    total = session.execute(select(func.count()).select_from(ScenarioRecord)).scalar_one()
-    records = session.execute(
-        select(ScenarioRecord).order_by(ScenarioRecord.created_at.desc(), ScenarioRecord.id).limit(limit).offset(offset)
-    ).scalars()
-    return list(records), total
 
 
 def scenario_out(record: ScenarioRecord) -> ScenarioOut:

@@ -16,7 +16,8 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from algocomp.platform.db import TERMINAL_STATUSES, Run, RunStatus
+from algocomp.platform.db import TERMINAL_STATUSES, RunStatus
+from algocomp.platform.db.runs import RunRepository
 from algocomp.platform.progress import STREAM_START, AsyncProgressChannel, ProgressEvent
 from algocomp_api.errors import ApiError
 
@@ -100,7 +101,7 @@ def run_state_loader(sessions: Any, run_id: uuid.UUID) -> Callable[[], RunState]
 
     def load() -> RunState:
         with sessions() as session:
-            run = session.get(Run, run_id)
+            run = RunRepository(session).get(run_id)
             if run is None:  # deleted while streaming: nothing more will come
                 return RunState(RunStatus.cancelled, "the run was deleted", 0, 0.0)
             return RunState(run.status, run.error, run.sessions_done, run.progress)
@@ -110,4 +111,4 @@ def run_state_loader(sessions: Any, run_id: uuid.UUID) -> Callable[[], RunState]
 
 def run_exists(sessions: Any, run_id: uuid.UUID) -> bool:
     with sessions() as session:
-        return session.get(Run, run_id) is not None
+        return RunRepository(session).get(run_id) is not None

@@ -8,8 +8,6 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from algocomp.platform.db import RunStatus, Sweep
 from algocomp.platform.db import sweep_metrics as sweep_aggregates
 from algocomp.platform.db.runs import new_run
@@ -94,10 +92,10 @@ class PlannedRun:
     scenario: Scenario
 
 
-def base_scenario(session: Session, request: SweepCreate) -> tuple[uuid.UUID, Scenario]:
+def base_scenario(uow: UnitOfWork, request: SweepCreate) -> tuple[uuid.UUID, Scenario]:
     """(id of the stored source scenario, the base scenario: source with the sweep's overrides)."""
     record, source = scenarios.source_scenario(
-        session, scenario_id=request.scenario_id, scenario=request.scenario, preset=request.preset
+        uow, scenario_id=request.scenario_id, scenario=request.scenario, preset=request.preset
     )
     return record.id, apply_overrides(source, request.overrides)
 
@@ -140,7 +138,7 @@ def create_sweep(uow: UnitOfWork, request: SweepCreate) -> tuple[Sweep, int]:
     scenario_id's scenario into its spec (with seed and sessions)."""
     seeds = sweep_seeds(request)
     check_grid(request.grid, len(seeds))
-    scenario_id, base = base_scenario(uow.session, request)
+    scenario_id, base = base_scenario(uow, request)
     sessions = request.sessions if request.sessions is not None else base.sessions
     planned = plan_runs(base, request.grid, seeds, sessions, list(request.overrides))
 
