@@ -44,7 +44,7 @@ def _queued_run(uow: UnitOfWork) -> uuid.UUID:
     uow.session.flush()
     run = new_run(record.id, scenario, ["seed=3"])
     uow.runs.add([run])
-    assert run.scenario_hash == scenario_hash(scenario) and run.created_at is not None
+    assert run.scenario_hash == scenario_hash(scenario) and run.status == RunStatus.queued
     return run.id
 
 

@@ -97,11 +97,9 @@ class RunRepository:
     # ------------------------------------------------------------------------------------------ creation, reads
 
     def add(self, runs: Sequence[Run]) -> None:
-        """Insert queued runs (from new_run) and load their server defaults (created_at, queued_at)."""
+        """Insert queued runs (from new_run). Server defaults (created_at, queued_at) load when first read."""
         self.session.add_all(runs)
         self.session.flush()
-        for run in runs:
-            self.session.refresh(run)
 
     def get(self, run_id: uuid.UUID) -> Run | None:
         return self.session.get(Run, run_id)
