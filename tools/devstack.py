@@ -576,6 +576,39 @@ def ensure_postgres(settings: Settings) -> None:
     migrate(settings.database_url)
 
 
+DEV_USER = "dev"
+DEV_TEAM = "dev"
+
+
+def ensure_dev_user(settings: Settings, api_url: str) -> Path:
+    """The stack's development user (`dev`, admin of team `dev`) and a live token of theirs in the credentials
+    file the client and the CLI read for `api_url` (algocomp.client.credentials), so `make demo` and the CLI
+    work without a step by hand. A token already saved there that this database accepts is kept. Returns the
+    credentials file."""
+    from algocomp.client.credentials import credentials_path, save_token, saved_tokens
+    from algocomp.platform.db import get_engine, session_scope
+    from algocomp.platform.db.accounts import AccountRepository
+
+    engine = get_engine(settings.database_url)
+    try:
+        with session_scope(engine) as session:
+            accounts = AccountRepository(session)
+            saved = saved_tokens().get(api_url.rstrip("/"))
+            if saved and accounts.authenticate(saved) is not None:
+                return credentials_path()
+            user = accounts.user(DEV_USER)
+            if user is None:
+                _, token = accounts.create_user(DEV_USER, DEV_TEAM, admin=True)
+                say(f"created the development user {DEV_USER!r} (admin of team {DEV_TEAM!r})")
+            else:
+                token = accounts.issue_token(user)
+    finally:
+        engine.dispose()
+    path = save_token(api_url, token)
+    say(f"the API token of {DEV_USER!r} for {api_url} is in {path}")
+    return path
+
+
 def ensure_redis_server(redis_url: str, setting: str = "ALGOCOMP_REDIS_URL") -> None:
     """Make Redis at `redis_url` answer: started (installed first if missing) when it is on this machine."""
     url = urlsplit(redis_url)
@@ -669,6 +702,7 @@ def up(settings: Settings) -> None:
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     ensure_redis(settings)
     ensure_postgres(settings)
+    ensure_dev_user(settings, f"http://{HOST}:{API_PORT}")
     env = child_environment(settings)
     for service in services(settings):
         _start(service, env)

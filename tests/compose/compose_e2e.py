@@ -230,6 +230,10 @@ class Api:
     def __init__(self, base_url: str) -> None:
         self.http = httpx.Client(base_url=base_url, timeout=30.0)
 
+    def sign_in(self, token: str) -> None:
+        """Send `token` with every later request (the API answers 401 without one)."""
+        self.http.headers["Authorization"] = f"Bearer {token}"
+
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
         return self.http.get(path, **kwargs)
 
@@ -414,6 +418,13 @@ def scenario(stack: Stack, ports: dict[str, int], timings: dict[str, float]) -> 
     stack.compose("up", "-d")
     stack.wait_healthy({"worker": 1})
     check(api.json("/healthz"), "/healthz")
+    check(api.get("/runs").status_code == 401, "GET /runs without a token must answer 401")
+    created = stack.compose(
+        "exec", "-T", "api", "algocomp", "users", "create", "compose-e2e", "--team", "e2e", capture=True, quiet=True
+    )
+    api.sign_in(created.stdout.strip().splitlines()[-1])
+    check(api.get("/runs").status_code == 200, "GET /runs with the operator-issued token")
+    log("  `algocomp users create` in the api container issued a token; 401 without it")
     done()
 
     done = step("a scenario and a small sweep through the API")

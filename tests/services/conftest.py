@@ -324,6 +324,9 @@ def service_env(servers: None) -> Iterator[Settings]:
         teardown.add(f"delete Redis keys {key_prefix}*", lambda: _delete_redis_keys(key_prefix))
         database_url = _database_url(database_name)
         migrate(database_url)
+        api_token = create_user(database_url, TEST_USER, TEST_TEAM)
+        config_dir = Path(tempfile.mkdtemp(prefix="algocomp-test-config-"))
+        teardown.add(f"remove {config_dir}", lambda: shutil.rmtree(config_dir, ignore_errors=True))
 
         s3_folder = Path(tempfile.mkdtemp(prefix="algocomp-test-s3-"))
         teardown.add(f"remove {s3_folder}", lambda: shutil.rmtree(s3_folder, ignore_errors=True))
@@ -360,6 +363,10 @@ def service_env(servers: None) -> Iterator[Settings]:
                 "ALGOCOMP_S3_REGION": "us-east-1",
                 "ALGOCOMP_MLFLOW_TRACKING_URI": "",
                 "ALGOCOMP_PROGRESS_INTERVAL_S": "0.05",
+                # the test user's token, which the Python client and the CLI send; and a config folder of
+                # the tests' own, so no test reads or writes the developer's saved credentials
+                "ALGOCOMP_API_TOKEN": api_token,
+                "ALGOCOMP_CONFIG_DIR": str(config_dir),
             }
         )
         get_settings.cache_clear()
@@ -370,6 +377,50 @@ def service_env(servers: None) -> Iterator[Settings]:
 
         Storage(settings).ensure_bucket()
         yield settings
+
+
+TEST_USER = "tester"
+TEST_TEAM = "test-team"
+
+
+def create_user(database_url: str, name: str, team: str, *, admin: bool = False) -> str:
+    """A user of the test database (and its team), as `algocomp users create` makes one; returns their token."""
+    from algocomp.platform.db.accounts import AccountRepository
+
+    engine = create_engine(database_url)
+    try:
+        with Session(engine) as session, session.begin():
+            _, token = AccountRepository(session).create_user(name, team, admin=admin)
+    finally:
+        engine.dispose()
+    return token
+
+
+def team_of(engine: Engine, name: str = TEST_TEAM) -> uuid.UUID:
+    """The id of team `name` (by default the test user's), for rows a test writes directly."""
+    from sqlalchemy import select
+
+    from algocomp.platform.db.models import Team
+
+    with Session(engine) as session:
+        return session.execute(select(Team.id).where(Team.name == name)).scalar_one()
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The header that authenticates a request as the holder of `token`."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+def api_get(url: str, **kwargs: Any) -> httpx.Response:
+    """httpx.get as the session's test user (the token the service_env fixture exported)."""
+    headers = {**bearer(os.environ["ALGOCOMP_API_TOKEN"]), **kwargs.pop("headers", {})}
+    return httpx.get(url, headers=headers, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def api_token(service_env: Settings) -> str:
+    """The session's test user's token (member of TEST_TEAM, not an admin)."""
+    return os.environ["ALGOCOMP_API_TOKEN"]
 
 
 @pytest.fixture(scope="session")

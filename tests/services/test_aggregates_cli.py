@@ -20,13 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from algocomp.client import Client
 from algocomp.platform.settings import Settings
 
-from .conftest import WORKER_QUEUES, ServiceProcess, _celery_worker, wait_until
+from .conftest import WORKER_QUEUES, ServiceProcess, _celery_worker, api_get, wait_until
 
 TINY_OVERRIDES = ["horizon.max_periods=20000", "logging.interval=1000"]
 PRICE_CAP = {"basis": "absolute", "value": 1.75}
@@ -101,7 +100,7 @@ def wait_for_aggregates(api_server: str, sweep_id: str, expected: int) -> dict[s
     """GET /aggregates?sweep_id= until the aggregator has recorded `expected` runs (it works asynchronously)."""
 
     def recorded() -> dict[str, Any] | None:
-        page = httpx.get(f"{api_server}/aggregates", params={"sweep_id": sweep_id}, timeout=10).json()
+        page = api_get(f"{api_server}/aggregates", params={"sweep_id": sweep_id}, timeout=10).json()
         return page if page["total"] >= expected else None
 
     return wait_until(recorded, f"the aggregator to record {expected} runs", AGGREGATOR_WAIT_S, interval_s=0.5)
@@ -130,14 +129,14 @@ def test_aggregates_list_the_sweep_runs(api_server: str, client: Client, finishe
     assert all(row["sweep_id"] == sweep_id and row["status"] == "succeeded" for row in page["items"])
     assert all(row["sessions"] == 2 and row["profit_gain"] is not None for row in page["items"])
 
-    one = httpx.get(f"{api_server}/aggregates", params={"sweep_id": sweep_id, "limit": 1, "offset": 1}).json()
+    one = api_get(f"{api_server}/aggregates", params={"sweep_id": sweep_id, "limit": 1, "offset": 1}).json()
     assert one["total"] == 2 and len(one["items"]) == 1 and one["items"][0]["cell"] == 1
     hashes = {row["scenario_hash"] for row in page["items"]}
-    by_hash = httpx.get(f"{api_server}/aggregates", params={"scenario_hash": hashes.pop()}).json()
+    by_hash = api_get(f"{api_server}/aggregates", params={"scenario_hash": hashes.pop()}).json()
     assert by_hash["total"] >= 1
-    assert httpx.get(f"{api_server}/aggregates", params={"sweep_id": sweep_id, "status": "failed"}).json()["total"] == 0
+    assert api_get(f"{api_server}/aggregates", params={"sweep_id": sweep_id, "status": "failed"}).json()["total"] == 0
 
-    response = httpx.get(f"{api_server}/aggregates", params={"sweep_id": sweep_id}, headers={"Accept": "text/csv"})
+    response = api_get(f"{api_server}/aggregates", params={"sweep_id": sweep_id}, headers={"Accept": "text/csv"})
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert {row["run_id"] for row in rows} == run_ids and response.headers["X-Total-Count"] == "2"
@@ -145,7 +144,7 @@ def test_aggregates_list_the_sweep_runs(api_server: str, client: Client, finishe
     frame = client.aggregates(sweep_id=sweep_id, page_size=1)  # two pages
     assert sorted(frame["run_id"]) == sorted(run_ids)
 
-    bad = httpx.get(f"{api_server}/aggregates", params={"sweep_id": "not-a-uuid"})
+    bad = api_get(f"{api_server}/aggregates", params={"sweep_id": "not-a-uuid"})
     assert bad.status_code == 422 and "error" in bad.json()
 
 

@@ -30,6 +30,8 @@ from algocomp.platform.settings import Settings
 from algocomp.platform.storage import Storage, run_key, run_prefix
 from algocomp_api.main import create_app
 
+from .conftest import bearer
+
 # small enough that a worker, were one started later in this session, would finish it in a moment
 TINY_SCENARIO: dict[str, Any] = {
     "market": {"n_firms": 2},
@@ -89,7 +91,7 @@ def read_sse(
 
 
 @pytest.fixture(scope="module")
-def api(api_server: str, service_env: Settings) -> Iterator[httpx.Client]:
+def api(api_server: str, service_env: Settings, api_token: str) -> Iterator[httpx.Client]:
     """An HTTP client of the API process; at the end, every run it created that is still queued is cancelled."""
     created: list[str] = []
 
@@ -98,7 +100,9 @@ def api(api_server: str, service_env: Settings) -> Iterator[httpx.Client]:
             response.read()
             created.append(response.json()["id"])
 
-    with httpx.Client(base_url=api_server, timeout=30.0, event_hooks={"response": [remember_runs]}) as client:
+    with httpx.Client(
+        base_url=api_server, timeout=30.0, headers=bearer(api_token), event_hooks={"response": [remember_runs]}
+    ) as client:
         yield client
         for run_id in created:
             run = client.get(f"/runs/{run_id}")
@@ -621,7 +625,9 @@ def isolated_broker(service_env: Settings, redis_client: redis.Redis) -> Iterato
 
 
 @pytest.mark.usefixtures("in_process_logging")
-def test_run_task_is_sent_after_commit(isolated_broker: Settings, redis_client: redis.Redis, db_engine: Engine) -> None:
+def test_run_task_is_sent_after_commit(
+    isolated_broker: Settings, redis_client: redis.Redis, db_engine: Engine, api_token: str
+) -> None:
     """The moment the task is published (Celery's before_task_publish signal, in the API's own process), a
     separate database connection already sees the run committed as queued: a worker never gets a run it cannot find."""
     from celery.signals import before_task_publish
@@ -638,7 +644,7 @@ def test_run_task_is_sent_after_commit(isolated_broker: Settings, redis_client: 
 
     before_task_publish.connect(look_from_outside, sender=RUN_TASK, weak=False)
     try:
-        with TestClient(create_app(isolated_broker)) as client:
+        with TestClient(create_app(isolated_broker), headers=bearer(api_token)) as client:
             response = client.post("/runs", json={"scenario": tiny_scenario()})
             assert response.status_code == 202, response.text
             run_id = response.json()["id"]
@@ -654,11 +660,11 @@ def test_run_task_is_sent_after_commit(isolated_broker: Settings, redis_client: 
 
 @pytest.mark.usefixtures("in_process_logging")
 def test_run_stays_queued_when_the_broker_is_unreachable(
-    service_env: Settings, caplog: pytest.LogCaptureFixture
+    service_env: Settings, caplog: pytest.LogCaptureFixture, api_token: str
 ) -> None:
     """Enqueue after commit: a lost send leaves the run queued in Postgres for the sweeper to resend."""
     broken = service_env.model_copy(update={"redis_url": f"redis://127.0.0.1:{_closed_port()}/0"})
-    with TestClient(create_app(broken)) as client:
+    with TestClient(create_app(broken), headers=bearer(api_token)) as client:
         response = client.post("/runs", json={"scenario": tiny_scenario()})
         assert response.status_code == 202, response.text
         run = client.get(f"/runs/{response.json()['id']}").json()

@@ -19,7 +19,7 @@ from devstack import ALEMBIC_INI, REPO_ROOT
 
 from .conftest import POSTGRES_ADMIN_URL, _database_url, _drop_database
 
-TABLES = {"scenarios", "runs", "results", "run_metrics", "sweeps", "sweep_cell_metrics"}
+TABLES = {"teams", "users", "api_tokens", "scenarios", "runs", "results", "run_metrics", "sweeps", "sweep_cell_metrics"}
 
 
 @pytest.fixture
@@ -92,18 +92,21 @@ def test_server_defaults_let_a_minimal_run_row_be_inserted(empty_database: str) 
     engine = create_engine(empty_database)
     try:
         with engine.begin() as connection:
-            scenario_id = uuid.uuid4()
-            run_id = uuid.uuid4()
+            team_id, scenario_id, run_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+            connection.execute(text("INSERT INTO teams (id, name) VALUES (:id, 'lab')"), {"id": team_id})
             connection.execute(
-                text("INSERT INTO scenarios (id, name, scenario_hash, spec) VALUES (:id, 'baseline', 'h', '{}')"),
-                {"id": scenario_id},
+                text(
+                    "INSERT INTO scenarios (id, team_id, name, scenario_hash, spec) "
+                    "VALUES (:id, :team, 'baseline', 'h', '{}')"
+                ),
+                {"id": scenario_id, "team": team_id},
             )
             connection.execute(
                 text(
-                    "INSERT INTO runs (id, scenario_id, spec, scenario_hash, seed, sessions) "
-                    "VALUES (:id, :scenario_id, '{}', 'h', 1, 2)"
+                    "INSERT INTO runs (id, team_id, scenario_id, spec, scenario_hash, seed, sessions) "
+                    "VALUES (:id, :team, :scenario_id, '{}', 'h', 1, 2)"
                 ),
-                {"id": run_id, "scenario_id": scenario_id},
+                {"id": run_id, "team": team_id, "scenario_id": scenario_id},
             )
             row = connection.execute(
                 text("SELECT status::text, attempt, progress, cancel_requested, overrides FROM runs WHERE id = :id"),
@@ -151,5 +154,46 @@ def test_sweeps_migration_goes_down_to_0001_and_up_again(empty_database: str) ->
             assert not {"sweep_id", "cell"} & run_columns
             with engine.connect() as connection:
                 assert connection.execute(text("SELECT count(*) FROM runs")).scalar_one() == 1
+    finally:
+        engine.dispose()
+
+
+def test_accounts_migration_gives_earlier_rows_to_a_legacy_team(empty_database: str) -> None:
+    """0004 adds teams, users and tokens; scenarios, runs and sweeps made before it belong to a `legacy` team (so
+    team_id can be NOT NULL) with no owner, and its downgrade takes exactly those columns away again."""
+    config = alembic_config(empty_database)
+    engine = create_engine(empty_database)
+    try:
+        command.upgrade(config, "0003")
+        with engine.begin() as connection:
+            scenario_id, run_id = uuid.uuid4(), uuid.uuid4()
+            connection.execute(
+                text("INSERT INTO scenarios (id, name, scenario_hash, spec) VALUES (:id, 'baseline', 'h', '{}')"),
+                {"id": scenario_id},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO runs (id, scenario_id, spec, scenario_hash, seed, sessions) "
+                    "VALUES (:id, :scenario_id, '{}', 'h', 1, 2)"
+                ),
+                {"id": run_id, "scenario_id": scenario_id},
+            )
+        command.upgrade(config, "0004")
+        engine.dispose()
+        with engine.connect() as connection:
+            teams = connection.execute(text("SELECT id, name FROM teams")).all()
+            assert [name for _, name in teams] == ["legacy"]
+            run = connection.execute(text("SELECT team_id, owner_id FROM runs WHERE id = :id"), {"id": run_id}).one()
+            assert tuple(run) == (teams[0][0], None)
+            scenario_team = connection.execute(
+                text("SELECT team_id FROM scenarios WHERE id = :id"), {"id": scenario_id}
+            ).scalar_one()
+            assert scenario_team == teams[0][0]
+        command.downgrade(config, "0003")
+        engine.dispose()
+        assert not {"teams", "users", "api_tokens"} & set(inspect(engine).get_table_names())
+        assert "team_id" not in {column["name"] for column in inspect(engine).get_columns("runs")}
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM runs")).scalar_one() == 1
     finally:
         engine.dispose()

@@ -20,6 +20,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from algocomp.platform.db import Run, RunStatus, ScenarioRecord
+from algocomp.platform.db.models import Team
 from algocomp.platform.settings import Settings
 from algocomp.platform.storage import (
     ARTIFACTS,
@@ -132,10 +133,15 @@ def test_upload_run_folder_uploads_every_present_artifact(storage: Storage, tmp_
 
 
 def test_db_session_rolls_back_after_each_test_part_one(db_session: Session) -> None:
-    scenario = ScenarioRecord(name="plumbing", scenario_hash="plumbing-hash", spec={})
+    team = Team(name=f"plumbing-{uuid.uuid4().hex[:8]}")
+    db_session.add(team)
+    db_session.flush()
+    scenario = ScenarioRecord(team_id=team.id, name="plumbing", scenario_hash="plumbing-hash", spec={})
     db_session.add(scenario)
     db_session.commit()  # a savepoint inside the outer transaction
-    db_session.add(Run(scenario_id=scenario.id, spec={}, scenario_hash="plumbing-hash", seed=1, sessions=1))
+    db_session.add(
+        Run(team_id=team.id, scenario_id=scenario.id, spec={}, scenario_hash="plumbing-hash", seed=1, sessions=1)
+    )
     db_session.commit()
     run = db_session.scalars(select(Run).where(Run.scenario_hash == "plumbing-hash")).one()
     assert run.status is RunStatus.queued and run.attempt == 0

@@ -23,7 +23,7 @@ from algocomp.platform.settings import Settings
 from algocomp.platform.storage import Storage, run_key
 from algocomp.platform.storage.keys import sweep_key, sweep_prefix
 
-from .conftest import ServiceProcess, _celery_ping, wait_until
+from .conftest import ServiceProcess, _celery_ping, bearer, wait_until
 
 WAIT_TIMEOUT_S = 120
 TINY_OVERRIDES = ["horizon.max_periods=20000", "logging.interval=1000"]
@@ -33,8 +33,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture
-def api(api_server: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api_server, timeout=30.0) as client:
+def api(api_server: str, api_token: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api_server, timeout=30.0, headers=bearer(api_token)) as client:
         yield client
 
 

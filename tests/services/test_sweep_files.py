@@ -24,7 +24,7 @@ import pytest
 from algocomp.client import Client
 from algocomp.platform.settings import Settings
 
-from .conftest import ServiceProcess, _celery_worker, wait_until
+from .conftest import ServiceProcess, _celery_worker, api_get, wait_until
 
 PRICE_CAP = {"basis": "absolute", "value": 1.75}
 TINY_OVERRIDES = ["horizon.max_periods=20000", "logging.interval=1000"]
@@ -101,16 +101,16 @@ def test_get_sweep_links_the_files_written_to_s3(api_server: str, written_sweep:
         assert link["presigned_url"].startswith("http")
     presigned = httpx.get(written_sweep["files"]["delta_heatmap"]["presigned_url"], timeout=10)
     assert presigned.status_code == 200 and presigned.content.startswith(PNG_MAGIC)
-    metrics = httpx.get(f"{api_server}/sweeps/{sweep_id}/metrics", timeout=30).json()
+    metrics = api_get(f"{api_server}/sweeps/{sweep_id}/metrics", timeout=30).json()
     assert set(metrics["files"]) == SWEEP_FILES and len(metrics["cells"]) == 2
 
 
 def test_sweep_files_stream_with_their_content_type(api_server: str, written_sweep: dict[str, Any]) -> None:
     sweep_id = written_sweep["id"]
-    heatmap = httpx.get(f"{api_server}/sweeps/{sweep_id}/files/delta_heatmap", timeout=30)
+    heatmap = api_get(f"{api_server}/sweeps/{sweep_id}/files/delta_heatmap", timeout=30)
     assert heatmap.status_code == 200 and heatmap.headers["content-type"] == "image/png"
     assert heatmap.content.startswith(PNG_MAGIC)
-    table = httpx.get(f"{api_server}/sweeps/{sweep_id}/files/metrics_csv", timeout=30)
+    table = api_get(f"{api_server}/sweeps/{sweep_id}/files/metrics_csv", timeout=30)
     assert table.status_code == 200 and table.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(table.text)))
     assert [row["cell"] for row in rows] == ["0", "1"]
@@ -119,9 +119,9 @@ def test_sweep_files_stream_with_their_content_type(api_server: str, written_swe
 
 
 def test_unknown_sweep_file_is_404_json(api_server: str, written_sweep: dict[str, Any]) -> None:
-    unknown = httpx.get(f"{api_server}/sweeps/{written_sweep['id']}/files/prices_plot", timeout=10)
+    unknown = api_get(f"{api_server}/sweeps/{written_sweep['id']}/files/prices_plot", timeout=10)
     assert unknown.status_code == 404 and "metrics_csv" in unknown.json()["error"]["message"]
-    no_sweep = httpx.get(f"{api_server}/sweeps/00000000-0000-0000-0000-000000000000/files/metrics_csv", timeout=10)
+    no_sweep = api_get(f"{api_server}/sweeps/00000000-0000-0000-0000-000000000000/files/metrics_csv", timeout=10)
     assert no_sweep.status_code == 404 and "error" in no_sweep.json()
 
 
@@ -140,7 +140,7 @@ def test_files_not_written_yet_are_absent_and_404(api_server: str, worker_proces
         sweep_id = str(accepted["id"])
         try:
             assert client.get_sweep(sweep_id)["files"] == {}
-            missing = httpx.get(f"{api_server}/sweeps/{sweep_id}/files/metrics_csv", timeout=10)
+            missing = api_get(f"{api_server}/sweeps/{sweep_id}/files/metrics_csv", timeout=10)
             assert missing.status_code == 404 and "not written yet" in missing.json()["error"]["message"]
         finally:
             client.cancel_sweep(sweep_id)

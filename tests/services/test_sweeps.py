@@ -21,7 +21,7 @@ from sqlalchemy import Engine, text
 from algocomp.aggregate import cell_metrics, paired_effects
 from algocomp.platform.storage import Storage, run_key
 
-from .conftest import wait_until
+from .conftest import bearer, wait_until
 from .test_api import read_sse
 
 WAIT_TIMEOUT_S = 150
@@ -37,7 +37,7 @@ TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
 @pytest.fixture(scope="module")
-def api(api_server: str) -> Iterator[httpx.Client]:
+def api(api_server: str, api_token: str) -> Iterator[httpx.Client]:
     """An HTTP client of the API process; at the end every sweep it created that is not over is cancelled and
     waited for, so no run of this module keeps a worker busy afterwards."""
     created: list[str] = []
@@ -47,7 +47,9 @@ def api(api_server: str) -> Iterator[httpx.Client]:
             response.read()
             created.append(response.json()["id"])
 
-    with httpx.Client(base_url=api_server, timeout=30.0, event_hooks={"response": [remember_sweeps]}) as client:
+    with httpx.Client(
+        base_url=api_server, timeout=30.0, headers=bearer(api_token), event_hooks={"response": [remember_sweeps]}
+    ) as client:
         yield client
         for sweep_id in created:
             if client.get(f"/sweeps/{sweep_id}").json()["status"] not in TERMINAL:

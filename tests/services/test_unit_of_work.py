@@ -13,7 +13,7 @@ import pytest
 import redis
 from sqlalchemy import Engine, text
 
-from algocomp.platform.db import RunStatus, ScenarioRecord, sessionmaker_for
+from algocomp.platform.db import RunStatus, sessionmaker_for
 from algocomp.platform.db.runs import CancelOutcome, ClaimLost, new_run
 from algocomp.platform.progress import ProgressChannel
 from algocomp.platform.queue import RUNS_QUEUE, create_celery
@@ -39,10 +39,11 @@ def units(isolated: Settings, db_engine: Engine, redis_client: redis.Redis) -> U
 
 def _queued_run(uow: UnitOfWork) -> uuid.UUID:
     scenario = load_scenario("calvano-2020-baseline")
-    record = ScenarioRecord(name=scenario.name, scenario_hash=uuid.uuid4().hex, spec=scenario.model_dump(mode="json"))
-    uow.session.add(record)
-    uow.session.flush()
-    run = new_run(record.id, scenario, ["seed=3"])
+    team = uow.accounts.team(f"uow-{uuid.uuid4().hex[:8]}", create=True)
+    assert team is not None
+    record, created = uow.scenarios.store(scenario, team_id=team.id)
+    assert created
+    run = new_run(record.id, scenario, ["seed=3"], team_id=team.id, owner_id=None)
     uow.runs.add([run])
     assert run.scenario_hash == scenario_hash(scenario) and run.status == RunStatus.queued
     return run.id

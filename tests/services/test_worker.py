@@ -28,7 +28,7 @@ from algocomp.platform.settings import Settings
 from algocomp.platform.storage import ARTIFACTS, run_key
 from algocomp.scenarios import load_scenario, scenario_hash
 
-from .conftest import wait_for_task, wait_until
+from .conftest import team_of, wait_for_task, wait_until
 
 BASELINE = "calvano-2020-baseline"
 RUN_TIMEOUT_S = 60.0
@@ -55,12 +55,16 @@ def create_run(engine: Engine, spec: dict[str, Any], **columns: Any) -> uuid.UUI
     scenario = load_scenario(spec)  # valid for the model; the engine may still reject it (the failing test)
     fingerprint = scenario_hash(scenario)
     with Session(engine) as session:
-        record = session.scalars(select(ScenarioRecord).where(ScenarioRecord.scenario_hash == fingerprint)).first()
+        team_id = team_of(engine)
+        record = session.scalars(
+            select(ScenarioRecord).where(ScenarioRecord.team_id == team_id, ScenarioRecord.scenario_hash == fingerprint)
+        ).first()
         if record is None:
-            record = ScenarioRecord(name=scenario.name, scenario_hash=fingerprint, spec=spec)
+            record = ScenarioRecord(team_id=team_id, name=scenario.name, scenario_hash=fingerprint, spec=spec)
             session.add(record)
             session.flush()
         run = Run(
+            team_id=record.team_id,
             scenario_id=record.id,
             spec=spec,
             scenario_hash=fingerprint,

@@ -54,12 +54,22 @@ class ApiError(Exception):
     """A failure the client can act on: an HTTP status, a stable code, a message and optionally the field at
     fault; `extra` adds members to the error object (e.g. the run's status for `not_ready`)."""
 
-    def __init__(self, status_code: int, code: str, message: str, *, field: str | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        message: str,
+        *,
+        field: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.code = code
         self.message = message
         self.field = field
+        self.headers = dict(headers or {})
         self.extra = extra
 
 
@@ -87,7 +97,9 @@ def _field_from_loc(loc: Sequence[Any]) -> str:
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return JSONResponse(error_body(exc.code, exc.message, exc.field, **exc.extra), status_code=exc.status_code)
+    return JSONResponse(
+        error_body(exc.code, exc.message, exc.field, **exc.extra), status_code=exc.status_code, headers=exc.headers
+    )
 
 
 async def _scenario_error(request: Request, exc: Exception) -> JSONResponse:
@@ -140,12 +152,17 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected_error)
 
 
-def error_responses(responses: Mapping[int, Mapping[str, Any]] | None = None) -> dict[int | str, dict[str, Any]]:
+def error_responses(
+    responses: Mapping[int, Mapping[str, Any]] | None = None, *, authenticated: bool = True
+) -> dict[int | str, dict[str, Any]]:
     """OpenAPI responses of a route: its own, with every 4xx/5xx given the ErrorResponse schema, plus a 422
-    (FastAPI would otherwise document its own validation-error shape, which this API never returns)."""
+    (FastAPI would otherwise document its own validation-error shape, which this API never returns) and, for a
+    route behind a token, 401."""
     documented: dict[int | str, dict[str, Any]] = {
         422: {"description": "the request does not validate; error.field names the field"}
     }
+    if authenticated:
+        documented[401] = {"description": "no API token, or one that is unknown, revoked or expired"}
     for code, given in (responses or {}).items():
         documented[code] = dict(given)
     for status_code, response in list(documented.items()):

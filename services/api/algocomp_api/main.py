@@ -10,11 +10,12 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from algocomp.platform.logs import configure_logging
 from algocomp.platform.settings import Settings, get_settings
 from algocomp_api.aggregates.routes import router as aggregates_router
+from algocomp_api.auth import current_principal
 from algocomp_api.deps import ApiResources
 from algocomp_api.errors import install_error_handlers
 from algocomp_api.health.routes import router as health_router
@@ -32,6 +33,10 @@ DESCRIPTION = """Simulate AI-driven pricing in oligopoly markets as a service.
 2. **POST /runs** queues a run of it (seed, sessions, overrides) and answers 202 with links;
 3. **GET /streams/{id}** follows its progress as Server-Sent Events (resumable with Last-Event-ID);
 4. **GET /results/{id}** returns the summary and links to the panel (Parquet), plots and logs on S3.
+
+Every route but the health probes and these docs needs an API token: `Authorization: Bearer TOKEN` (an operator
+issues one with `algocomp users create NAME --team TEAM`). Scenarios, runs and sweeps belong to the caller's
+team; another team's ids answer 404.
 
 Every error is JSON: `{"error": {"code", "message", "field"?}}`.
 """
@@ -76,16 +81,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in (
-        scenarios_router,
-        runs_router,
-        sweeps_router,
-        aggregates_router,
-        results_router,
-        streams_router,
-        health_router,
-    ):
-        app.include_router(router)
+    # every route behind a token (the routes that act on the caller's objects also take it as `Caller`)
+    for router in (scenarios_router, runs_router, sweeps_router, aggregates_router, results_router, streams_router):
+        app.include_router(router, dependencies=[Depends(current_principal)])
+    app.include_router(health_router)
     return app
 
 

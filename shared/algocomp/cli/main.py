@@ -568,5 +568,33 @@ from algocomp.cli import remote as _remote  # noqa: E402
 _remote.install(register, Subcommand)
 
 
+def _install_plugins() -> None:
+    """Subcommands that other layers add through the `algocomp.commands` entry-point group (the platform's
+    `algocomp users`), so this library imports none of them. Each entry point names an install(register,
+    Subcommand); one that fails to load is skipped with a warning, never breaking the other commands."""
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="algocomp.commands"):
+        if entry.name in SUBCOMMANDS:
+            continue
+        try:
+            entry.load()(register, Subcommand)
+        except Exception as error:  # noqa: BLE001 - a broken plugin must not take the engine's commands down
+            print(f"{PROG}: warning: command {entry.name!r} unavailable: {error}", file=sys.stderr)
+
+
+_install_plugins()
+
+
+def console_main() -> int:
+    """The `algocomp` executable: main(), and once an interrupt has been handled, further Ctrl-Cs ignored while
+    the process ends. (The interpreter resets the handlers it installed to the default at shutdown, so a second
+    Ctrl-C arriving then would kill the process by the signal instead of letting it exit with 130.)"""
+    code = main()
+    if code == EXIT_INTERRUPTED:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

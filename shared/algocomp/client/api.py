@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from algocomp.client.constants import DEFAULT_BASE_URL, TERMINAL_STATUSES
+from algocomp.client.credentials import TOKEN_ENV, credentials_path, find_token
 from algocomp.extras import raise_missing_extra
 
 try:
@@ -96,11 +97,20 @@ class Client:
     """The algocomp API over HTTP (httpx, synchronous). Use as a context manager, or call close()."""
 
     def __init__(
-        self, base_url: str = DEFAULT_BASE_URL, timeout: float = 30, *, transport: httpx.BaseTransport | None = None
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: float = 30,
+        *,
+        token: str | None = None,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """`token` is the API token to send; by default ALGOCOMP_API_TOKEN, else the one the credentials file
+        holds for `base_url` (algocomp.client.credentials)."""
         self.base_url = base_url.rstrip("/")
         self.timeout = float(timeout)
-        self._http = httpx.Client(base_url=self.base_url, timeout=self.timeout, transport=transport)
+        token = token or find_token(self.base_url)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.base_url, timeout=self.timeout, transport=transport, headers=headers)
 
     # ------------------------------------------------------------------------------------------ lifecycle
 
@@ -504,7 +514,13 @@ class Client:
         except (httpx.ConnectError, httpx.ConnectTimeout) as error:
             raise ApiUnreachable(self.base_url, str(error)) from error
         if response.status_code >= 400:
-            raise _api_error(response)
+            failure = _api_error(response)
+            if response.status_code == 401:
+                failure.message += (
+                    f"; set {TOKEN_ENV}, or store a token for {self.base_url} in {credentials_path()} "
+                    "(an operator issues one with `algocomp users create NAME --team TEAM`)"
+                )
+            raise failure
         return response
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:

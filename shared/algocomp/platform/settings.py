@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     lease_s: int = Field(600, ge=10, description="a running run without a heartbeat for this long may be reclaimed")
     requeue_after_s: int = Field(300, ge=5, description="a run queued this long without a worker is re-sent")
     api_page_size_max: int = 500
+    # accounts: how many of a team's runs may be queued or running at once (a sweep counts all its runs)
+    team_active_runs_max: int = Field(20_000, ge=1, description="queued + running runs per team; above: 429")
+    team_quota_retry_after_s: int = Field(60, ge=1, description="Retry-After of a 429 for the team quota")
 
     @model_validator(mode="after")
     def _no_development_secrets_outside_development(self) -> Settings:

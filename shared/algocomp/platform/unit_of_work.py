@@ -26,6 +26,7 @@ from celery import Celery
 from redis import Redis
 from sqlalchemy.orm import Session, sessionmaker
 
+from algocomp.platform.db.accounts import AccountRepository
 from algocomp.platform.db.runs import RunRepository
 from algocomp.platform.db.scenarios import ScenarioRepository
 from algocomp.platform.db.sweeps import SweepRepository
@@ -57,8 +58,8 @@ class Messaging:
 
 
 class UnitOfWork:
-    """One transaction on `session` with its repositories (`scenarios`, `runs`, `sweeps`) and its outbox of
-    messages.
+    """One transaction on `session` with its repositories (`accounts`, `scenarios`, `runs`, `sweeps`) and its
+    outbox of messages.
 
     Used as a context manager it commits when the block succeeds (then sends the outbox) and rolls back when it
     raises (and drops it); commit() may also be called inside the block, as often as needed. The session is
@@ -68,6 +69,7 @@ class UnitOfWork:
     def __init__(self, session: Session, messaging: Messaging) -> None:
         self.session = session
         self.messaging = messaging
+        self.accounts = AccountRepository(session)
         self.scenarios = ScenarioRepository(session)
         self.runs = RunRepository(session)
         self.sweeps = SweepRepository(session)

@@ -10,6 +10,7 @@ from fastapi.responses import PlainTextResponse
 
 from algocomp_api.aggregates import service
 from algocomp_api.aggregates.schemas import AggregateOut
+from algocomp_api.auth import Caller
 from algocomp_api.deps import DbSession
 from algocomp_api.errors import error_responses
 from algocomp_api.pagination import Page, Pagination
@@ -35,6 +36,7 @@ router = APIRouter(prefix="/aggregates", tags=["aggregates"])
 )
 def list_aggregates(
     session: DbSession,
+    caller: Caller,
     page: Pagination,
     sweep_id: Annotated[uuid.UUID | None, Query(description="only runs of this sweep")] = None,
     scenario_hash: Annotated[str | None, Query(description="only runs of this scenario fingerprint")] = None,
@@ -44,7 +46,13 @@ def list_aggregates(
     """Rows appear once the aggregator has processed the run. The CSV form holds the same page (the total is in
     the X-Total-Count header), so a client pages through both forms alike."""
     rows, total = service.list_aggregates(
-        session, sweep_id=sweep_id, scenario_hash=scenario_hash, status=status, limit=page.limit, offset=page.offset
+        session,
+        team_id=caller.team_id,
+        sweep_id=sweep_id,
+        scenario_hash=scenario_hash,
+        status=status,
+        limit=page.limit,
+        offset=page.offset,
     )
     if accept and "text/csv" in accept:
         return PlainTextResponse(

@@ -14,21 +14,25 @@ from algocomp.platform.db import Run, RunMetrics
 from algocomp_api.aggregates.schemas import AGGREGATE_COLUMNS, AggregateOut
 
 
-def _query(sweep_id: uuid.UUID | None, scenario_hash: str | None, status: str | None) -> Select:
-    query = select(
-        RunMetrics.run_id,
-        RunMetrics.scenario_hash,
-        RunMetrics.status,
-        RunMetrics.sessions,
-        Run.sweep_id,
-        Run.cell,
-        RunMetrics.profit_gain,
-        RunMetrics.price_index,
-        RunMetrics.consumer_surplus_loss,
-        RunMetrics.converged_share,
-        RunMetrics.punishment_share,
-        RunMetrics.computed_at,
-    ).join(Run, Run.id == RunMetrics.run_id)
+def _query(team_id: uuid.UUID, sweep_id: uuid.UUID | None, scenario_hash: str | None, status: str | None) -> Select:
+    query = (
+        select(
+            RunMetrics.run_id,
+            RunMetrics.scenario_hash,
+            RunMetrics.status,
+            RunMetrics.sessions,
+            Run.sweep_id,
+            Run.cell,
+            RunMetrics.profit_gain,
+            RunMetrics.price_index,
+            RunMetrics.consumer_surplus_loss,
+            RunMetrics.converged_share,
+            RunMetrics.punishment_share,
+            RunMetrics.computed_at,
+        )
+        .join(Run, Run.id == RunMetrics.run_id)
+        .where(Run.team_id == team_id)
+    )
     if sweep_id is not None:
         query = query.where(Run.sweep_id == sweep_id)
     if scenario_hash is not None:
@@ -41,15 +45,16 @@ def _query(sweep_id: uuid.UUID | None, scenario_hash: str | None, status: str | 
 def list_aggregates(
     session: Session,
     *,
+    team_id: uuid.UUID,
     sweep_id: uuid.UUID | None,
     scenario_hash: str | None,
     status: str | None,
     limit: int,
     offset: int,
 ) -> tuple[list[AggregateOut], int]:
-    """One page of rows in a stable order (oldest run first, then by run id, so pages never overlap) and the
+    """One page of the team's rows in a stable order (oldest run first, then by run id, so pages never overlap) and the
     total matching the filters."""
-    query = _query(sweep_id, scenario_hash, status)
+    query = _query(team_id, sweep_id, scenario_hash, status)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.execute(
         query.order_by(Run.created_at, Run.cell, RunMetrics.run_id).limit(limit).offset(offset)

@@ -10,6 +10,7 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from algocomp.platform.logs import bind_run
 from algocomp.platform.storage import ARTIFACTS, content_type
+from algocomp_api.auth import Caller
 from algocomp_api.deps import StorageDep, UnitOfWorkDep
 from algocomp_api.errors import ApiError, error_responses
 from algocomp_api.files import stream_object
@@ -30,16 +31,16 @@ _NOT_READY: dict[int, dict[str, Any]] = {
     responses=error_responses(_NOT_READY),
     summary="A succeeded run's summary and files",
 )
-def get_result(uow: UnitOfWorkDep, storage: StorageDep, run_id: uuid.UUID) -> ResultOut:
+def get_result(uow: UnitOfWorkDep, caller: Caller, storage: StorageDep, run_id: uuid.UUID) -> ResultOut:
     with bind_run(run_id):
-        return service.result_out(service.get_result(uow, run_id), storage)
+        return service.result_out(service.get_result(uow, caller, run_id), storage)
 
 
 def _artifact_response(
-    uow: UnitOfWorkDep, storage: StorageDep, run_id: uuid.UUID, name: str, redirect: bool
+    uow: UnitOfWorkDep, caller: Caller, storage: StorageDep, run_id: uuid.UUID, name: str, redirect: bool
 ) -> Response:
     with bind_run(run_id):
-        key = service.artifact_key(service.get_result(uow, run_id), name)
+        key = service.artifact_key(service.get_result(uow, caller, run_id), name)
         if redirect:
             return RedirectResponse(
                 storage.presigned_url(key, expires_s=service.PRESIGNED_URL_EXPIRES_S), status_code=307
@@ -73,10 +74,12 @@ Redirect = Annotated[bool, Query(description="answer 307 to a presigned S3 URL i
     response_class=StreamingResponse,
     summary="The run's panel (Parquet)",
 )
-def get_panel(uow: UnitOfWorkDep, storage: StorageDep, run_id: uuid.UUID, redirect: Redirect = False) -> Response:
+def get_panel(
+    uow: UnitOfWorkDep, caller: Caller, storage: StorageDep, run_id: uuid.UUID, redirect: Redirect = False
+) -> Response:
     """The per-interval panel of every session, streamed from S3, or with `redirect=true` a 307 to a
     presigned URL so large files bypass the API."""
-    return _artifact_response(uow, storage, run_id, "panel", redirect)
+    return _artifact_response(uow, caller, storage, run_id, "panel", redirect)
 
 
 @router.get(
@@ -88,6 +91,6 @@ def get_panel(uow: UnitOfWorkDep, storage: StorageDep, run_id: uuid.UUID, redire
     summary="One of the run's files: " + ", ".join(ARTIFACTS),
 )
 def get_artifact(
-    uow: UnitOfWorkDep, storage: StorageDep, run_id: uuid.UUID, name: str, redirect: Redirect = False
+    uow: UnitOfWorkDep, caller: Caller, storage: StorageDep, run_id: uuid.UUID, name: str, redirect: Redirect = False
 ) -> Response:
-    return _artifact_response(uow, storage, run_id, name, redirect)
+    return _artifact_response(uow, caller, storage, run_id, name, redirect)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from algocomp.platform.db import Result, RunStatus
+from algocomp.platform.db.accounts import Principal
 from algocomp.platform.storage import ARTIFACTS, Storage, content_type
 from algocomp.platform.unit_of_work import UnitOfWork
 from algocomp_api.errors import ApiError
@@ -14,9 +15,9 @@ from algocomp_api.runs import service as runs
 PRESIGNED_URL_EXPIRES_S = 3600
 
 
-def get_result(uow: UnitOfWork, run_id: uuid.UUID) -> Result:
+def get_result(uow: UnitOfWork, caller: Principal, run_id: uuid.UUID) -> Result:
     """The result of a succeeded run; 404 for an unknown run, 409 `not_ready` (with its status) otherwise."""
-    run = runs.get_run(uow, run_id)
+    run = runs.get_run(uow, caller, run_id)
     result = uow.runs.result(run_id) if run.status == RunStatus.succeeded else None
     if result is None:
         hint = {

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Body, Query, Response, status
 
 from algocomp.platform.db import RunStatus
 from algocomp.platform.logs import bind_run
-from algocomp_api.deps import UnitOfWorkDep
+from algocomp_api.auth import Caller
+from algocomp_api.deps import SettingsDep, UnitOfWorkDep
 from algocomp_api.errors import error_responses
 from algocomp_api.pagination import Page, Pagination
 from algocomp_api.runs import service
@@ -39,17 +40,22 @@ RUN_EXAMPLES: dict[str, Any] = {
         {
             404: {"description": "scenario_id names no stored scenario"},
             422: {"description": "the scenario or an override does not validate; error.field names the field"},
+            429: {"description": "the team's quota of queued and running runs is full; see Retry-After"},
         }
     ),
     summary="Queue a run of a scenario",
 )
 def create_run(
-    uow: UnitOfWorkDep, response: Response, request: Annotated[RunCreate, Body(openapi_examples=RUN_EXAMPLES)]
+    uow: UnitOfWorkDep,
+    caller: Caller,
+    settings: SettingsDep,
+    response: Response,
+    request: Annotated[RunCreate, Body(openapi_examples=RUN_EXAMPLES)],
 ) -> RunAccepted:
     """Store the run as `queued`; once that is committed, send its task to the workers (enqueue after commit: a
     worker never receives a run it cannot find). If the broker is unreachable the run stays queued and the
     sweeper re-sends it; the answer is 202 either way. Follow it at links.stream, read it at links.self."""
-    run = service.create_run(uow, request)
+    run = service.create_run(uow, caller, settings, request)
     response.headers["Location"] = f"/runs/{run.id}"
     return RunAccepted(id=run.id, status=run.status, links=service.run_links(run))
 
@@ -57,11 +63,14 @@ def create_run(
 @router.get("", response_model=Page[RunOut], responses=error_responses(), summary="List runs, newest first")
 def list_runs(
     uow: UnitOfWorkDep,
+    caller: Caller,
     page: Pagination,
     scenario_id: Annotated[uuid.UUID | None, Query(description="only runs of this scenario")] = None,
     status: Annotated[RunStatus | None, Query(description="only runs in this status")] = None,
 ) -> Page[RunOut]:
-    runs, total = uow.runs.page(scenario_id=scenario_id, status=status, limit=page.limit, offset=page.offset)
+    runs, total = uow.runs.page(
+        team_id=caller.team_id, scenario_id=scenario_id, status=status, limit=page.limit, offset=page.offset
+    )
     return Page[RunOut](items=[service.run_out(r) for r in runs], total=total, limit=page.limit, offset=page.offset)
 
 
@@ -71,9 +80,9 @@ def list_runs(
     responses=error_responses({404: {"description": "no run with this id"}}),
     summary="A run's status, progress and timestamps",
 )
-def get_run(uow: UnitOfWorkDep, run_id: uuid.UUID) -> RunOut:
+def get_run(uow: UnitOfWorkDep, caller: Caller, run_id: uuid.UUID) -> RunOut:
     with bind_run(run_id):
-        return service.run_out(service.get_run(uow, run_id), detail=True)
+        return service.run_out(service.get_run(uow, caller, run_id), detail=True)
 
 
 @router.post(
@@ -83,14 +92,15 @@ def get_run(uow: UnitOfWorkDep, run_id: uuid.UUID) -> RunOut:
         {
             200: {"description": "the run was queued and is now cancelled"},
             202: {"description": "the run is running; its worker stops it between sessions"},
+            403: {"description": "only the member who launched the run or a team admin may cancel it"},
             404: {"description": "no run with this id"},
             409: {"description": "the run has already finished"},
         }
     ),
     summary="Cancel a queued or running run",
 )
-def cancel_run(uow: UnitOfWorkDep, run_id: uuid.UUID, response: Response) -> RunOut:
+def cancel_run(uow: UnitOfWorkDep, caller: Caller, run_id: uuid.UUID, response: Response) -> RunOut:
     with bind_run(run_id):
-        run, cancelled_now = service.cancel_run(uow, run_id)
+        run, cancelled_now = service.cancel_run(uow, caller, run_id)
     response.status_code = status.HTTP_200_OK if cancelled_now else status.HTTP_202_ACCEPTED
     return service.run_out(run)

@@ -7,10 +7,14 @@ import uuid
 from typing import Any
 
 from algocomp.platform.db import Run, RunStatus
+from algocomp.platform.db.accounts import Principal
 from algocomp.platform.db.runs import CancelOutcome, new_run
+from algocomp.platform.settings import Settings
 from algocomp.platform.unit_of_work import UnitOfWork
 from algocomp.scenarios import Scenario, apply_overrides
+from algocomp_api.auth import forbid_unless_manager
 from algocomp_api.errors import ApiError, not_found
+from algocomp_api.quotas import check_active_runs
 from algocomp_api.runs.schemas import RunCreate, RunDetail, RunLinks, RunOut
 from algocomp_api.scenarios import service as scenarios
 
@@ -32,14 +36,14 @@ def run_out(run: Run, *, detail: bool = False) -> RunOut:
     return RunOut(**fields, links=run_links(run))
 
 
-def effective_scenario(uow: UnitOfWork, request: RunCreate) -> tuple[uuid.UUID, Scenario, list[str]]:
+def effective_scenario(uow: UnitOfWork, caller: Principal, request: RunCreate) -> tuple[uuid.UUID, Scenario, list[str]]:
     """(stored scenario id, effective scenario, overrides recorded on the run) for a run request.
 
     An inline scenario or a preset is stored as a scenario first (once per fingerprint), so every run points
     at the scenario it came from. Overrides apply before seed, sessions and log interval; a failure raises
     ScenarioError naming the field."""
     record, base = scenarios.source_scenario(
-        uow, scenario_id=request.scenario_id, scenario=request.scenario, preset=request.preset
+        uow, caller, scenario_id=request.scenario_id, scenario=request.scenario, preset=request.preset
     )
 
     scenario = apply_overrides(base, request.overrides)
@@ -56,11 +60,13 @@ def effective_scenario(uow: UnitOfWork, request: RunCreate) -> tuple[uuid.UUID, 
     return record.id, scenario, recorded
 
 
-def create_run(uow: UnitOfWork, request: RunCreate) -> Run:
-    """Store the run as queued; once the request's transaction commits, its `queued` event is published and its
-    task sent (a failed send leaves the run queued for the sweeper)."""
-    scenario_id, scenario, overrides = effective_scenario(uow, request)
-    run = new_run(scenario_id, scenario, overrides)
+def create_run(uow: UnitOfWork, caller: Principal, settings: Settings, request: RunCreate) -> Run:
+    """Store the run as queued for the caller's team (429 over its quota); once the request's transaction
+    commits, its `queued` event is published and its task sent (a failed send leaves the run queued for the
+    sweeper)."""
+    scenario_id, scenario, overrides = effective_scenario(uow, caller, request)
+    check_active_runs(uow, caller, settings, 1)
+    run = new_run(scenario_id, scenario, overrides, team_id=caller.team_id, owner_id=caller.user_id)
     uow.runs.add([run])
     announce_queued(uow, run)
     return run
@@ -72,22 +78,23 @@ def announce_queued(uow: UnitOfWork, run: Run) -> None:
     uow.enqueue_run(run.id)
 
 
-def get_run(uow: UnitOfWork, run_id: uuid.UUID) -> Run:
-    run = uow.runs.get(run_id)
+def get_run(uow: UnitOfWork, caller: Principal, run_id: uuid.UUID) -> Run:
+    """The run, if it is the caller's team's; 404 otherwise."""
+    run = uow.runs.get(run_id, team_id=caller.team_id)
     if run is None:
         raise not_found("run", run_id)
     return run
 
 
-def cancel_run(uow: UnitOfWork, run_id: uuid.UUID) -> tuple[Run, bool]:
+def cancel_run(uow: UnitOfWork, caller: Principal, run_id: uuid.UUID) -> tuple[Run, bool]:
     """Cancel a run: (run, cancelled_now).
 
     A queued run is cancelled at once (a worker that claims it later finds no queued row) and gets its terminal
     event after commit; a running one gets cancel_requested and its worker stops between sessions. A finished run
-    cannot be cancelled: 409."""
-    get_run(uow, run_id)  # 404 first
+    cannot be cancelled: 409. Only its owner or a team admin may cancel it: 403."""
+    forbid_unless_manager(caller, get_run(uow, caller, run_id).owner_id, f"run {run_id}")  # 404 first
     outcome = uow.runs.cancel(run_id)
-    run = get_run(uow, run_id)
+    run = get_run(uow, caller, run_id)
     if outcome is CancelOutcome.finished:
         raise ApiError(
             409,

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Response, status
 
 from algocomp.scenarios import list_presets
+from algocomp_api.auth import Caller
 from algocomp_api.deps import UnitOfWorkDep
 from algocomp_api.errors import error_responses
 from algocomp_api.pagination import Page, Pagination
@@ -40,13 +41,14 @@ _ERRORS = {422: {"description": "the scenario does not validate; error.field nam
 )
 def create_scenario(
     uow: UnitOfWorkDep,
+    caller: Caller,
     response: Response,
     source: Annotated[ScenarioSource, Body(openapi_examples=SOURCE_EXAMPLES)],
 ) -> ScenarioOut:
     """Store a scenario given as a preset name or inline. A scenario equal to one stored before (same
     fingerprint, however it was written) returns the existing record with 200 instead of a duplicate."""
     scenario = service.resolve_source(source.preset, source.scenario)
-    record, created = uow.scenarios.store(scenario)
+    record, created = uow.scenarios.store(scenario, team_id=caller.team_id)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     response.headers["Location"] = f"/scenarios/{record.id}"
     return service.scenario_out(record)
@@ -55,14 +57,14 @@ def create_scenario(
 @router.get(
     "", response_model=Page[ScenarioOut], responses=error_responses(), summary="List stored scenarios, newest first"
 )
-def list_scenarios(uow: UnitOfWorkDep, page: Pagination) -> Page[ScenarioOut]:
-    records, total = uow.scenarios.page(limit=page.limit, offset=page.offset)
+def list_scenarios(uow: UnitOfWorkDep, caller: Caller, page: Pagination) -> Page[ScenarioOut]:
+    records, total = uow.scenarios.page(team_id=caller.team_id, limit=page.limit, offset=page.offset)
     return Page[ScenarioOut](
         items=[service.scenario_out(r) for r in records], total=total, limit=page.limit, offset=page.offset
     )
 
 
-@router.get("/presets", response_model=list[PresetOut], summary="The built-in presets")
+@router.get("/presets", response_model=list[PresetOut], responses=error_responses(), summary="The built-in presets")
 def presets() -> list[PresetOut]:
     return [PresetOut(name=name, description=description) for name, description in list_presets().items()]
 
@@ -73,5 +75,5 @@ def presets() -> list[PresetOut]:
     responses=error_responses({404: {"description": "no scenario with this id"}}),
     summary="One stored scenario",
 )
-def get_scenario(uow: UnitOfWorkDep, scenario_id: uuid.UUID) -> ScenarioOut:
-    return service.scenario_out(service.get_scenario(uow, scenario_id))
+def get_scenario(uow: UnitOfWorkDep, caller: Caller, scenario_id: uuid.UUID) -> ScenarioOut:
+    return service.scenario_out(service.get_scenario(uow, caller, scenario_id))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 from algocomp.platform.db import ScenarioRecord
+from algocomp.platform.db.accounts import Principal
 from algocomp.platform.unit_of_work import UnitOfWork
 from algocomp.scenarios import Scenario, ScenarioError, load_scenario
 from algocomp_api.errors import ApiError, not_found
@@ -37,10 +38,11 @@ def resolve_source(preset: str | None, document: dict | None) -> Scenario:
 
 
 def source_scenario(
-    uow: UnitOfWork, *, scenario_id: uuid.UUID | None, scenario: dict | None, preset: str | None
+    uow: UnitOfWork, caller: Principal, *, scenario_id: uuid.UUID | None, scenario: dict | None, preset: str | None
 ) -> tuple[ScenarioRecord, Scenario]:
     """The stored scenario a run or sweep request names: exactly one of a stored id, an inline scenario or a
-    preset (the latter two are stored first, once per fingerprint, so every run points at its source)."""
+    preset (the latter two are stored first, once per team and fingerprint, so every run points at its
+    source). A stored id of another team is answered as absent."""
     given = [
         name
         for name, value in (("scenario_id", scenario_id), ("scenario", scenario), ("preset", preset))
@@ -55,15 +57,17 @@ def source_scenario(
             field=given[-1] if given else "scenario_id",
         )
     if scenario_id is not None:
-        record = get_scenario(uow, scenario_id, field="scenario_id")
+        record = get_scenario(uow, caller, scenario_id, field="scenario_id")
         return record, load_scenario(record.spec)
     source = resolve_source(preset, scenario)
-    record, _ = uow.scenarios.store(source)
+    record, _ = uow.scenarios.store(source, team_id=caller.team_id)
     return record, source
 
 
-def get_scenario(uow: UnitOfWork, scenario_id: uuid.UUID, *, field: str | None = None) -> ScenarioRecord:
-    record = uow.scenarios.get(scenario_id)
+def get_scenario(
+    uow: UnitOfWork, caller: Principal, scenario_id: uuid.UUID, *, field: str | None = None
+) -> ScenarioRecord:
+    record = uow.scenarios.get(scenario_id, team_id=caller.team_id)
     if record is None:
         raise not_found("scenario", scenario_id, field=field)
     return record

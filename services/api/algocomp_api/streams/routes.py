@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from algocomp.platform.logs import bind_run
 from algocomp.platform.progress import AsyncProgressChannel
+from algocomp_api.auth import Caller
 from algocomp_api.deps import Resources
 from algocomp_api.errors import error_responses, not_found
 from algocomp_api.streams import service
@@ -55,6 +56,7 @@ keep-alive pings."""
 )
 async def stream_run(
     resources: Resources,
+    caller: Caller,
     run_id: uuid.UUID,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     last_event_id: Annotated[
@@ -62,7 +64,7 @@ async def stream_run(
     ] = None,
 ) -> EventSourceResponse:
     after_id = service.check_last_event_id(last_event_id_header or last_event_id)
-    if not await run_in_threadpool(service.run_exists, resources.sessions, run_id):
+    if not await run_in_threadpool(service.run_exists, resources.sessions, run_id, caller.team_id):
         raise not_found("run", run_id)
     settings = resources.settings
     channel = AsyncProgressChannel.from_settings(settings, run_id, client=resources.async_redis)

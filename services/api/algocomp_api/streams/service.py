@@ -109,6 +109,7 @@ def run_state_loader(sessions: Any, run_id: uuid.UUID) -> Callable[[], RunState]
     return load
 
 
-def run_exists(sessions: Any, run_id: uuid.UUID) -> bool:
+def run_exists(sessions: Any, run_id: uuid.UUID, team_id: uuid.UUID) -> bool:
+    """Whether the run exists and is the team's."""
     with sessions() as session:
-        return RunRepository(session).get(run_id) is not None
+        return RunRepository(session).get(run_id, team_id=team_id) is not None

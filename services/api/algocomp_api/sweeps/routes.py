@@ -18,7 +18,8 @@ from algocomp.platform.db import TERMINAL_STATUSES
 from algocomp.platform.db.sweeps import SweepRepository
 from algocomp.platform.storage import content_type
 from algocomp.platform.storage.keys import SWEEP_ARTIFACTS
-from algocomp_api.deps import Resources, StorageDep, UnitOfWorkDep
+from algocomp_api.auth import Caller
+from algocomp_api.deps import Resources, SettingsDep, StorageDep, UnitOfWorkDep
 from algocomp_api.errors import ApiError, error_responses, not_found
 from algocomp_api.files import stream_object
 from algocomp_api.pagination import Page, Pagination
@@ -73,12 +74,16 @@ current state first and ids continue from it."""
     summary="Queue a grid of runs of a scenario",
 )
 def create_sweep(
-    uow: UnitOfWorkDep, response: Response, request: Annotated[SweepCreate, Body(openapi_examples=SWEEP_EXAMPLES)]
+    uow: UnitOfWorkDep,
+    caller: Caller,
+    settings: SettingsDep,
+    response: Response,
+    request: Annotated[SweepCreate, Body(openapi_examples=SWEEP_EXAMPLES)],
 ) -> SweepAccepted:
     """Validate every cell x seed, store the sweep and all its runs as queued in one transaction, and only once
     that is committed send the runs' tasks (enqueue after commit). Follow it at links.stream, read it at
     links.self."""
-    sweep, runs = service.create_sweep(uow, request)
+    sweep, runs = service.create_sweep(uow, caller, settings, request)
     response.headers["Location"] = f"/sweeps/{sweep.id}"
     return SweepAccepted(
         id=sweep.id,
@@ -90,8 +95,8 @@ def create_sweep(
 
 
 @router.get("/sweeps", response_model=Page[SweepOut], responses=error_responses(), summary="List sweeps, newest first")
-def list_sweeps(uow: UnitOfWorkDep, page: Pagination) -> Page[SweepOut]:
-    items, total = service.list_sweeps(uow, page.limit, page.offset)
+def list_sweeps(uow: UnitOfWorkDep, caller: Caller, page: Pagination) -> Page[SweepOut]:
+    items, total = service.list_sweeps(uow, caller, page.limit, page.offset)
     return Page[SweepOut](items=items, total=total, limit=page.limit, offset=page.offset)
 
 
@@ -101,9 +106,9 @@ def list_sweeps(uow: UnitOfWorkDep, page: Pagination) -> Page[SweepOut]:
     responses=error_responses({404: {"description": "no sweep with this id"}}),
     summary="A sweep's status and progress, overall and per cell",
 )
-def get_sweep(uow: UnitOfWorkDep, storage: StorageDep, sweep_id: uuid.UUID) -> SweepOut:
+def get_sweep(uow: UnitOfWorkDep, caller: Caller, storage: StorageDep, sweep_id: uuid.UUID) -> SweepOut:
     """`files` links the metrics and plots the aggregator wrote to S3 once the sweep ended (empty before)."""
-    out = service.read_sweep(uow, sweep_id, detail=True)
+    out = service.read_sweep(uow, caller, sweep_id, detail=True)
     if isinstance(out, SweepDetail):
         out.files = service.sweep_files(storage, sweep_id)
     return out
@@ -122,9 +127,9 @@ def get_sweep(uow: UnitOfWorkDep, storage: StorageDep, sweep_id: uuid.UUID) -> S
     ),
     summary="Cancel a sweep's queued and running runs",
 )
-def cancel_sweep(uow: UnitOfWorkDep, sweep_id: uuid.UUID, response: Response) -> SweepOut:
-    sweep = service.cancel_sweep(uow, sweep_id)
-    out = service.read_sweep(uow, sweep.id, detail=True)
+def cancel_sweep(uow: UnitOfWorkDep, caller: Caller, sweep_id: uuid.UUID, response: Response) -> SweepOut:
+    sweep = service.cancel_sweep(uow, caller, sweep_id)
+    out = service.read_sweep(uow, caller, sweep.id, detail=True)
     response.status_code = status.HTTP_200_OK if out.status in TERMINAL_STATUSES else status.HTTP_202_ACCEPTED
     return out
 
@@ -146,13 +151,14 @@ def cancel_sweep(uow: UnitOfWorkDep, sweep_id: uuid.UUID, response: Response) ->
 )
 def sweep_metrics(
     uow: UnitOfWorkDep,
+    caller: Caller,
     storage: StorageDep,
     sweep_id: uuid.UUID,
     accept: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Computed from the summaries of the sweep's succeeded runs at request time; cells with no succeeded run
     yet have `metrics: null`."""
-    metrics = service.sweep_metrics(uow, storage, sweep_id)
+    metrics = service.sweep_metrics(uow, caller, storage, sweep_id)
     if accept and "text/csv" in accept:
         return PlainTextResponse(
             service.metrics_csv(metrics),
@@ -173,10 +179,10 @@ def sweep_metrics(
     response_class=StreamingResponse,
     summary="One of the sweep's files: " + ", ".join(SWEEP_ARTIFACTS),
 )
-def get_sweep_file(uow: UnitOfWorkDep, storage: StorageDep, sweep_id: uuid.UUID, name: str) -> Response:
+def get_sweep_file(uow: UnitOfWorkDep, caller: Caller, storage: StorageDep, sweep_id: uuid.UUID, name: str) -> Response:
     """Streamed from S3 like a run's artifacts (Storage.open_stream); the aggregator writes these files once the
     sweep is over, so until then a known name answers 404 `file_not_found` saying so."""
-    service.get_sweep(uow, sweep_id)
+    service.get_sweep(uow, caller, sweep_id)
     key = service.sweep_file_key(sweep_id, name)
     return stream_object(
         storage,
@@ -216,6 +222,7 @@ def get_sweep_file(uow: UnitOfWorkDep, storage: StorageDep, sweep_id: uuid.UUID,
 async def stream_sweep(
     request: Request,
     resources: Resources,
+    caller: Caller,
     sweep_id: uuid.UUID,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> EventSourceResponse:
@@ -224,7 +231,7 @@ async def stream_sweep(
     def load() -> dict[str, Any] | None:
         with sessions() as session:
             sweeps = SweepRepository(session)
-            sweep = sweeps.get(sweep_id)
+            sweep = sweeps.get(sweep_id, team_id=caller.team_id)
             if sweep is None:
                 return None
             snapshot = sweeps.state(sweep).snapshot()

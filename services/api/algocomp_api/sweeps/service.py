@@ -10,13 +10,17 @@ from typing import Any
 
 from algocomp.platform.db import RunStatus, Sweep
 from algocomp.platform.db import sweep_metrics as sweep_aggregates
+from algocomp.platform.db.accounts import Principal
 from algocomp.platform.db.runs import new_run
 from algocomp.platform.db.sweeps import SweepState, new_sweep
+from algocomp.platform.settings import Settings
 from algocomp.platform.storage import Storage
 from algocomp.platform.storage.keys import SWEEP_ARTIFACTS, sweep_key
 from algocomp.platform.unit_of_work import UnitOfWork
 from algocomp.scenarios import Scenario, ScenarioError, apply_overrides
+from algocomp_api.auth import forbid_unless_manager
 from algocomp_api.errors import ApiError, not_found
+from algocomp_api.quotas import check_active_runs
 from algocomp_api.results.service import PRESIGNED_URL_EXPIRES_S
 from algocomp_api.runs import service as runs
 from algocomp_api.scenarios import service as scenarios
@@ -92,10 +96,10 @@ class PlannedRun:
     scenario: Scenario
 
 
-def base_scenario(uow: UnitOfWork, request: SweepCreate) -> tuple[uuid.UUID, Scenario]:
+def base_scenario(uow: UnitOfWork, caller: Principal, request: SweepCreate) -> tuple[uuid.UUID, Scenario]:
     """(id of the stored source scenario, the base scenario: source with the sweep's overrides)."""
     record, source = scenarios.source_scenario(
-        uow, scenario_id=request.scenario_id, scenario=request.scenario, preset=request.preset
+        uow, caller, scenario_id=request.scenario_id, scenario=request.scenario, preset=request.preset
     )
     return record.id, apply_overrides(source, request.overrides)
 
@@ -130,22 +134,26 @@ def plan_runs(
     return planned
 
 
-def create_sweep(uow: UnitOfWork, request: SweepCreate) -> tuple[Sweep, int]:
+def create_sweep(uow: UnitOfWork, caller: Principal, settings: Settings, request: SweepCreate) -> tuple[Sweep, int]:
     """Validate the whole sweep, then store it and every run as queued: (sweep, number of runs). Once the
-    transaction commits, each run's `queued` event is published and its task sent.
+    transaction commits, each run's `queued` event is published and its task sent. The runs count against the
+    team's quota (429 when they do not fit).
 
     A run's `overrides` are the sweep's overrides followed by its cell's, so like any run's they turn its
     scenario_id's scenario into its spec (with seed and sessions)."""
     seeds = sweep_seeds(request)
     check_grid(request.grid, len(seeds))
-    scenario_id, base = base_scenario(uow, request)
+    scenario_id, base = base_scenario(uow, caller, request)
     sessions = request.sessions if request.sessions is not None else base.sessions
     planned = plan_runs(base, request.grid, seeds, sessions, list(request.overrides))
 
-    sweep = new_sweep(request.name or base.name, base, request.grid, seeds, sessions)
+    check_active_runs(uow, caller, settings, len(planned))
+    owner = {"team_id": caller.team_id, "owner_id": caller.user_id}
+    sweep = new_sweep(request.name or base.name, base, request.grid, seeds, sessions, **owner)
     uow.sweeps.add(sweep)
     created = [
-        new_run(scenario_id, plan.scenario, plan.overrides, sweep_id=sweep.id, cell=plan.cell) for plan in planned
+        new_run(scenario_id, plan.scenario, plan.overrides, sweep_id=sweep.id, cell=plan.cell, **owner)
+        for plan in planned
     ]
     uow.runs.add(created)
     for run in created:
@@ -188,31 +196,34 @@ def sweep_out(sweep: Sweep, state: SweepState, *, detail: bool = False) -> Sweep
     return SweepOut(**fields)
 
 
-def get_sweep(uow: UnitOfWork, sweep_id: uuid.UUID) -> Sweep:
-    sweep = uow.sweeps.get(sweep_id)
+def get_sweep(uow: UnitOfWork, caller: Principal, sweep_id: uuid.UUID) -> Sweep:
+    """The sweep, if it is the caller's team's; 404 otherwise."""
+    sweep = uow.sweeps.get(sweep_id, team_id=caller.team_id)
     if sweep is None:
         raise not_found("sweep", sweep_id)
     return sweep
 
 
-def read_sweep(uow: UnitOfWork, sweep_id: uuid.UUID, *, detail: bool = True) -> SweepOut:
-    sweep = get_sweep(uow, sweep_id)
+def read_sweep(uow: UnitOfWork, caller: Principal, sweep_id: uuid.UUID, *, detail: bool = True) -> SweepOut:
+    sweep = get_sweep(uow, caller, sweep_id)
     return sweep_out(sweep, uow.sweeps.state(sweep), detail=detail)
 
 
-def list_sweeps(uow: UnitOfWork, limit: int, offset: int) -> tuple[list[SweepOut], int]:
-    """A page of sweeps, newest first, each with its derived state, and the total count."""
-    sweeps, total = uow.sweeps.page(limit=limit, offset=offset)
+def list_sweeps(uow: UnitOfWork, caller: Principal, limit: int, offset: int) -> tuple[list[SweepOut], int]:
+    """A page of the team's sweeps, newest first, each with its derived state, and the total count."""
+    sweeps, total = uow.sweeps.page(team_id=caller.team_id, limit=limit, offset=offset)
     return [sweep_out(sweep, uow.sweeps.state(sweep)) for sweep in sweeps], total
 
 
 # --------------------------------------------------------------------------------------------- cancel
 
 
-def cancel_sweep(uow: UnitOfWork, sweep_id: uuid.UUID) -> Sweep:
+def cancel_sweep(uow: UnitOfWork, caller: Principal, sweep_id: uuid.UUID) -> Sweep:
     """Cancel a sweep: every queued run is cancelled at once (each gets its terminal event after commit), every
-    running one is asked to stop between chunks. A sweep whose runs are all over cannot be cancelled: 409."""
-    sweep = get_sweep(uow, sweep_id)
+    running one is asked to stop between chunks. A sweep whose runs are all over cannot be cancelled: 409. Only
+    its owner or a team admin may cancel it: 403."""
+    sweep = get_sweep(uow, caller, sweep_id)
+    forbid_unless_manager(caller, sweep.owner_id, f"sweep {sweep_id}")
     state = uow.sweeps.state(sweep)
     if state.over:
         raise ApiError(
@@ -229,7 +240,7 @@ def cancel_sweep(uow: UnitOfWork, sweep_id: uuid.UUID) -> Sweep:
 # --------------------------------------------------------------------------------------------- metrics
 
 
-def sweep_metrics(uow: UnitOfWork, storage: Storage, sweep_id: uuid.UUID) -> dict[str, Any]:
+def sweep_metrics(uow: UnitOfWork, caller: Principal, storage: Storage, sweep_id: uuid.UUID) -> dict[str, Any]:
     """Per cell: cell_metrics over the sessions of its succeeded runs, and, when the grid has a regulation axis,
     the paired effect of each regulated cell against the cell with the same other coordinates and no regulation.
 
@@ -237,7 +248,7 @@ def sweep_metrics(uow: UnitOfWork, storage: Storage, sweep_id: uuid.UUID) -> dic
     cell's present succeeded runs), otherwise computed here by the same shared implementation
     (algocomp.platform.db.sweep_metrics), so the answer never depends on whether the aggregator has caught up.
     409 while no run has succeeded."""
-    sweep = get_sweep(uow, sweep_id)
+    sweep = get_sweep(uow, caller, sweep_id)
     state = uow.sweeps.state(sweep)
     if state.counts[RunStatus.succeeded.value] == 0:
         raise ApiError(

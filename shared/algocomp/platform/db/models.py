@@ -1,4 +1,5 @@
-"""The tables: scenarios, runs, their results, the aggregator's per-run indicators and sweeps (grids of runs).
+"""The tables: teams, users and their API tokens; scenarios, runs, their results, the aggregator's per-run
+indicators and sweeps (grids of runs), each scenario, run and sweep belonging to a team.
 
 The schema is created only by the Alembic migrations in migrations/; these models are how code reads and writes
 it. A result's primary key is its run's id, so a run can never have two result sets.
@@ -22,6 +23,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
@@ -53,12 +55,57 @@ TERMINAL_STATUSES = frozenset({RunStatus.succeeded, RunStatus.failed, RunStatus.
 _now = func.now()
 
 
-class ScenarioRecord(Base):
-    __tablename__ = "scenarios"
+class Team(Base):
+    """Who owns scenarios, runs and sweeps: every member reads them, no one outside sees them."""
+
+    __tablename__ = "teams"
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now)
+
+
+class User(Base):
+    """A member of one team; a team admin may cancel any of the team's runs and sweeps."""
+
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    team_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("teams.id"), index=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now)
+
+    team: Mapped[Team] = relationship()
+
+
+class ApiToken(Base):
+    """A user's API token, stored as its SHA-256 (the token itself is shown once, when issued)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # the token's first characters, to tell tokens apart in lists without storing the secret
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    user: Mapped[User] = relationship()
+
+
+class ScenarioRecord(Base):
+    """A validated scenario, stored once per team and fingerprint."""
+
+    __tablename__ = "scenarios"
+    __table_args__ = (UniqueConstraint("team_id", "scenario_hash"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    team_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("teams.id"), index=True)
     name: Mapped[str] = mapped_column(String(200), index=True)
-    scenario_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scenario_hash: Mapped[str] = mapped_column(String(64))
     spec: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now)
 
@@ -69,6 +116,9 @@ class Run(Base):
     __tablename__ = "runs"
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    team_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("teams.id"), index=True)
+    # who launched it (null only for runs made before accounts existed)
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
     scenario_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("scenarios.id"), index=True)
     spec: Mapped[dict[str, Any]] = mapped_column(JSONB)
     scenario_hash: Mapped[str] = mapped_column(String(64))
@@ -106,6 +156,8 @@ class Sweep(Base):
     __tablename__ = "sweeps"
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    team_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("teams.id"), index=True)
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
     name: Mapped[str] = mapped_column(String(200))
     base_spec: Mapped[dict[str, Any]] = mapped_column(JSONB)
     grid: Mapped[dict[str, list[Any]]] = mapped_column(JSONB)

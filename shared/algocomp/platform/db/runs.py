@@ -59,13 +59,18 @@ def new_run(
     scenario: Scenario,
     overrides: Sequence[str],
     *,
+    team_id: uuid.UUID,
+    owner_id: uuid.UUID | None,
     sweep_id: uuid.UUID | None = None,
     cell: int | None = None,
 ) -> Run:
-    """A queued run of an effective scenario (its seed and sessions included), not yet added to a session: the
-    one place a Run row is built. `overrides` turn scenario_id's stored scenario into `scenario`."""
+    """A queued run of an effective scenario (its seed and sessions included) for a team, launched by `owner_id`,
+    not yet added to a session: the one place a Run row is built. `overrides` turn scenario_id's stored scenario
+    into `scenario`."""
     return Run(
         id=uuid.uuid4(),
+        team_id=team_id,
+        owner_id=owner_id,
         scenario_id=scenario_id,
         spec=scenario.model_dump(mode="json"),
         scenario_hash=scenario_hash(scenario),
@@ -101,14 +106,25 @@ class RunRepository:
         self.session.add_all(runs)
         self.session.flush()
 
-    def get(self, run_id: uuid.UUID) -> Run | None:
-        return self.session.get(Run, run_id)
+    def get(self, run_id: uuid.UUID, *, team_id: uuid.UUID | None = None) -> Run | None:
+        """The run, or None if there is none (or it is another team's, when `team_id` is given)."""
+        run = self.session.get(Run, run_id)
+        if run is None or (team_id is not None and run.team_id != team_id):
+            return None
+        return run
 
     def page(
-        self, *, scenario_id: uuid.UUID | None, status: RunStatus | None, limit: int, offset: int
+        self,
+        *,
+        team_id: uuid.UUID,
+        scenario_id: uuid.UUID | None,
+        status: RunStatus | None,
+        limit: int,
+        offset: int,
     ) -> tuple[list[Run], int]:
-        """A page of runs, newest first, filtered by scenario and status, and the total count of the filter."""
-        conditions = []
+        """A page of the team's runs, newest first, filtered by scenario and status, and the total count of the
+        filter."""
+        conditions = [Run.team_id == team_id]
         if scenario_id is not None:
             conditions.append(Run.scenario_id == scenario_id)
         if status is not None:
@@ -118,6 +134,16 @@ class RunRepository:
             select(Run).where(*conditions).order_by(Run.created_at.desc(), Run.id).limit(limit).offset(offset)
         ).scalars()
         return list(runs), total
+
+    def active_count(self, team_id: uuid.UUID) -> int:
+        """How many of the team's runs are queued or running, counted under a per-team transaction lock, so two
+        concurrent requests of one team cannot both pass a quota check on the same count."""
+        self.session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(f"quota:{team_id}", 0))))
+        return self.session.execute(
+            select(func.count())
+            .select_from(Run)
+            .where(Run.team_id == team_id, Run.status.in_([RunStatus.queued, RunStatus.running]))
+        ).scalar_one()
 
     def result(self, run_id: uuid.UUID) -> Result | None:
         return self.session.get(Result, run_id)

@@ -85,10 +85,21 @@ def _zero_counts() -> Counter[str]:
     return Counter({name: 0 for name in STATUS_NAMES})
 
 
-def new_sweep(name: str, base: Scenario, grid: dict[str, list[Any]], seeds: list[int], sessions: int) -> Sweep:
-    """A queued sweep of `base` over `grid`, not yet added to a session."""
+def new_sweep(
+    name: str,
+    base: Scenario,
+    grid: dict[str, list[Any]],
+    seeds: list[int],
+    sessions: int,
+    *,
+    team_id: uuid.UUID,
+    owner_id: uuid.UUID | None,
+) -> Sweep:
+    """A queued sweep of `base` over `grid` for a team, launched by `owner_id`, not yet added to a session."""
     return Sweep(
         id=uuid.uuid4(),
+        team_id=team_id,
+        owner_id=owner_id,
         name=name,
         base_spec=base.model_dump(mode="json"),
         grid=grid,
@@ -110,14 +121,19 @@ class SweepRepository:
         self.session.flush()
         self.session.refresh(sweep)  # created_at
 
-    def get(self, sweep_id: uuid.UUID) -> Sweep | None:
-        return self.session.get(Sweep, sweep_id)
+    def get(self, sweep_id: uuid.UUID, *, team_id: uuid.UUID | None = None) -> Sweep | None:
+        """The sweep, or None if there is none (or it is another team's, when `team_id` is given)."""
+        sweep = self.session.get(Sweep, sweep_id)
+        if sweep is None or (team_id is not None and sweep.team_id != team_id):
+            return None
+        return sweep
 
-    def page(self, *, limit: int, offset: int) -> tuple[list[Sweep], int]:
-        """A page of sweeps, newest first, and the total count."""
-        total = self.session.execute(select(func.count()).select_from(Sweep)).scalar_one()
+    def page(self, *, team_id: uuid.UUID, limit: int, offset: int) -> tuple[list[Sweep], int]:
+        """A page of the team's sweeps, newest first, and the total count."""
+        mine = Sweep.team_id == team_id
+        total = self.session.execute(select(func.count()).select_from(Sweep).where(mine)).scalar_one()
         sweeps = self.session.execute(
-            select(Sweep).order_by(Sweep.created_at.desc(), Sweep.id).limit(limit).offset(offset)
+            select(Sweep).where(mine).order_by(Sweep.created_at.desc(), Sweep.id).limit(limit).offset(offset)
         ).scalars()
         return list(sweeps), total
 

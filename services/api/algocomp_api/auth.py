@@ -1,0 +1,51 @@
+"""Who is calling: every route but the health probes and the OpenAPI docs requires `Authorization: Bearer TOKEN`
+(a token issued by `algocomp users create`, see algocomp.platform.db.accounts) and acts for the token's user and
+team. Objects of another team are answered as absent (404), never as forbidden, so ids reveal nothing."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import Depends, Header
+
+from algocomp.platform.db.accounts import Principal
+from algocomp_api.deps import UnitOfWorkDep
+from algocomp_api.errors import ApiError
+
+BEARER = "bearer"
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": 'Bearer realm="algocomp"'})
+
+
+def current_principal(
+    uow: UnitOfWorkDep,
+    authorization: Annotated[
+        str | None, Header(description="`Bearer TOKEN`, a token from `algocomp users create`", max_length=300)
+    ] = None,
+) -> Principal:
+    """The caller, from a live token; 401 otherwise (missing, malformed, unknown, revoked or expired)."""
+    if not authorization:
+        raise _unauthorized("this route needs an API token: send the header 'Authorization: Bearer TOKEN'")
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != BEARER or not token.strip():
+        raise _unauthorized("the Authorization header must be 'Bearer TOKEN'")
+    principal = uow.accounts.authenticate(token.strip())
+    if principal is None:
+        raise _unauthorized("the API token is unknown, revoked or expired; ask an operator for a new one")
+    return principal
+
+
+Caller = Annotated[Principal, Depends(current_principal)]
+
+
+def forbid_unless_manager(principal: Principal, owner_id: uuid.UUID | None, what: str) -> None:
+    """403 unless the caller launched `what` or is a team admin."""
+    if not principal.may_manage(owner_id):
+        raise ApiError(
+            403,
+            "forbidden",
+            f"only the member who launched {what} or a team admin may cancel it",
+        )
