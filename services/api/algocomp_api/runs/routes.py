@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Query, Response, status
 
 from algocomp.platform.db import RunStatus
 from algocomp.platform.logs import bind_run
-from algocomp_api.deps import UnitOfWorkDep
+from algocomp_api.deps import SettingsDep, UnitOfWorkDep
 from algocomp_api.errors import error_responses
 from algocomp_api.pagination import Page, Pagination
 from algocomp_api.runs import service
@@ -38,18 +38,24 @@ RUN_EXAMPLES: dict[str, Any] = {
     responses=error_responses(
         {
             404: {"description": "scenario_id names no stored scenario"},
-            422: {"description": "the scenario or an override does not validate; error.field names the field"},
+            422: {
+                "description": "the scenario or an override does not validate, or the run is beyond a limit "
+                "(limit_exceeded); error.field names the field"
+            },
         }
     ),
     summary="Queue a run of a scenario",
 )
 def create_run(
-    uow: UnitOfWorkDep, response: Response, request: Annotated[RunCreate, Body(openapi_examples=RUN_EXAMPLES)]
+    uow: UnitOfWorkDep,
+    settings: SettingsDep,
+    response: Response,
+    request: Annotated[RunCreate, Body(openapi_examples=RUN_EXAMPLES)],
 ) -> RunAccepted:
     """Store the run as `queued`; once that is committed, send its task to the workers (enqueue after commit: a
     worker never receives a run it cannot find). If the broker is unreachable the run stays queued and the
     sweeper re-sends it; the answer is 202 either way. Follow it at links.stream, read it at links.self."""
-    run = service.create_run(uow, request)
+    run = service.create_run(uow, request, settings)
     response.headers["Location"] = f"/runs/{run.id}"
     return RunAccepted(id=run.id, status=run.status, links=service.run_links(run))
 

@@ -8,8 +8,10 @@ from typing import Any
 
 from algocomp.platform.db import Run, RunStatus
 from algocomp.platform.db.runs import CancelOutcome, new_run
+from algocomp.platform.settings import Settings
 from algocomp.platform.unit_of_work import UnitOfWork
 from algocomp.scenarios import Scenario, apply_overrides
+from algocomp_api import limits
 from algocomp_api.errors import ApiError, not_found
 from algocomp_api.runs.schemas import RunCreate, RunDetail, RunLinks, RunOut
 from algocomp_api.scenarios import service as scenarios
@@ -32,12 +34,32 @@ def run_out(run: Run, *, detail: bool = False) -> RunOut:
     return RunOut(**fields, links=run_links(run))
 
 
-def effective_scenario(uow: UnitOfWork, request: RunCreate) -> tuple[uuid.UUID, Scenario, list[str]]:
+def check_request(request: RunCreate, settings: Settings) -> None:
+    """The limits a run request can be held to before anything is loaded or stored (422 naming the field)."""
+    limits.check_sessions(request.sessions, settings)
+    if request.scenario is not None:
+        limits.check_document(request.scenario, settings, "scenario")
+    limits.check_overrides(request.overrides, settings)
+    if request.log_interval is not None:
+        limits.check_at_most(
+            request.log_interval,
+            settings.max_periods_per_session,
+            "log_interval",
+            "log_interval (periods per panel row)",
+            "max_periods_per_session",
+        )
+
+
+def effective_scenario(
+    uow: UnitOfWork, request: RunCreate, settings: Settings
+) -> tuple[uuid.UUID, Scenario, list[str]]:
     """(stored scenario id, effective scenario, overrides recorded on the run) for a run request.
 
     An inline scenario or a preset is stored as a scenario first (once per fingerprint), so every run points
     at the scenario it came from. Overrides apply before seed, sessions and log interval; a failure raises
-    ScenarioError naming the field."""
+    ScenarioError naming the field, a run beyond the limits (sessions, periods, their product) 422
+    limit_exceeded."""
+    check_request(request, settings)
     record, base = scenarios.source_scenario(
         uow, scenario_id=request.scenario_id, scenario=request.scenario, preset=request.preset
     )
@@ -53,13 +75,14 @@ def effective_scenario(uow: UnitOfWork, request: RunCreate) -> tuple[uuid.UUID, 
         explicit["logging.interval"] = request.log_interval
         recorded.append(f"logging.interval={request.log_interval}")
     scenario = apply_overrides(scenario, explicit)
+    limits.check_run_size(scenario, settings)
     return record.id, scenario, recorded
 
 
-def create_run(uow: UnitOfWork, request: RunCreate) -> Run:
+def create_run(uow: UnitOfWork, request: RunCreate, settings: Settings) -> Run:
     """Store the run as queued; once the request's transaction commits, its `queued` event is published and its
     task sent (a failed send leaves the run queued for the sweeper)."""
-    scenario_id, scenario, overrides = effective_scenario(uow, request)
+    scenario_id, scenario, overrides = effective_scenario(uow, request, settings)
     run = new_run(scenario_id, scenario, overrides)
     uow.runs.add([run])
     announce_queued(uow, run)

@@ -18,7 +18,7 @@ from algocomp.platform.db import TERMINAL_STATUSES
 from algocomp.platform.db.sweeps import SweepRepository
 from algocomp.platform.storage import content_type
 from algocomp.platform.storage.keys import SWEEP_ARTIFACTS
-from algocomp_api.deps import Resources, StorageDep, UnitOfWorkDep
+from algocomp_api.deps import Resources, SettingsDep, StorageDep, UnitOfWorkDep
 from algocomp_api.errors import ApiError, error_responses, not_found
 from algocomp_api.files import stream_object
 from algocomp_api.pagination import Page, Pagination
@@ -73,12 +73,15 @@ current state first and ids continue from it."""
     summary="Queue a grid of runs of a scenario",
 )
 def create_sweep(
-    uow: UnitOfWorkDep, response: Response, request: Annotated[SweepCreate, Body(openapi_examples=SWEEP_EXAMPLES)]
+    uow: UnitOfWorkDep,
+    settings: SettingsDep,
+    response: Response,
+    request: Annotated[SweepCreate, Body(openapi_examples=SWEEP_EXAMPLES)],
 ) -> SweepAccepted:
     """Validate every cell x seed, store the sweep and all its runs as queued in one transaction, and only once
     that is committed send the runs' tasks (enqueue after commit). Follow it at links.stream, read it at
     links.self."""
-    sweep, runs = service.create_sweep(uow, request)
+    sweep, runs = service.create_sweep(uow, request, settings)
     response.headers["Location"] = f"/sweeps/{sweep.id}"
     return SweepAccepted(
         id=sweep.id,
@@ -234,7 +237,8 @@ async def stream_sweep(
     first = await run_in_threadpool(load)
     if first is None:
         raise not_found("sweep", sweep_id)
-    counter = int(last_event_id) if last_event_id and last_event_id.strip().isdigit() else 0
+    resume = (last_event_id or "").strip()
+    counter = int(resume) if resume.isdigit() and len(resume) <= 18 else 0
 
     async def messages() -> AsyncIterator[dict[str, Any]]:
         nonlocal counter
