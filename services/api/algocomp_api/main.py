@@ -18,6 +18,7 @@ from algocomp_api.aggregates.routes import router as aggregates_router
 from algocomp_api.deps import ApiResources
 from algocomp_api.errors import install_error_handlers
 from algocomp_api.health.routes import router as health_router
+from algocomp_api.middleware import RequestBodyLimit, UnhandledErrors
 from algocomp_api.results.routes import router as results_router
 from algocomp_api.runs.routes import router as runs_router
 from algocomp_api.scenarios.routes import router as scenarios_router
@@ -76,6 +77,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # Inside Starlette's ServerErrorMiddleware, outermost first: the body limit, then the last-resort 500.
+    app.add_middleware(UnhandledErrors)
+    app.add_middleware(RequestBodyLimit, limit=lambda: (settings or get_settings()).max_request_bytes)
     for router in (
         scenarios_router,
         runs_router,
