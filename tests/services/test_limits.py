@@ -26,6 +26,8 @@ import httpx
 import pytest
 
 from algocomp.platform.settings import Settings
+from algocomp.scenarios import list_presets, load_scenario
+from algocomp_api import limits
 from devstack import free_port
 
 ANSWER_WITHIN_S = 1.0
@@ -215,6 +217,13 @@ def test_a_body_under_the_limit_still_reaches_the_route(api: httpx.Client) -> No
         ({"overrides": ["horizon.max_periods=1000000000000"]}, "horizon.max_periods", "at most 1,000,000,000"),
         ({"overrides": ["sessions=1000000000"]}, "sessions", "at most 10,000"),
         ({"log_interval": 10**30}, "log_interval", "at most 1,000,000,000"),
+        ({"overrides": ["logging.tail=1000000000"]}, "logging.tail", "at most 1,000,000"),
+        ({"overrides": ["logging.cycle_search=1000000000000000000000000000000"]}, "logging.cycle_search", None),
+        (
+            {"sessions": 10_000, "overrides": ["horizon.max_periods=1000000", "logging.tail=1000"]},
+            "sessions",
+            "25,000,000 rows",
+        ),
         ({"seed": 2**63}, "seed", None),
         ({"overrides": ["agents.beta=1e-5"] * 101}, "overrides", "at most 100"),
         ({"overrides": ["description=" + "x" * 5000]}, "overrides.0", "at most 4,096 characters"),
@@ -246,6 +255,11 @@ def test_the_heaviest_preset_is_still_accepted(api: httpx.Client) -> None:
     response = api.post("/runs", json={"preset": "calvano-2020-baseline"})
     assert response.status_code == 202, response.text
     assert api.post(f"/runs/{response.json()['id']}/cancel").status_code == 200
+
+
+@pytest.mark.parametrize("name", sorted(list_presets()))
+def test_every_preset_is_within_the_default_limits(name: str) -> None:
+    limits.check_run_size(load_scenario(name), Settings())
 
 
 def test_a_scenario_beyond_a_limit_is_not_stored(api: httpx.Client) -> None:

@@ -74,7 +74,7 @@ def check_sessions(sessions: int | None, settings: Settings, field: str = "sessi
 
 
 def check_run_size(scenario: Scenario, settings: Settings, *, sessions_field: str = "sessions") -> None:
-    """A run of `scenario` is within the sessions, periods and work (sessions x max_periods) limits."""
+    """A run of `scenario` is within the sessions, periods, work (sessions x max_periods) and logging limits."""
     check_sessions(scenario.sessions, settings, sessions_field)
     max_periods = scenario.horizon.max_periods
     check_at_most(
@@ -92,6 +92,30 @@ def check_run_size(scenario: Scenario, settings: Settings, *, sessions_field: st
             f"got {scenario.sessions:,} x {max_periods:,} = {work:,}; setting max_work_per_run): run fewer "
             "sessions, lower horizon.max_periods, or split the run",
             settings.max_work_per_run,
+        )
+    check_logging(scenario, settings, sessions_field=sessions_field)
+
+
+def check_logging(scenario: Scenario, settings: Settings, *, sessions_field: str = "sessions") -> None:
+    """A session allocates its log (max_intervals rows), tail, cycle search and impulse up front, and a run's worker
+    holds every session's rows: both are bounded, or logging.tail=10^9 is a MemoryError in the worker."""
+    logging = scenario.logging
+    for name in ("max_intervals", "tail", "cycle_search", "impulse_periods"):
+        check_at_most(
+            getattr(logging, name),
+            settings.max_log_rows_per_session,
+            f"logging.{name}",
+            f"logging.{name}",
+            "max_log_rows_per_session",
+        )
+    rows = scenario.sessions * (logging.max_intervals + logging.tail)
+    if rows > settings.max_log_rows_per_run:
+        raise limit_exceeded(
+            sessions_field,
+            f"a run logs at most {settings.max_log_rows_per_run:,} rows (sessions x (logging.max_intervals + "
+            f"logging.tail); got {scenario.sessions:,} x ({logging.max_intervals:,} + {logging.tail:,}) = {rows:,}; "
+            "setting max_log_rows_per_run): run fewer sessions or log fewer rows",
+            settings.max_log_rows_per_run,
         )
 
 

@@ -60,6 +60,17 @@ class Settings(BaseSettings):
     max_work_per_run: int = Field(
         10**12, ge=1, description="sessions x horizon.max_periods of one run: the most periods it may simulate"
     )
+    max_log_rows_per_session: int = Field(
+        1_000_000,
+        ge=100,
+        description="each of logging.max_intervals, tail, cycle_search and impulse_periods: arrays of that many rows "
+        "a session allocates up front",
+    )
+    max_log_rows_per_run: int = Field(
+        25_000_000,
+        ge=1_000,
+        description="sessions x (logging.max_intervals + logging.tail): the panel rows a run's worker may hold",
+    )
     max_sweep_runs: int = Field(10_000, ge=1, description="runs (cells x seeds) of one sweep")
     max_grid_values: int = Field(1_000, ge=1, description="values of a sweep's grid, all its paths together")
     max_override_count: int = Field(100, ge=1, description='"PATH=VALUE" overrides of one run or sweep')
