@@ -128,19 +128,35 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    run_id = request.path_params.get("run_id")
+async def _http_error_or_parse_failure(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, RecursionError):  # FastAPI's 400 for a JSON body too deeply nested to parse
+        return JSONResponse(
+            error_body("invalid_request", "the JSON body nests too deeply to be read", "body"), status_code=422
+        )
+    return await _http_error(request, exc)
+
+
+def log_unexpected_error(method: str, path: str, path_params: Mapping[str, Any], exc: BaseException) -> None:
+    """Log a bug with its traceback and the run id of the route, if it has one."""
+    run_id = path_params.get("run_id")
     log.error(
         "unhandled error in %s %s",
-        request.method,
-        request.url.path,
+        method,
+        path,
         exc_info=exc,
         extra={"run_id": str(run_id)} if run_id is not None else {},
     )
-    return JSONResponse(
-        error_body("internal_error", "the server failed to handle this request; the error is in its logs"),
-        status_code=500,
-    )
+
+
+def internal_error_body() -> dict[str, Any]:
+    return error_body("internal_error", "the server failed to handle this request; the error is in its logs")
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    # Reached only for an error outside algocomp_api.middleware.UnhandledErrors, which answers every other one.
+    log_unexpected_error(request.method, request.url.path, request.path_params, exc)
+    return JSONResponse(internal_error_body(), status_code=500)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -148,7 +164,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(ScenarioError, _scenario_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error_or_parse_failure)
     app.add_exception_handler(Exception, _unexpected_error)
 
 

@@ -19,6 +19,7 @@ from algocomp_api.auth import current_principal
 from algocomp_api.deps import ApiResources
 from algocomp_api.errors import install_error_handlers
 from algocomp_api.health.routes import router as health_router
+from algocomp_api.middleware import RequestBodyLimit, UnhandledErrors
 from algocomp_api.results.routes import router as results_router
 from algocomp_api.runs.routes import router as runs_router
 from algocomp_api.scenarios.routes import router as scenarios_router
@@ -81,6 +82,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # Inside Starlette's ServerErrorMiddleware, outermost first: the body limit, then the last-resort 500.
+    app.add_middleware(UnhandledErrors)
+    app.add_middleware(RequestBodyLimit, limit=lambda: (settings or get_settings()).max_request_bytes)
     # every route behind a token (the routes that act on the caller's objects also take it as `Caller`)
     for router in (scenarios_router, runs_router, sweeps_router, aggregates_router, results_router, streams_router):
         app.include_router(router, dependencies=[Depends(current_principal)])

@@ -9,7 +9,7 @@ from fastapi import Depends, Query
 from pydantic import BaseModel
 
 from algocomp_api.deps import SettingsDep
-from algocomp_api.errors import ApiError
+from algocomp_api.limits import check_at_most
 
 DEFAULT_PAGE_SIZE = 50
 
@@ -33,10 +33,8 @@ def page_params(
     limit: Annotated[int, Query(ge=1, description="items per page")] = DEFAULT_PAGE_SIZE,
     offset: Annotated[int, Query(ge=0, description="items skipped before this page")] = 0,
 ) -> PageParams:
-    if limit > settings.api_page_size_max:
-        raise ApiError(
-            422, "invalid_request", f"limit is at most {settings.api_page_size_max} (got {limit})", field="limit"
-        )
+    check_at_most(limit, settings.api_page_size_max, "limit", "limit (items per page)", "api_page_size_max")
+    check_at_most(offset, settings.max_page_offset, "offset", "offset", "max_page_offset")
     return PageParams(limit=limit, offset=offset)
 
 

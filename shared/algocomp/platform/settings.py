@@ -48,7 +48,38 @@ class Settings(BaseSettings):
     run_time_limit_s: int = Field(6 * 3600, ge=60, description="hard time limit of one run task")
     lease_s: int = Field(600, ge=10, description="a running run without a heartbeat for this long may be reclaimed")
     requeue_after_s: int = Field(300, ge=5, description="a run queued this long without a worker is re-sent")
-    api_page_size_max: int = 500
+    api_page_size_max: int = Field(500, ge=1, description="largest `limit` of a list endpoint's page")
+
+    # ---- Limits: what one request may ask of the platform. Each is refused with 422 naming the field and the limit
+    # (413 for the body), before any list is built or anything stored. The defaults admit every preset as it is
+    # (the heaviest, Calvano et al.'s, run 1,000 sessions of at most 10^9 periods each: a work of 10^12).
+    max_sessions_per_run: int = Field(10_000, ge=1, description="sessions of one run (the request's or the scenario's)")
+    max_periods_per_session: int = Field(
+        1_000_000_000, ge=1, description="horizon.max_periods of one session (the cap; most sessions converge sooner)"
+    )
+    max_work_per_run: int = Field(
+        10**12, ge=1, description="sessions x horizon.max_periods of one run: the most periods it may simulate"
+    )
+    max_log_rows_per_session: int = Field(
+        1_000_000,
+        ge=100,
+        description="each of logging.max_intervals, tail, cycle_search and impulse_periods: arrays of that many rows "
+        "a session allocates up front",
+    )
+    max_log_rows_per_run: int = Field(
+        25_000_000,
+        ge=1_000,
+        description="sessions x (logging.max_intervals + logging.tail): the panel rows a run's worker may hold",
+    )
+    max_sweep_runs: int = Field(10_000, ge=1, description="runs (cells x seeds) of one sweep")
+    max_grid_values: int = Field(1_000, ge=1, description="values of a sweep's grid, all its paths together")
+    max_override_count: int = Field(100, ge=1, description='"PATH=VALUE" overrides of one run or sweep')
+    max_override_chars: int = Field(4_096, ge=16, description="characters of one override (or one grid path=value)")
+    max_yaml_depth: int = Field(
+        32, ge=4, le=64, description="nesting of a YAML override value or of a JSON document in a request"
+    )
+    max_request_bytes: int = Field(1_048_576, ge=1024, description="bytes of a request body (413 above)")
+    max_page_offset: int = Field(1_000_000, ge=0, description="largest `offset` of a list endpoint's page")
     # accounts: how many of a team's runs may be queued or running at once (a sweep counts all its runs)
     team_active_runs_max: int = Field(20_000, ge=1, description="queued + running runs per team; above: 429")
     team_quota_retry_after_s: int = Field(60, ge=1, description="Retry-After of a 429 for the team quota")

@@ -24,6 +24,11 @@ from algocomp.scenarios.model import Scenario
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 SCENARIO_SUFFIXES = (".yaml", ".yml", ".json")
 
+# The deepest nesting a scenario document (or an override's value) may have. Real scenarios nest five or six
+# levels; the bound keeps a hostile document from exhausting Python's recursion (parsing, validating, repr()).
+# Callers that take untrusted input may pass a stricter one.
+MAX_DOCUMENT_DEPTH = 64
+
 Loc = list[str | int]
 
 
@@ -50,7 +55,33 @@ class ScenarioYamlLoader(yaml.SafeLoader):
     arrive as the string "1e-6". Scientific notation is how learning and exploration rates are written, so it is
     resolved as YAML 1.2 and JSON do. A key given twice in one mapping is an error rather than the last one
     silently winning.
+
+    Anchors and aliases (&name, *name) are refused: a few hundred bytes of nested aliases (a "billion laughs")
+    stand for a document of billions of nodes, which every later step (copying, validating, repr()) would expand.
+    Nesting deeper than `max_depth` is refused too, before the composer's recursion can exhaust the stack.
     """
+
+    max_depth: int = MAX_DOCUMENT_DEPTH
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(
+                None, None, "anchors and aliases (&name, *name) are not accepted; write the value out", event.start_mark
+            )
+        self._depth += 1
+        try:
+            if self._depth > self.max_depth:
+                raise yaml.composer.ComposerError(
+                    None, None, f"the document nests deeper than {self.max_depth} levels", event.start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, yaml.MappingNode):
@@ -84,9 +115,30 @@ def describe_yaml_error(err: yaml.YAMLError) -> str:
     return " ".join(str(err).split())
 
 
-def parse_yaml(text: str) -> Any:
-    """Parse YAML text with `ScenarioYamlLoader` (safe, scientific notation read as floats)."""
-    return yaml.load(text, Loader=ScenarioYamlLoader)  # a SafeLoader subclass: safe
+def parse_yaml(text: str, *, max_depth: int = MAX_DOCUMENT_DEPTH) -> Any:
+    """Parse YAML text with `ScenarioYamlLoader` (safe, scientific notation read as floats, no anchors or aliases,
+    at most `max_depth` levels of nesting; yaml.YAMLError otherwise)."""
+    loader = ScenarioYamlLoader(text)  # a SafeLoader subclass: safe
+    loader.max_depth = max_depth
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def too_deep(document: Any, max_depth: int = MAX_DOCUMENT_DEPTH) -> Loc | None:
+    """The path to the first value of `document` nested deeper than `max_depth` levels (the document itself is
+    level 1), or None. Iterative, so it is safe on any depth."""
+    stack: list[tuple[Any, Loc]] = [(document, [])]
+    while stack:
+        value, loc = stack.pop()
+        if len(loc) >= max_depth:
+            return loc
+        if isinstance(value, dict):
+            stack.extend((child, [*loc, str(key)]) for key, child in value.items())
+        elif isinstance(value, (list, tuple)):
+            stack.extend((child, [*loc, index]) for index, child in enumerate(value))
+    return None
 
 
 # --------------------------------------------------------------------------------------------- presets
@@ -127,16 +179,25 @@ def load_scenario(source: str | Path | dict[str, Any] | Scenario) -> Scenario:
     if isinstance(source, (str, Path)):
         path = Path(source)
         is_preset_name = isinstance(source, str) and "/" not in source and "\\" not in source and not path.suffix
-        if is_preset_name and (PRESETS_DIR / f"{source}.yaml").is_file():
+        if is_preset_name and _is_file(PRESETS_DIR / f"{source}.yaml"):
             return _validate(_read_document(PRESETS_DIR / f"{source}.yaml"))
-        if path.is_file():
+        if _is_file(path):
             return _validate(_read_document(path))
+        shown = str(source) if len(str(source)) <= 120 else str(source)[:100] + "..."
         if is_preset_name:
-            what = f"{str(source)!r} is neither a scenario file nor a preset"
+            what = f"{shown!r} is neither a scenario file nor a preset"
         else:
-            what = f"scenario file {str(source)!r} not found"
+            what = f"scenario file {shown!r} not found"
         raise ScenarioError("", f"{what}; available presets: {', '.join(list_presets())}")
     raise ScenarioError("", f"cannot load a scenario from a {type(source).__name__}; give a dict, a path or a preset")
+
+
+def _is_file(path: Path) -> bool:
+    """Path.is_file, false for a name no file can have (too long, a NUL byte) instead of raising."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _read_document(path: Path) -> dict[str, Any]:
@@ -150,6 +211,8 @@ def _read_document(path: Path) -> dict[str, Any]:
         raise ScenarioError(
             "", f"{path} is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}"
         ) from err
+    except RecursionError as err:
+        raise ScenarioError("", f"{path} nests too deeply (at most {MAX_DOCUMENT_DEPTH} levels)") from err
     except yaml.YAMLError as err:
         raise ScenarioError("", f"{path} is not valid YAML: {describe_yaml_error(err)}") from err
     if document is None:
@@ -162,6 +225,12 @@ def _read_document(path: Path) -> dict[str, Any]:
 
 
 def _validate(document: dict[str, Any]) -> Scenario:
+    deep = too_deep(document)
+    if deep is not None:
+        raise ScenarioError(
+            ".".join(str(segment) for segment in deep),
+            f"the scenario nests deeper than {MAX_DOCUMENT_DEPTH} levels here; a scenario is a few sections deep",
+        )
     try:
         return Scenario.model_validate(document)
     except ValidationError as err:
@@ -384,6 +453,7 @@ def dump_scenario(scenario: Scenario, path: str | Path) -> Path:
 
 
 __all__ = [
+    "MAX_DOCUMENT_DEPTH",
     "PRESETS_DIR",
     "ScenarioError",
     "ScenarioYamlLoader",
@@ -395,4 +465,5 @@ __all__ = [
     "parse_yaml",
     "preset_path",
     "scenario_hash",
+    "too_deep",
 ]

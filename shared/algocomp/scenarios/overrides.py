@@ -8,7 +8,8 @@
     regulation.price_cap.value=1.8           creates price_cap if it is null (its other fields take defaults)
 
 VALUE is read as YAML (0.05 and 1e-6 are floats, true a bool, null None, [1, 2] a list, {type: ucb1} a
-mapping). The result is validated again, so a bad value is reported with the path of the field at fault.
+mapping; anchors and aliases are refused). The result is validated again, so a bad value is reported with the
+path of the field at fault.
 See docs/scenario-format.md, "Overrides".
 """
 
@@ -22,6 +23,7 @@ from typing import Any
 import yaml
 
 from algocomp.scenarios.loader import (
+    MAX_DOCUMENT_DEPTH,
     ScenarioError,
     describe_yaml_error,
     load_scenario,
@@ -36,8 +38,9 @@ Segment = str | int
 PER_FIRM_FIELDS = frozenset({("agents",), ("market", "costs"), ("market", "demand", "quality")})
 
 
-def parse_override(text: str) -> tuple[str, Any]:
-    """Split "PATH=VALUE" into the path and the YAML-parsed value."""
+def parse_override(text: str, *, max_depth: int = MAX_DOCUMENT_DEPTH) -> tuple[str, Any]:
+    """Split "PATH=VALUE" into the path and the YAML-parsed value (no anchors or aliases, at most `max_depth`
+    levels of nesting)."""
     if "=" not in text:
         raise ScenarioError(
             "", f"override {text!r} has no '='; write PATH=VALUE, e.g. agents.alpha=0.05 or regulation.price_cap=null"
@@ -47,10 +50,11 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not path:
         raise ScenarioError("", f"override {text!r} has no path before '='")
     try:
-        value = parse_yaml(raw_value)
+        value = parse_yaml(raw_value, max_depth=max_depth)
     except yaml.YAMLError as err:
+        shown = text if len(text) <= 120 else text[:100] + "..."
         raise ScenarioError(
-            path, f"override {text!r}: the value is not valid YAML ({describe_yaml_error(err)})"
+            path, f"override {shown!r}: the value is not valid YAML ({describe_yaml_error(err)})"
         ) from err
     return path, value
 

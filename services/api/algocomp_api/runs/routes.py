@@ -39,7 +39,10 @@ RUN_EXAMPLES: dict[str, Any] = {
     responses=error_responses(
         {
             404: {"description": "scenario_id names no stored scenario"},
-            422: {"description": "the scenario or an override does not validate; error.field names the field"},
+            422: {
+                "description": "the scenario or an override does not validate, or the run is beyond a limit "
+                "(limit_exceeded); error.field names the field"
+            },
             429: {"description": "the team's quota of queued and running runs is full; see Retry-After"},
         }
     ),

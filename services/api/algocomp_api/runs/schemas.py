@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from algocomp.platform.db import RunStatus
+from algocomp_api.limits import MAX_NAME_CHARS
 from algocomp_api.scenarios.schemas import EXAMPLE_INLINE_SCENARIO
 
 
@@ -29,11 +30,17 @@ class RunCreate(BaseModel):
 
     scenario_id: uuid.UUID | None = Field(None, description="id of a scenario stored with POST /scenarios")
     scenario: dict[str, Any] | None = Field(None, description="an inline scenario document")
-    preset: str | None = Field(None, description="name of a built-in preset")
+    preset: str | None = Field(None, max_length=MAX_NAME_CHARS, description="name of a built-in preset")
     seed: int | None = Field(None, ge=0, lt=2**63, description="master seed (default: the scenario's)")
-    sessions: int | None = Field(None, ge=1, description="independent sessions (default: the scenario's)")
+    sessions: int | None = Field(
+        None, ge=1, description="independent sessions (default: the scenario's); at most max_sessions_per_run"
+    )
     log_interval: int | None = Field(None, ge=1, description="sets logging.interval")
-    overrides: list[str] = Field(default_factory=list, description='"PATH=VALUE" changes, e.g. "agents.alpha=0.1"')
+    overrides: list[str] = Field(
+        default_factory=list,
+        description='"PATH=VALUE" changes, e.g. "agents.alpha=0.1"; at most max_override_count of at most '
+        "max_override_chars characters",
+    )
 
 
 class RunLinks(BaseModel):

@@ -12,6 +12,7 @@ from algocomp.platform.db.runs import CancelOutcome, new_run
 from algocomp.platform.settings import Settings
 from algocomp.platform.unit_of_work import UnitOfWork
 from algocomp.scenarios import Scenario, apply_overrides
+from algocomp_api import limits
 from algocomp_api.auth import forbid_unless_manager
 from algocomp_api.errors import ApiError, not_found
 from algocomp_api.quotas import check_active_runs
@@ -36,12 +37,32 @@ def run_out(run: Run, *, detail: bool = False) -> RunOut:
     return RunOut(**fields, links=run_links(run))
 
 
-def effective_scenario(uow: UnitOfWork, caller: Principal, request: RunCreate) -> tuple[uuid.UUID, Scenario, list[str]]:
+def check_request(request: RunCreate, settings: Settings) -> None:
+    """The limits a run request can be held to before anything is loaded or stored (422 naming the field)."""
+    limits.check_sessions(request.sessions, settings)
+    if request.scenario is not None:
+        limits.check_document(request.scenario, settings, "scenario")
+    limits.check_overrides(request.overrides, settings)
+    if request.log_interval is not None:
+        limits.check_at_most(
+            request.log_interval,
+            settings.max_periods_per_session,
+            "log_interval",
+            "log_interval (periods per panel row)",
+            "max_periods_per_session",
+        )
+
+
+def effective_scenario(
+    uow: UnitOfWork, caller: Principal, request: RunCreate, settings: Settings
+) -> tuple[uuid.UUID, Scenario, list[str]]:
     """(stored scenario id, effective scenario, overrides recorded on the run) for a run request.
 
     An inline scenario or a preset is stored as a scenario first (once per fingerprint), so every run points
     at the scenario it came from. Overrides apply before seed, sessions and log interval; a failure raises
-    ScenarioError naming the field."""
+    ScenarioError naming the field, a run beyond the limits (sessions, periods, their product) 422
+    limit_exceeded."""
+    check_request(request, settings)
     record, base = scenarios.source_scenario(
         uow, caller, scenario_id=request.scenario_id, scenario=request.scenario, preset=request.preset
     )
@@ -57,14 +78,15 @@ def effective_scenario(uow: UnitOfWork, caller: Principal, request: RunCreate) -
         explicit["logging.interval"] = request.log_interval
         recorded.append(f"logging.interval={request.log_interval}")
     scenario = apply_overrides(scenario, explicit)
+    limits.check_run_size(scenario, settings)
     return record.id, scenario, recorded
 
 
 def create_run(uow: UnitOfWork, caller: Principal, settings: Settings, request: RunCreate) -> Run:
-    """Store the run as queued for the caller's team (429 over its quota); once the request's transaction
-    commits, its `queued` event is published and its task sent (a failed send leaves the run queued for the
-    sweeper)."""
-    scenario_id, scenario, overrides = effective_scenario(uow, caller, request)
+    """Store the run as queued for the caller's team (422 beyond a limit, 429 over the team's quota); once the
+    request's transaction commits, its `queued` event is published and its task sent (a failed send leaves the
+    run queued for the sweeper)."""
+    scenario_id, scenario, overrides = effective_scenario(uow, caller, request, settings)
     check_active_runs(uow, caller, settings, 1)
     run = new_run(scenario_id, scenario, overrides, team_id=caller.team_id, owner_id=caller.user_id)
     uow.runs.add([run])

@@ -8,8 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Response, status
 
 from algocomp.scenarios import list_presets
+from algocomp_api import limits
 from algocomp_api.auth import Caller
-from algocomp_api.deps import UnitOfWorkDep
+from algocomp_api.deps import SettingsDep, UnitOfWorkDep
 from algocomp_api.errors import error_responses
 from algocomp_api.pagination import Page, Pagination
 from algocomp_api.scenarios import service
@@ -27,7 +28,12 @@ SOURCE_EXAMPLES: dict[str, Any] = {
     "inline": {"summary": "an inline scenario", "value": {"scenario": EXAMPLE_INLINE_SCENARIO}},
 }
 
-_ERRORS = {422: {"description": "the scenario does not validate; error.field names the field at fault"}}
+_ERRORS = {
+    422: {
+        "description": "the scenario does not validate, or a run of it would be beyond a limit (limit_exceeded); "
+        "error.field names the field at fault"
+    }
+}
 
 
 @router.post(
@@ -42,12 +48,16 @@ _ERRORS = {422: {"description": "the scenario does not validate; error.field nam
 def create_scenario(
     uow: UnitOfWorkDep,
     caller: Caller,
+    settings: SettingsDep,
     response: Response,
     source: Annotated[ScenarioSource, Body(openapi_examples=SOURCE_EXAMPLES)],
 ) -> ScenarioOut:
     """Store a scenario given as a preset name or inline. A scenario equal to one stored before (same
     fingerprint, however it was written) returns the existing record with 200 instead of a duplicate."""
+    if source.scenario is not None:
+        limits.check_document(source.scenario, settings, "scenario")
     scenario = service.resolve_source(source.preset, source.scenario)
+    limits.check_run_size(scenario, settings)  # a scenario the platform would refuse to run is not stored
     record, created = uow.scenarios.store(scenario, team_id=caller.team_id)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     response.headers["Location"] = f"/scenarios/{record.id}"

@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from algocomp_api.limits import MAX_NAME_CHARS
+
 EXAMPLE_INLINE_SCENARIO: dict[str, Any] = {
     "name": "small-duopoly",
     "market": {"n_firms": 2, "demand": {"model": "logit", "mu": 0.25}},
@@ -27,7 +29,9 @@ class ScenarioSource(BaseModel):
         json_schema_extra={"examples": [{"preset": "calvano-2020-baseline"}, {"scenario": EXAMPLE_INLINE_SCENARIO}]},
     )
 
-    preset: str | None = Field(None, description="name of a built-in preset, e.g. calvano-2020-baseline")
+    preset: str | None = Field(
+        None, max_length=MAX_NAME_CHARS, description="name of a built-in preset, e.g. calvano-2020-baseline"
+    )
     scenario: dict[str, Any] | None = Field(None, description="an inline scenario document")
 
 

@@ -44,7 +44,8 @@ def check_last_event_id(value: str | None) -> str:
     if value is None or value.strip() == "":
         return STREAM_START
     value = value.strip()
-    if not _STREAM_ID.match(value):
+    # Redis takes each part as an unsigned 64-bit integer and fails the XREAD (mid-stream) on anything larger
+    if len(value) > 41 or not _STREAM_ID.match(value) or any(int(part) >= 2**64 for part in value.split("-")):
         raise ApiError(
             422,
             "invalid_request",

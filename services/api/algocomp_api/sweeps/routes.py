@@ -241,7 +241,8 @@ async def stream_sweep(
     first = await run_in_threadpool(load)
     if first is None:
         raise not_found("sweep", sweep_id)
-    counter = int(last_event_id) if last_event_id and last_event_id.strip().isdigit() else 0
+    resume = (last_event_id or "").strip()
+    counter = int(resume) if resume.isdigit() and len(resume) <= 18 else 0
 
     async def messages() -> AsyncIterator[dict[str, Any]]:
         nonlocal counter

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from algocomp.platform.db import RunStatus
+from algocomp_api.limits import MAX_NAME_CHARS
 
 EXAMPLE_SWEEP: dict[str, Any] = {
     "preset": "calvano-2020-baseline",
@@ -32,16 +33,20 @@ class SweepCreate(BaseModel):
 
     scenario_id: uuid.UUID | None = Field(None, description="id of a scenario stored with POST /scenarios")
     scenario: dict[str, Any] | None = Field(None, description="an inline scenario document")
-    preset: str | None = Field(None, description="name of a built-in preset")
+    preset: str | None = Field(None, max_length=MAX_NAME_CHARS, description="name of a built-in preset")
     name: str | None = Field(None, max_length=200, description="a label (default: the base scenario's name)")
     grid: dict[str, list[Any]] = Field(
         description='{dotted path: [values]}, e.g. {"agents.alpha": [0.05, 0.15], "regulation.price_cap": [null, '
-        '{"basis": "absolute", "value": 1.75}]}',
+        '{"basis": "absolute", "value": 1.75}]}; at most max_grid_values values in all',
         min_length=1,
     )
     seeds: list[int] | None = Field(None, min_length=1, description="experiment seeds each cell runs with")
-    seeds_per_cell: int | None = Field(None, ge=1, description="shorthand for seeds 0..k-1")
-    sessions: int | None = Field(None, ge=1, description="sessions per run (default: the scenario's)")
+    seeds_per_cell: int | None = Field(
+        None, ge=1, description="shorthand for seeds 0..k-1; cells x seeds is at most max_sweep_runs"
+    )
+    sessions: int | None = Field(
+        None, ge=1, description="sessions per run (default: the scenario's); at most max_sessions_per_run"
+    )
     overrides: list[str] = Field(
         default_factory=list, description='"PATH=VALUE" changes applied to the base scenario before the grid'
     )

@@ -4,6 +4,7 @@ derives from the runs (algocomp.platform.db.sweeps), cancel, and serve the per-c
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from algocomp.platform.storage import Storage
 from algocomp.platform.storage.keys import SWEEP_ARTIFACTS, sweep_key
 from algocomp.platform.unit_of_work import UnitOfWork
 from algocomp.scenarios import Scenario, ScenarioError, apply_overrides
+from algocomp_api import limits
 from algocomp_api.auth import forbid_unless_manager
 from algocomp_api.errors import ApiError, not_found
 from algocomp_api.quotas import check_active_runs
@@ -33,8 +35,6 @@ from algocomp_api.sweeps.schemas import (
     SweepOut,
 )
 
-# One sweep's runs are inserted in one transaction and sent one task each: beyond this, split the sweep.
-MAX_SWEEP_RUNS = 10_000
 # Paths a grid may not vary: each run's seed and sessions come from the sweep's own `seeds` and `sessions`.
 RESERVED_PATHS = ("seed", "sessions")
 
@@ -47,9 +47,16 @@ cell_values = sweep_aggregates.cell_values
 cell_overrides = sweep_aggregates.cell_overrides
 
 
-def sweep_seeds(request: SweepCreate) -> list[int]:
+def seed_count(request: SweepCreate) -> int:
+    """How many seeds each cell runs with, from the request as given (nothing built)."""
     if request.seeds is not None and request.seeds_per_cell is not None:
         raise ApiError(422, "invalid_request", "give 'seeds' or 'seeds_per_cell', not both", field="seeds_per_cell")
+    return len(request.seeds) if request.seeds is not None else request.seeds_per_cell or 1
+
+
+def sweep_seeds(request: SweepCreate) -> list[int]:
+    """The seeds; call check_grid (which bounds their number) first."""
+    seed_count(request)
     if request.seeds is not None:
         if len(set(request.seeds)) != len(request.seeds):
             raise ApiError(422, "invalid_request", "seeds repeat; each seed runs once per cell", field="seeds")
@@ -59,8 +66,12 @@ def sweep_seeds(request: SweepCreate) -> list[int]:
     return list(range(request.seeds_per_cell or 1))
 
 
-def check_grid(grid: dict[str, list[Any]], seeds: int) -> None:
-    """422 for an empty axis, a reserved path, or more runs than one sweep may have (before any validation)."""
+def check_grid(grid: dict[str, list[Any]], seeds: int, settings: Settings, *, seeds_field: str = "seeds") -> None:
+    """422 for an empty axis, a reserved path, a grid beyond the limits (values, their size and nesting), or more
+    runs than one sweep may have: all from the lengths as given, before any cell or seed list is built."""
+    total_values = sum(len(values) for values in grid.values())
+    limits.check_at_most(total_values, settings.max_grid_values, "grid", "the grid's values", "max_grid_values")
+    limits.check_at_most(seeds, settings.max_sweep_runs, seeds_field, "seeds per cell", "max_sweep_runs")
     for path, values in grid.items():
         if not path.strip():
             raise ApiError(422, "invalid_request", "a grid path is empty", field="grid")
@@ -73,16 +84,20 @@ def check_grid(grid: dict[str, list[Any]], seeds: int) -> None:
             )
         if not values:
             raise ApiError(422, "invalid_request", f"grid path '{path}' has no values", field=f"grid.{path}")
-    cells = 1
-    for values in grid.values():
-        cells *= len(values)
-    if cells * seeds > MAX_SWEEP_RUNS:
-        raise ApiError(
-            422,
-            "sweep_too_large",
-            f"the sweep has {cells} cells x {seeds} seeds = {cells * seeds} runs; at most {MAX_SWEEP_RUNS} are "
-            "allowed in one sweep, split it",
-            field="grid",
+        for index, value in enumerate(values):
+            limits.check_document(value, settings, f"grid.{path}.{index}")
+            # the value becomes the override PATH=<JSON>; the path's own length is checked with it
+            limits.check_override_text(f"{path}={json.dumps(value)}", settings, f"grid.{path}.{index}")
+    runs = limits.product_at_most([len(values) for values in grid.values()] + [seeds], settings.max_sweep_runs)
+    if runs > settings.max_sweep_runs:
+        cells = limits.product_at_most([len(values) for values in grid.values()], settings.max_sweep_runs)
+        shown = f"{cells:,}" if cells <= settings.max_sweep_runs else f"more than {settings.max_sweep_runs:,}"
+        raise limits.limit_exceeded(
+            "grid",
+            f"the sweep has {shown} cells x {seeds:,} seeds = more than {settings.max_sweep_runs:,} runs; at most "
+            f"{settings.max_sweep_runs:,} are allowed in one sweep (setting max_sweep_runs), split it",
+            settings.max_sweep_runs,
+            code="sweep_too_large",
         )
 
 
@@ -134,6 +149,16 @@ def plan_runs(
     return planned
 
 
+def check_request(request: SweepCreate, settings: Settings) -> None:
+    """The limits a sweep request is held to before anything is loaded, built or stored (422 naming the field)."""
+    limits.check_sessions(request.sessions, settings)
+    if request.scenario is not None:
+        limits.check_document(request.scenario, settings, "scenario")
+    limits.check_overrides(request.overrides, settings)
+    seeds_field = "seeds" if request.seeds is not None else "seeds_per_cell"
+    check_grid(request.grid, seed_count(request), settings, seeds_field=seeds_field)
+
+
 def create_sweep(uow: UnitOfWork, caller: Principal, settings: Settings, request: SweepCreate) -> tuple[Sweep, int]:
     """Validate the whole sweep, then store it and every run as queued: (sweep, number of runs). Once the
     transaction commits, each run's `queued` event is published and its task sent. The runs count against the
@@ -141,11 +166,14 @@ def create_sweep(uow: UnitOfWork, caller: Principal, settings: Settings, request
 
     A run's `overrides` are the sweep's overrides followed by its cell's, so like any run's they turn its
     scenario_id's scenario into its spec (with seed and sessions)."""
+    check_request(request, settings)
     seeds = sweep_seeds(request)
-    check_grid(request.grid, len(seeds))
     scenario_id, base = base_scenario(uow, caller, request)
     sessions = request.sessions if request.sessions is not None else base.sessions
+    limits.check_run_size(apply_overrides(base, {"sessions": sessions}), settings)
     planned = plan_runs(base, request.grid, seeds, sessions, list(request.overrides))
+    for plan in planned:  # a grid over horizon.max_periods changes a run's size
+        limits.check_run_size(plan.scenario, settings)
 
     check_active_runs(uow, caller, settings, len(planned))
     owner = {"team_id": caller.team_id, "owner_id": caller.user_id}
