@@ -250,11 +250,11 @@ def test_a_run_beyond_a_limit_is_a_fast_422(api: httpx.Client, body: dict | str,
 
 
 def test_the_heaviest_preset_is_still_accepted(api: httpx.Client) -> None:
-    """Calvano et al.'s 1,000 sessions of at most 10^9 periods are exactly the default work budget; stored, not
-    run (it is cancelled at once)."""
+    """Calvano et al.'s 1,000 sessions of at most 10^9 periods are exactly the default work budget; stored, and
+    cancelled at once (200 while queued; 202 if a worker of the session took it first, which then stops it)."""
     response = api.post("/runs", json={"preset": "calvano-2020-baseline"})
     assert response.status_code == 202, response.text
-    assert api.post(f"/runs/{response.json()['id']}/cancel").status_code == 200
+    assert api.post(f"/runs/{response.json()['id']}/cancel").status_code in (200, 202)
 
 
 @pytest.mark.parametrize("name", sorted(list_presets()))

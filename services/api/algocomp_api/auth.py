@@ -7,13 +7,19 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import Depends, Header
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from algocomp.platform.db.accounts import Principal
 from algocomp_api.deps import UnitOfWorkDep
 from algocomp_api.errors import ApiError
 
-BEARER = "bearer"
+# Documents the scheme in OpenAPI (and gives /docs its Authorize button); the checks and the 401 are ours.
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="APIToken",
+    description="a token from `algocomp users create NAME --team TEAM`, sent as 'Authorization: Bearer TOKEN'",
+)
 
 
 def _unauthorized(message: str) -> ApiError:
@@ -22,17 +28,12 @@ def _unauthorized(message: str) -> ApiError:
 
 def current_principal(
     uow: UnitOfWorkDep,
-    authorization: Annotated[
-        str | None, Header(description="`Bearer TOKEN`, a token from `algocomp users create`", max_length=300)
-    ] = None,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Principal:
     """The caller, from a live token; 401 otherwise (missing, malformed, unknown, revoked or expired)."""
-    if not authorization:
+    if credentials is None or not credentials.credentials.strip():
         raise _unauthorized("this route needs an API token: send the header 'Authorization: Bearer TOKEN'")
-    scheme, _, token = authorization.strip().partition(" ")
-    if scheme.lower() != BEARER or not token.strip():
-        raise _unauthorized("the Authorization header must be 'Bearer TOKEN'")
-    principal = uow.accounts.authenticate(token.strip())
+    principal = uow.accounts.authenticate(credentials.credentials.strip())
     if principal is None:
         raise _unauthorized("the API token is unknown, revoked or expired; ask an operator for a new one")
     return principal

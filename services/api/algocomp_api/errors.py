@@ -179,6 +179,8 @@ def error_responses(
     }
     if authenticated:
         documented[401] = {"description": "no API token, or one that is unknown, revoked or expired"}
+    documented[400] = {"description": "the request body cannot be parsed (not UTF-8, or not JSON)"}
+    documented[413] = {"description": "the request body is larger than the API accepts (max_request_bytes)"}
     for code, given in (responses or {}).items():
         documented[code] = dict(given)
     for status_code, response in list(documented.items()):
