@@ -56,11 +56,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging("api")
+        app_settings = settings or get_settings()
+        configure_logging("api", secrets=app_settings.secrets())
         for name in UVICORN_LOGGERS:
             logging.getLogger(name).handlers.clear()
             logging.getLogger(name).propagate = True
-        resources = ApiResources.open(settings or get_settings())
+        resources = ApiResources.open(app_settings)
         app.state.resources = resources
         try:
             yield
