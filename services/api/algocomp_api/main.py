@@ -21,6 +21,7 @@ from algocomp_api.health.routes import router as health_router
 from algocomp_api.results.routes import router as results_router
 from algocomp_api.runs.routes import router as runs_router
 from algocomp_api.scenarios.routes import router as scenarios_router
+from algocomp_api.security import install_security
 from algocomp_api.streams.routes import router as streams_router
 from algocomp_api.sweeps.routes import router as sweeps_router
 
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_security(app, settings)
     for router in (
         scenarios_router,
         runs_router,
