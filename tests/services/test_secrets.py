@@ -192,3 +192,56 @@ def test_no_secret_in_api_responses_or_logs(
     for secret in (db_password, redis_password, s3_secret, "wrong-" + s3_secret):
         assert secret not in text, f"a secret leaked: {secret[:4]}…"
     assert os.environ["ALGOCOMP_S3_SECRET_KEY"] == s3_secret  # the secret was the one the services use
+
+
+# ------------------------------------------------------------------------------------------------- MLflow
+
+
+def test_tracking_authenticates_to_mlflow_without_logging_the_password(
+    service_env: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With mlflow_tracking_username/password the MLflow client sends basic auth (a server behind
+    authentication, as in compose); the password is in no warning when the server refuses."""
+    import base64
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from algocomp.platform.tracking import log_run
+
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.setenv(name, "")  # restored (unset) after the test: log_run sets them
+        monkeypatch.delenv(name)
+    seen: list[str] = []
+
+    class Refusing(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            seen.append(self.headers.get("Authorization", ""))
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="mlflow"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    password = secrets.token_urlsafe(16)
+    settings = service_env.model_copy(
+        update={
+            "mlflow_tracking_uri": f"http://127.0.0.1:{server.server_address[1]}",
+            "mlflow_tracking_username": "algocomp",
+            "mlflow_tracking_password": SecretStr(password),
+            "mlflow_timeout_s": 5.0,
+        }
+    )
+    try:
+        with caplog.at_level(logging.WARNING):
+            assert log_run(settings, run_id=uuid.uuid4(), scenario_name="s", params={}, metrics={}) is None
+    finally:
+        server.shutdown()
+    expected = "Basic " + base64.b64encode(f"algocomp:{password}".encode()).decode()
+    assert seen and seen[0] == expected
+    assert password not in caplog.text and "failed" in caplog.text

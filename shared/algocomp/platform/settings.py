@@ -58,7 +58,9 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
     mlflow_tracking_uri: str = Field("http://127.0.0.1:5001", description="empty: no tracking")
     mlflow_tracking_username: str | None = Field(
-        None, description="user of an MLflow server behind basic authentication (with mlflow_tracking_password)"
+        None,
+        description="user of an MLflow server behind basic authentication (with mlflow_tracking_password); "
+        "the tracking client sends them as MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD",
     )
     mlflow_tracking_password: SecretStr | None = None
     mlflow_experiment: str = "algocomp"
