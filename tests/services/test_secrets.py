@@ -68,6 +68,16 @@ def test_development_secrets_are_refused_outside_development(environment: str) -
     assert Settings(_env_file=None, environment="development").s3_secret_key.get_secret_value() == DEVELOPMENT_S3_SECRET  # type: ignore[arg-type]
 
 
+def test_settings_errors_do_not_quote_their_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    password = secrets.token_urlsafe(16)
+    monkeypatch.setenv("ALGOCOMP_DATABASE_URL", f"postgresql+psycopg://algocomp:{password}@db/algocomp")
+    monkeypatch.setenv("ALGOCOMP_S3_SECRET_KEY", password + "s3")
+    monkeypatch.setenv("ALGOCOMP_LEASE_S", "1")  # invalid
+    with pytest.raises(ValidationError) as raised:
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    assert "lease_s" in str(raised.value) and password not in str(raised.value)
+
+
 def test_settings_repr_and_redaction_mask_secrets() -> None:
     password, secret = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     settings = Settings(

@@ -39,7 +39,10 @@ def mask_url(url: str) -> str:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ALGOCOMP_", env_file=".env", extra="ignore")
+    # hide_input_in_errors: a validation error would otherwise quote every input, secrets and URLs included
+    model_config = SettingsConfigDict(
+        env_prefix="ALGOCOMP_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     environment: Literal["development", "test", "production"] = "development"
     database_url: str = "postgresql+psycopg://algocomp:algocomp@127.0.0.1:5432/algocomp"
