@@ -364,6 +364,8 @@ def check_mlflow(mlflow_url: str, run_id: str, auth: tuple[str, str]) -> str:
             if not runs:
                 return None
             info = runs[0]["info"]
+            if info["status"] != "FINISHED":  # the worker logs params, tags, metrics, then ends the run
+                return None
             metrics = {m["key"] for m in runs[0].get("data", {}).get("metrics", [])}
             check("profit_gain" in metrics, f"MLflow run {info['run_id']} has no profit_gain metric: {metrics}")
             return f"{info['run_id']} ({info['status']}, {len(metrics)} metrics)"
