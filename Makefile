@@ -57,10 +57,15 @@ demo: $(INSTALLED) ## through the API: the Calvano baseline and myopic-vs-bandit
 	$(BIN)/python tools/devstack.py up
 	$(BIN)/python scripts/demo.py
 
-up: ## start the whole stack in Docker (docker compose up -d --build)
+up: .env ## start the whole stack in Docker (docker compose up -d --build); creates .env with random secrets first
 	docker compose up -d --build
 
-down: ## stop the Docker stack (data stays in its volumes)
+# The Docker stack's secrets: made once from .env.example with fresh random values, never overwritten, never
+# committed (.gitignore). Delete it (and the volumes: docker compose down -v) to start over with new ones.
+.env:
+	$(PY) scripts/make_env.py
+
+down: .env ## stop the Docker stack (data stays in its volumes)
 	docker compose down
 
 test-compose: $(INSTALLED) ## docker-compose.yml end to end in Docker (root installs Docker; stand-in images when none can be pulled)

@@ -17,6 +17,7 @@ service tests in tests/services/conftest.py, so the tests start the S3 endpoint 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -73,8 +74,9 @@ def wait_for(ready: Callable[[], bool], timeout_s: float, interval_s: float = 0.
         time.sleep(interval_s)
 
 
-def rclone_s3_argv(folder: Path, port: int, access_key: str, secret_key: str, host: str = "127.0.0.1") -> list[str]:
-    """`rclone serve s3` serving `folder` (each sub-folder is a bucket) with one v4 key pair."""
+def rclone_s3_argv(folder: Path, port: int, host: str = "127.0.0.1") -> list[str]:
+    """`rclone serve s3` serving `folder` (each sub-folder is a bucket). The key pair is not on this command line
+    (anyone can read a process's arguments): it goes in the environment, `rclone_s3_env`."""
     return [
         str(venv_bin("rclone")),
         "serve",
@@ -82,15 +84,23 @@ def rclone_s3_argv(folder: Path, port: int, access_key: str, secret_key: str, ho
         str(folder),
         "--addr",
         f"{host}:{port}",
-        "--auth-key",
-        f"{access_key},{secret_key}",
         "--force-path-style",
         # the folder is written only through this server, but keep directory listings fresh anyway
         "--dir-cache-time",
         "2s",
         "--config",
         "/dev/null",
+        # at DEBUG (-vv) rclone logs the options it read from the environment, the key pair among them
+        "--log-level",
+        "NOTICE",
     ]
+
+
+def rclone_s3_env(access_key: str, secret_key: str) -> dict[str, str]:
+    """The environment that gives `rclone serve s3` its one v4 key pair (its --auth-key option; rclone reads a
+    list option from the environment as CSV, hence the quotes)."""
+    pair = f"{access_key},{secret_key}".replace('"', '""')
+    return {"RCLONE_AUTH_KEY": f'"{pair}"'}
 
 
 def migrate(database_url: str, revision: str = "head") -> None:
@@ -145,7 +155,12 @@ def child_environment(settings: Settings) -> dict[str, str]:
     for name, value in settings.model_dump().items():
         if value is None:
             continue
-        text = value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
+        if hasattr(value, "get_secret_value"):
+            text = value.get_secret_value()
+        elif isinstance(value, (list, dict)):
+            text = json.dumps(value)
+        else:
+            text = str(value)
         env[f"ALGOCOMP_{name.upper()}"] = text
     env["ALGOCOMP_S3_SECRET_KEY"] = settings.s3_secret_key.get_secret_value()
     env["PYTHONUNBUFFERED"] = "1"
@@ -162,6 +177,7 @@ class Service:
     url: str | None
     ready: Callable[[], bool]
     prepare: Callable[[], None] = field(default=lambda: None)
+    env: dict[str, str] = field(default_factory=dict)  # added to the stack's environment (secrets go here, not argv)
 
     @property
     def pid_file(self) -> Path:
@@ -239,11 +255,12 @@ def services(settings: Settings) -> list[Service]:
     stack = [
         Service(
             "s3",
-            rclone_s3_argv(s3_folder, s3_port, settings.s3_access_key, settings.s3_secret_key.get_secret_value()),
+            rclone_s3_argv(s3_folder, s3_port),
             s3_port,
             f"http://{HOST}:{s3_port}  (bucket {settings.s3_bucket}, folder {s3_folder})",
             s3_ready,
             prepare_s3,
+            env=rclone_s3_env(settings.s3_access_key, settings.s3_secret_key.get_secret_value()),
         ),
     ]
     if settings.mlflow_tracking_uri:
@@ -667,7 +684,7 @@ def _start(service: Service, env: dict[str, str]) -> None:
         process = subprocess.Popen(
             service.argv,
             cwd=REPO_ROOT,
-            env=env,
+            env={**env, **service.env},
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -10,7 +10,9 @@
    so it never touches a developer's stack or a service of this machine; waits until every service is healthy.
 3. Through the API: one scenario run and a small sweep; every file of the run downloaded from this machine
    through its presigned S3 URL (and the ?redirect=true answer), byte-equal to what the API streams.
-4. MLflow recorded the run (tag algocomp.run_id); Flower lists the workers.
+4. MLflow recorded the run (tag algocomp.run_id); Flower lists the workers. Both answer 401 without their
+   credentials (the secrets come from an env file made for the test from .env.example, like `make up`'s .env);
+   no secret of it is in any API response, in the compose logs or in any process's arguments on this machine.
 5. `docker compose up -d --scale worker=3`; a batch of runs spread over the three workers (each ran at least
    one: the run rows record the worker node, runs@<container hostname>).
 6. `docker compose down` (volumes kept) and `up -d` again: the earlier runs, sweep, results and files are all
@@ -65,9 +67,9 @@ RUN_TIMEOUT_S = 300
 MLFLOW_TIMEOUT_S = 180
 
 
-def _load_standins() -> Any:
-    """docker/standins.py, loaded by path (a `docker` package, e.g. docker-py, may be importable)."""
-    spec = importlib.util.spec_from_file_location("algocomp_standins", REPO / "docker" / "standins.py")
+def _load(name: str, path: Path) -> Any:
+    """A module loaded by path (docker/standins.py: a `docker` package, e.g. docker-py, may be importable)."""
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -75,7 +77,18 @@ def _load_standins() -> Any:
     return module
 
 
-standins = _load_standins()
+standins = _load("algocomp_standins", REPO / "docker" / "standins.py")
+make_env = _load("algocomp_make_env", REPO / "scripts" / "make_env.py")
+SECRET_VARIABLES = ["POSTGRES_PASSWORD", "S3_SECRET_KEY", "FLOWER_PASSWORD", "MLFLOW_PASSWORD", "MLFLOW_SECRET_KEY"]
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text().splitlines():
+        name, sep, value = line.partition("=")
+        if sep and not line.lstrip().startswith("#"):
+            values[name.strip()] = value.strip()
+    return values
 
 
 class Failure(AssertionError):
@@ -134,10 +147,12 @@ def sha256(data: bytes) -> str:
 class Stack:
     """docker compose on the repository's docker-compose.yml under the test's project name and variables."""
 
-    def __init__(self, project: str, variables: dict[str, str]) -> None:
+    def __init__(self, project: str, variables: dict[str, str], env_file: Path) -> None:
         self.project = project
         self.env = {**os.environ, **variables, "COMPOSE_PROJECT_NAME": project}
         self.variables = variables
+        self.env_file = env_file
+        self.secrets = read_env_file(env_file)
 
     def compose(
         self, *args: str, check: bool = True, capture: bool = False, timeout: float = 1800, quiet: bool = False
@@ -149,6 +164,8 @@ class Stack:
             str(REPO),
             "-f",
             str(REPO / "docker-compose.yml"),
+            "--env-file",
+            str(self.env_file),
             "-p",
             self.project,
             "--progress",
@@ -228,7 +245,17 @@ ONE_SHOTS = {"postgres-create-mlflow-db"}
 
 class Api:
     def __init__(self, base_url: str) -> None:
-        self.http = httpx.Client(base_url=base_url, timeout=30.0)
+        # every response is kept (headers and body; file downloads excepted) for the search for secrets
+        self.seen: list[str] = []
+        self.http = httpx.Client(base_url=base_url, timeout=30.0, event_hooks={"response": [self._keep]})
+
+    def _keep(self, response: httpx.Response) -> None:
+        response.read()
+        kind = response.headers.get("content-type", "")
+        body = response.text if kind.startswith(("application/json", "text/")) else ""
+        self.seen.append(
+            f"{response.request.method} {response.request.url} {response.status_code} {dict(response.headers)} {body}"
+        )
 
     def sign_in(self, token: str) -> None:
         """Send `token` with every later request (the API answers 401 without one)."""
@@ -319,9 +346,9 @@ def check_presigned_downloads(api: Api, run: dict[str, Any], s3_port: int) -> di
     return digests
 
 
-def check_mlflow(mlflow_url: str, run_id: str) -> str:
+def check_mlflow(mlflow_url: str, run_id: str, auth: tuple[str, str]) -> str:
     """The MLflow run tagged with algocomp.run_id = run_id (the worker's follow-up task logs it)."""
-    with httpx.Client(base_url=mlflow_url, timeout=20.0) as http:
+    with httpx.Client(base_url=mlflow_url, timeout=20.0, auth=auth) as http:
 
         def probe() -> str | None:
             experiment = http.get("/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": "algocomp"})
@@ -341,6 +368,8 @@ def check_mlflow(mlflow_url: str, run_id: str) -> str:
             if not runs:
                 return None
             info = runs[0]["info"]
+            if info["status"] != "FINISHED":  # the worker logs params, tags, metrics, then ends the run
+                return None
             metrics = {m["key"] for m in runs[0].get("data", {}).get("metrics", [])}
             check("profit_gain" in metrics, f"MLflow run {info['run_id']} has no profit_gain metric: {metrics}")
             return f"{info['run_id']} ({info['status']}, {len(metrics)} metrics)"
@@ -348,23 +377,65 @@ def check_mlflow(mlflow_url: str, run_id: str) -> str:
         return wait_for(f"MLflow to record run {run_id}", probe, MLFLOW_TIMEOUT_S, interval_s=3)
 
 
-def flower_workers(flower_url: str, refresh: bool = True) -> dict[str, Any]:
-    response = httpx.get(f"{flower_url}/api/workers", params={"refresh": "1"} if refresh else None, timeout=30.0)
+def flower_workers(flower_url: str, auth: tuple[str, str], refresh: bool = True) -> dict[str, Any]:
+    response = httpx.get(
+        f"{flower_url}/api/workers", params={"refresh": "1"} if refresh else None, timeout=30.0, auth=auth
+    )
     check(response.status_code == 200, f"Flower /api/workers: {response.status_code} {response.text[:300]}")
     return response.json()
 
 
-def wait_flower_lists(flower_url: str, hostnames: list[str]) -> list[str]:
+def wait_flower_lists(flower_url: str, hostnames: list[str], auth: tuple[str, str]) -> list[str]:
     """Flower lists runs@<hostname> for every worker container (and the aggregator)."""
     wanted = {f"runs@{h}" for h in hostnames}
 
     def probe() -> list[str] | None:
-        names = set(flower_workers(flower_url))
+        names = set(flower_workers(flower_url, auth))
         if wanted <= names and any(n.startswith("aggregate@") for n in names):
             return sorted(names)
         return None
 
     return wait_for(f"Flower to list {sorted(wanted)}", probe, 180, interval_s=3)
+
+
+def check_authentication(flower_url: str, mlflow_url: str) -> None:
+    """Flower and MLflow refuse requests without credentials, and wrong ones."""
+    for url in (f"{flower_url}/", f"{flower_url}/api/workers", f"{flower_url}/tasks/datatable"):
+        for auth in (None, ("algocomp", "wrong")):
+            response = httpx.get(url, timeout=20.0, auth=auth)
+            check(response.status_code == 401, f"Flower {url} with auth {auth}: {response.status_code}, not 401")
+    mlflow_api = f"{mlflow_url}/api/2.0/mlflow/experiments/search"
+    for auth in (None, ("algocomp", "wrong")):
+        response = httpx.post(mlflow_api, json={"max_results": 1}, timeout=20.0, auth=auth)
+        check(response.status_code == 401, f"MLflow {mlflow_api} with auth {auth}: {response.status_code}, not 401")
+    log("  Flower and MLflow answer 401 without their credentials (and with wrong ones)")
+
+
+def check_no_secret_leaks(stack: Stack, api: Api) -> None:
+    """No secret of the env file in an API response, the compose logs or any process's arguments (`ps`)."""
+    secrets_ = {name: stack.secrets[name] for name in SECRET_VARIABLES}
+    logs = stack.compose("logs", "--no-color", capture=True, quiet=True).stdout
+    command_lines = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command_lines.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+            except OSError:
+                continue
+    places = {
+        "API responses": "\n".join(api.seen),
+        "compose logs": logs,
+        "process arguments": "\n".join(command_lines),
+    }
+    check(len(api.seen) > 10 and len(logs) > 1000, "too little to search for secrets")
+    leaks = [
+        f"{name} in {where}" for name, value in secrets_.items() for where, text in places.items() if value in text
+    ]
+    check(not leaks, f"secrets leaked: {leaks}")
+    log(
+        f"  no secret ({', '.join(secrets_)}) in {len(api.seen)} API responses, {len(logs)} characters of compose "
+        f"logs or the arguments of {len(command_lines)} processes"
+    )
 
 
 # --------------------------------------------------------------------------------------------- the scenario
@@ -374,6 +445,8 @@ def scenario(stack: Stack, ports: dict[str, int], timings: dict[str, float]) -> 
     api = Api(f"http://127.0.0.1:{ports['API_PORT']}")
     flower_url = f"http://127.0.0.1:{ports['FLOWER_PORT']}"
     mlflow_url = f"http://127.0.0.1:{ports['MLFLOW_PORT']}"
+    flower_auth = (stack.secrets["FLOWER_USER"], stack.secrets["FLOWER_PASSWORD"])
+    mlflow_auth = (stack.secrets["MLFLOW_USER"], stack.secrets["MLFLOW_PASSWORD"])
 
     def step(name: str) -> Callable[[], None]:
         t0 = time.monotonic()
@@ -398,6 +471,8 @@ def scenario(stack: Stack, ports: dict[str, int], timings: dict[str, float]) -> 
                 stack.project,
                 "-f",
                 str(REPO / "docker-compose.yml"),
+                "--env-file",
+                str(stack.env_file),
                 "--progress",
                 "plain",
                 "build",
@@ -456,10 +531,11 @@ def scenario(stack: Stack, ports: dict[str, int], timings: dict[str, float]) -> 
     done()
 
     # MLflow first: the worker's follow-up task adds the plots to the run's files, then logs the run to MLflow
-    done = step("MLflow recorded the run; Flower lists the workers")
-    log(f"  MLflow run {check_mlflow(mlflow_url, run['id'])} for algocomp run {run['id']}")
-    names = wait_flower_lists(flower_url, stack.worker_hostnames())
+    done = step("MLflow recorded the run; Flower lists the workers; both need their credentials")
+    log(f"  MLflow run {check_mlflow(mlflow_url, run['id'], mlflow_auth)} for algocomp run {run['id']}")
+    names = wait_flower_lists(flower_url, stack.worker_hostnames(), flower_auth)
     log(f"  Flower lists {', '.join(names)}")
+    check_authentication(flower_url, mlflow_url)
     done()
 
     done = step("presigned downloads from the host")
@@ -471,7 +547,7 @@ def scenario(stack: Stack, ports: dict[str, int], timings: dict[str, float]) -> 
     stack.wait_healthy({"worker": SCALED_WORKERS})
     hostnames = stack.worker_hostnames()
     check(len(hostnames) == SCALED_WORKERS, f"{SCALED_WORKERS} worker containers expected, found {hostnames}")
-    names = wait_flower_lists(flower_url, hostnames)
+    names = wait_flower_lists(flower_url, hostnames, flower_auth)
     log(f"  Flower lists {', '.join(names)}")
     spread_ids = [
         api.post(
@@ -495,6 +571,12 @@ def scenario(stack: Stack, ports: dict[str, int], timings: dict[str, float]) -> 
     check(expected_ids <= set(before), "GET /runs does not list every run of the test")
     check(len(before) == 1 + sweep_state["runs"] + SPREAD_RUNS, f"unexpected runs listed: {len(before)}")
     result_before = api.json(run["links"]["results"])
+
+    done = step("no secret in API responses, compose logs or process arguments")
+    for path in ("/readyz", "/healthz", "/docs", "/openapi.json", "/no/such/route", f"/runs/{run['id']}/nothing"):
+        api.get(path)
+    check_no_secret_leaks(stack, api)
+    done()
 
     done = step("down (volumes kept), up again: the data is still there")
     dump_logs(stack, "compose-before-restart.log")
@@ -535,7 +617,17 @@ def dump_logs(stack: Stack, name: str = "compose.log") -> Path:
             out.write(f"$ docker compose {' '.join(args)}\n")
             out.flush()
             subprocess.run(
-                ["docker", "compose", "-p", stack.project, "-f", str(REPO / "docker-compose.yml"), *args],
+                [
+                    "docker",
+                    "compose",
+                    "-p",
+                    stack.project,
+                    "-f",
+                    str(REPO / "docker-compose.yml"),
+                    "--env-file",
+                    str(stack.env_file),
+                    *args,
+                ],
                 env=stack.env,
                 cwd=REPO,
                 stdout=out,
@@ -577,7 +669,10 @@ def main(argv: list[str] | None = None) -> int:
             "ALGOCOMP_IMAGE_TAG": f"compose-test-{suffix}",
             "WORKER_CONCURRENCY": WORKER_CONCURRENCY,
         }
-        stack = Stack(project, variables)
+        # the stack's secrets, fresh for this run, as `make up` makes .env (a developer's .env is not used)
+        env_file = OUT / "compose-test.env"
+        make_env.write_env(env_file, force=True)
+        stack = Stack(project, variables, env_file)
         volumes_before = set(volume_names())
         log(f"  project {project}; ports " + ", ".join(f"{k}={v}" for k, v in ports.items()))
         scenario(stack, ports, timings)

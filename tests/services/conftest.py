@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -56,6 +57,7 @@ from devstack import (
     migrate,
     port_open,
     rclone_s3_argv,
+    rclone_s3_env,
 )
 
 # A role that can log in with its password and create databases (tools/devstack.py creates it when it can).
@@ -64,7 +66,9 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("ALGOCOMP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 S3_ACCESS_KEY = "algocomp-test"
-S3_SECRET_KEY = "algocomp-test-secret"
+# fresh per test session: the settings refuse the development secret outside development, and a test that looks
+# for leaks searches for this one
+S3_SECRET_KEY = f"algocomp-test-{secrets.token_urlsafe(24)}"
 PROCESS_START_TIMEOUT_S = 90.0
 OUTPUT_TAIL_CHARS = 6000
 
@@ -335,7 +339,8 @@ def service_env(servers: None) -> Iterator[Settings]:
         s3_port = free_port()
         with rclone_log.open("wb") as log:
             rclone = subprocess.Popen(
-                rclone_s3_argv(s3_folder, s3_port, S3_ACCESS_KEY, S3_SECRET_KEY),
+                rclone_s3_argv(s3_folder, s3_port),
+                env={**os.environ, **rclone_s3_env(S3_ACCESS_KEY, S3_SECRET_KEY)},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Entry point of the S3 stand-in: `[minio] server DIR [--console-address ADDR] [--address ADDR]` becomes
 # `rclone serve s3 DIR` on the same address with MINIO_ROOT_USER / MINIO_ROOT_PASSWORD as its v4 key pair
-# (MinIO's defaults minioadmin / minioadmin when unset); any other command runs as given.
+# (MinIO's defaults minioadmin / minioadmin when unset), given through rclone's environment (RCLONE_AUTH_KEY, a
+# CSV list, hence the quotes), never on its command line; any other command runs as given.
 set -euo pipefail
 if [ "${1:-}" = "minio" ]; then
     shift
@@ -24,9 +25,13 @@ while [ $# -gt 0 ]; do
 done
 folder="${folder:-/data}"
 mkdir -p "$folder"
+pair="${MINIO_ROOT_USER:-minioadmin},${MINIO_ROOT_PASSWORD:-minioadmin}"
+export RCLONE_AUTH_KEY="\"${pair//\"/\"\"}\""
+unset MINIO_ROOT_PASSWORD
+# NOTICE: at DEBUG rclone logs the options it read from the environment
 exec rclone serve s3 "$folder" \
     --addr "$address" \
-    --auth-key "${MINIO_ROOT_USER:-minioadmin},${MINIO_ROOT_PASSWORD:-minioadmin}" \
     --force-path-style \
     --dir-cache-time 2s \
+    --log-level NOTICE \
     --config /dev/null

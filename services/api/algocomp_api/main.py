@@ -23,6 +23,7 @@ from algocomp_api.middleware import RequestBodyLimit, UnhandledErrors
 from algocomp_api.results.routes import router as results_router
 from algocomp_api.runs.routes import router as runs_router
 from algocomp_api.scenarios.routes import router as scenarios_router
+from algocomp_api.security import install_security
 from algocomp_api.streams.routes import router as streams_router
 from algocomp_api.sweeps.routes import router as sweeps_router
 
@@ -62,11 +63,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging("api")
+        app_settings = settings or get_settings()
+        configure_logging("api", secrets=app_settings.secrets())
         for name in UVICORN_LOGGERS:
             logging.getLogger(name).handlers.clear()
             logging.getLogger(name).propagate = True
-        resources = ApiResources.open(settings or get_settings())
+        resources = ApiResources.open(app_settings)
         app.state.resources = resources
         try:
             yield
@@ -85,6 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Inside Starlette's ServerErrorMiddleware, outermost first: the body limit, then the last-resort 500.
     app.add_middleware(UnhandledErrors)
     app.add_middleware(RequestBodyLimit, limit=lambda: (settings or get_settings()).max_request_bytes)
+    # around everything (errors included): the security headers, and CORS when origins are configured
+    install_security(app, settings)
     # every route behind a token (the routes that act on the caller's objects also take it as `Caller`)
     for router in (scenarios_router, runs_router, sweeps_router, aggregates_router, results_router, streams_router):
         app.include_router(router, dependencies=[Depends(current_principal)])

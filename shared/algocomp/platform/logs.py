@@ -7,6 +7,10 @@ the id of the run being worked on in every record logged while it is bound.
 
 The run id lives in a contextvar, so it follows the code that works on the run (threads started inside the block
 excepted) and asyncio tasks keep their own.
+
+No secret reaches a log line: every formatted record (message, exception, extras) has the passwords of URLs in it
+and each secret of the settings masked (`algocomp.platform.settings.redact`), whatever logger emitted it
+(uvicorn, Celery, SQLAlchemy, boto3's debug output).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import json
 import logging
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -108,10 +112,41 @@ class ConsoleFormatter(logging.Formatter):
         return line
 
 
+class RedactingFormatter(logging.Formatter):
+    """Formats with `inner`, then masks URL passwords and each of `secrets` in the line."""
+
+    def __init__(self, inner: logging.Formatter, secrets: Sequence[str] = ()) -> None:
+        super().__init__()
+        self.inner = inner
+        # a secret inside a JSON line appears JSON-escaped
+        self.secrets = sorted({*secrets, *(json.dumps(s)[1:-1] for s in secrets)}, key=len, reverse=True)
+
+    def format(self, record: logging.LogRecord) -> str:
+        from algocomp.platform.settings import redact
+
+        return redact(self.inner.format(record), self.secrets)
+
+
+def _settings_secrets() -> list[str]:
+    """The secrets of the process's settings; none when the settings cannot be read (logging must not fail)."""
+    try:
+        from algocomp.platform.settings import get_settings
+
+        return get_settings().secrets()
+    except Exception:  # noqa: BLE001 - e.g. invalid settings: that error is then reported, through these logs
+        return []
+
+
 def configure_logging(
-    service: str, level: str | int = "INFO", *, stream: TextIO | None = None, json_lines: bool | None = None
+    service: str,
+    level: str | int = "INFO",
+    *,
+    stream: TextIO | None = None,
+    json_lines: bool | None = None,
+    secrets: Sequence[str] | None = None,
 ) -> logging.Handler:
-    """Send the root logger's records to `stream` (stderr): JSON lines unless it is a terminal.
+    """Send the root logger's records to `stream` (stderr): JSON lines unless it is a terminal, with URL
+    passwords and `secrets` (default: those of the process's settings) masked.
 
     Idempotent: calling it again (Celery's setup signals, uvicorn reloads) replaces the handler it installed
     before instead of adding a second one. Returns the handler.
@@ -120,7 +155,8 @@ def configure_logging(
     if json_lines is None:
         json_lines = not (hasattr(stream, "isatty") and stream.isatty())
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter() if json_lines else ConsoleFormatter())
+    inner = JsonFormatter() if json_lines else ConsoleFormatter()
+    handler.setFormatter(RedactingFormatter(inner, _settings_secrets() if secrets is None else secrets))
     handler.addFilter(RunIdFilter(service))
     setattr(handler, _HANDLER_MARK, True)
 

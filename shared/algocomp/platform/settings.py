@@ -1,29 +1,48 @@
 """The one settings object of every service, read from ALGOCOMP_* environment variables and an optional .env.
 
 Defaults suit a developer's machine (`make dev`): local Postgres, Redis, an S3 endpoint on :9000 and MLflow on
-:5001. Outside development the validators refuse the development S3 secret, so a team deployment cannot run on
-it by accident.
+:5001. Whenever the environment is not `development` (test and production alike) the validators refuse the
+development secrets, so a test run or a team deployment cannot run on them by accident.
+
+Secrets never reach a log line or a response: they are SecretStr, URLs carrying a password (the database and
+Redis URLs) are masked in the settings' repr, and `redact()` masks them, and every secret of the settings, in any
+text (the structured logs and the API's readiness details go through it).
 """
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from algocomp.extras import raise_missing_extra
 
 try:
-    from pydantic_settings import BaseSettings, SettingsConfigDict
+    from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 except ImportError as _error:
     raise_missing_extra(_error, "server", "algocomp.platform.settings (the services' settings)")
 
 DEVELOPMENT_S3_SECRET = "algocomp-secret"
+# every development default that is a secret, by setting name: refused whenever environment != "development"
+DEVELOPMENT_SECRETS = {"s3_secret_key": DEVELOPMENT_S3_SECRET}
+MASK = "***"
+MIN_BARE_URL_PASSWORD = 12
+# the password of scheme://user:password@host (database, Redis, MLflow URLs)
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*:)(?P<password>[^@/?#\s]+)(?=@)")
+
+
+def mask_url(url: str) -> str:
+    """`url` with the password of its user part (scheme://user:PASSWORD@host) replaced by ***."""
+    return _URL_PASSWORD.sub(lambda match: match.group("head") + MASK, url)
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ALGOCOMP_", env_file=".env", extra="ignore")
+    # hide_input_in_errors: a validation error would otherwise quote every input, secrets and URLs included
+    model_config = SettingsConfigDict(
+        env_prefix="ALGOCOMP_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     environment: Literal["development", "test", "production"] = "development"
     database_url: str = "postgresql+psycopg://algocomp:algocomp@127.0.0.1:5432/algocomp"
@@ -41,6 +60,12 @@ class Settings(BaseSettings):
     s3_secret_key: SecretStr = SecretStr(DEVELOPMENT_S3_SECRET)
     s3_region: str = "us-east-1"
     mlflow_tracking_uri: str = Field("http://127.0.0.1:5001", description="empty: no tracking")
+    mlflow_tracking_username: str | None = Field(
+        None,
+        description="user of an MLflow server behind basic authentication (with mlflow_tracking_password); "
+        "the tracking client sends them as MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD",
+    )
+    mlflow_tracking_password: SecretStr | None = None
     mlflow_experiment: str = "algocomp"
     mlflow_timeout_s: float = 5.0
     progress_maxlen: int = Field(10_000, ge=10, description="events kept in each run's Redis stream")
@@ -83,12 +108,70 @@ class Settings(BaseSettings):
     # accounts: how many of a team's runs may be queued or running at once (a sweep counts all its runs)
     team_active_runs_max: int = Field(20_000, ge=1, description="queued + running runs per team; above: 429")
     team_quota_retry_after_s: int = Field(60, ge=1, description="Retry-After of a 429 for the team quota")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="origins allowed to call the API from a browser (CORS), e.g. https://app.example.org; a JSON "
+        "list or comma-separated; empty (the default): no cross-origin access",
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins_from_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [origin.strip() for origin in text.split(",") if origin.strip()]
+        return value
 
     @model_validator(mode="after")
     def _no_development_secrets_outside_development(self) -> Settings:
-        if self.environment == "production" and self.s3_secret_key.get_secret_value() == DEVELOPMENT_S3_SECRET:
-            raise ValueError("ALGOCOMP_S3_SECRET_KEY must be set in production (the development secret is public)")
+        if self.environment == "development":
+            return self
+        for name, development_value in DEVELOPMENT_SECRETS.items():
+            value = getattr(self, name)
+            if isinstance(value, SecretStr) and value.get_secret_value() == development_value:
+                raise ValueError(
+                    f"ALGOCOMP_{name.upper()} must be set when ALGOCOMP_ENVIRONMENT is {self.environment!r} "
+                    "(the development default is public)"
+                )
         return self
+
+    def __repr_args__(self) -> Any:
+        # URLs with a password are masked (secrets are SecretStr and mask themselves)
+        for name, value in super().__repr_args__():
+            yield name, (mask_url(value) if isinstance(value, str) and name and name.endswith("_url") else value)
+
+    def secrets(self) -> list[str]:
+        """The secrets to mask wherever they appear: every SecretStr value, and each URL password long enough
+        not to be an ordinary word (a URL's password is masked inside URLs anyway, whatever its length; the
+        development database password, `algocomp`, is also the name of half the project)."""
+        found: list[str] = []
+        for value in (getattr(self, name) for name in type(self).model_fields):
+            if isinstance(value, SecretStr):
+                found.append(value.get_secret_value())
+            elif isinstance(value, str):
+                found += [
+                    match.group("password")
+                    for match in _URL_PASSWORD.finditer(value)
+                    if len(match.group("password")) >= MIN_BARE_URL_PASSWORD
+                ]
+        return [secret for secret in dict.fromkeys(found) if secret]
+
+    def redact(self, text: str) -> str:
+        """`text` with URL passwords and every secret of these settings replaced by ***."""
+        return redact(text, self.secrets())
+
+
+def redact(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
+    """`text` with the passwords of URLs in it and each of `secrets` (longest first) replaced by ***."""
+    text = mask_url(text)
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= 4:  # a one-letter "secret" would mask every occurrence of that letter
+            text = text.replace(secret, MASK)
+    return text
 
 
 @lru_cache

@@ -41,5 +41,6 @@ CHECKS = {"postgres": check_postgres, "redis": check_redis, "s3": check_s3}
 
 
 def readiness(resources: ApiResources) -> dict[str, str]:
-    """name -> "ok" or the error of each dependency."""
-    return {name: (check(resources) or "ok") for name, check in CHECKS.items()}
+    """name -> "ok" or the error of each dependency (URL passwords and the settings' secrets masked: a driver's
+    message may quote its connection string)."""
+    return {name: resources.settings.redact(check(resources) or "ok") for name, check in CHECKS.items()}

@@ -91,6 +91,15 @@ def _cap_http(timeout_s: float) -> None:
             os.environ[name] = value
 
 
+def _authenticate(settings: Settings) -> None:
+    """An MLflow server behind basic authentication: MLflow's client reads the user and password from these
+    variables on every request (set here from the settings, when they name a user; else the operator's stand)."""
+    if settings.mlflow_tracking_username:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = settings.mlflow_tracking_username
+        password = settings.mlflow_tracking_password
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = password.get_secret_value() if password is not None else ""
+
+
 def _log(
     settings: Settings,
     run_id: str,
@@ -179,6 +188,7 @@ def log_run(
 
     try:
         _cap_http(settings.mlflow_timeout_s)
+        _authenticate(settings)
         # a daemon thread: if the server hangs past the deadline the run goes on and the thread is abandoned
         thread = threading.Thread(target=target, name=f"mlflow-log-{run_id}", daemon=True)
         thread.start()
