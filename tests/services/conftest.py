@@ -384,6 +384,26 @@ def service_env(servers: None) -> Iterator[Settings]:
         yield settings
 
 
+@pytest.fixture
+def in_process_logging() -> Iterator[None]:
+    """For tests that run an app in this process: its lifespan configures the root logger (JSON to stderr);
+    put back what pytest had afterwards."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    uvicorn_state = {
+        name: (list(logging.getLogger(name).handlers), logging.getLogger(name).propagate)
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+    }
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, (saved_handlers, propagate) in uvicorn_state.items():
+        logging.getLogger(name).handlers[:] = saved_handlers
+        logging.getLogger(name).propagate = propagate
+
+
 TEST_USER = "tester"
 TEST_TEAM = "test-team"
 

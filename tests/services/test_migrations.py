@@ -49,6 +49,24 @@ def schema(engine: Engine) -> tuple[set[str], set[str]]:
     return set(inspect(engine).get_table_names()), enums
 
 
+def insert_early_run(engine: Engine) -> tuple[uuid.UUID, uuid.UUID]:
+    """A scenario and a run as the schema before accounts (0001-0003) stores them: (scenario id, run id)."""
+    scenario_id, run_id = uuid.uuid4(), uuid.uuid4()
+    with engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO scenarios (id, name, scenario_hash, spec) VALUES (:id, 'baseline', 'h', '{}')"),
+            {"id": scenario_id},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO runs (id, scenario_id, spec, scenario_hash, seed, sessions) "
+                "VALUES (:id, :scenario_id, '{}', 'h', 1, 2)"
+            ),
+            {"id": run_id, "scenario_id": scenario_id},
+        )
+    return scenario_id, run_id
+
+
 def test_upgrade_downgrade_upgrade_on_an_empty_database(empty_database: str) -> None:
     config = alembic_config(empty_database)
     engine = create_engine(empty_database)
@@ -124,19 +142,7 @@ def test_sweeps_migration_goes_down_to_0001_and_up_again(empty_database: str) ->
     engine = create_engine(empty_database)
     try:
         command.upgrade(config, "0001")
-        with engine.begin() as connection:
-            scenario_id, run_id = uuid.uuid4(), uuid.uuid4()
-            connection.execute(
-                text("INSERT INTO scenarios (id, name, scenario_hash, spec) VALUES (:id, 'baseline', 'h', '{}')"),
-                {"id": scenario_id},
-            )
-            connection.execute(
-                text(
-                    "INSERT INTO runs (id, scenario_id, spec, scenario_hash, seed, sessions) "
-                    "VALUES (:id, :scenario_id, '{}', 'h', 1, 2)"
-                ),
-                {"id": run_id, "scenario_id": scenario_id},
-            )
+        scenario_id, run_id = insert_early_run(engine)
         for _ in range(2):
             command.upgrade(config, "0002")
             engine.dispose()
@@ -165,19 +171,7 @@ def test_accounts_migration_gives_earlier_rows_to_a_legacy_team(empty_database: 
     engine = create_engine(empty_database)
     try:
         command.upgrade(config, "0003")
-        with engine.begin() as connection:
-            scenario_id, run_id = uuid.uuid4(), uuid.uuid4()
-            connection.execute(
-                text("INSERT INTO scenarios (id, name, scenario_hash, spec) VALUES (:id, 'baseline', 'h', '{}')"),
-                {"id": scenario_id},
-            )
-            connection.execute(
-                text(
-                    "INSERT INTO runs (id, scenario_id, spec, scenario_hash, seed, sessions) "
-                    "VALUES (:id, :scenario_id, '{}', 'h', 1, 2)"
-                ),
-                {"id": run_id, "scenario_id": scenario_id},
-            )
+        scenario_id, run_id = insert_early_run(engine)
         command.upgrade(config, "0004")
         engine.dispose()
         with engine.connect() as connection:

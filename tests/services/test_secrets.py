@@ -9,7 +9,6 @@ import os
 import secrets
 import socket
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,22 +19,7 @@ from algocomp.platform.logs import configure_logging
 from algocomp.platform.settings import DEVELOPMENT_S3_SECRET, Settings, mask_url, redact
 from algocomp_api.main import create_app
 
-
-@pytest.fixture
-def in_process_logging() -> Iterator[None]:
-    """An app run in this process configures the root logger; put back what pytest had afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    uvicorn_state = {
-        name: (list(logging.getLogger(name).handlers), logging.getLogger(name).propagate)
-        for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
-    }
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    for name, (saved_handlers, propagate) in uvicorn_state.items():
-        logging.getLogger(name).handlers[:] = saved_handlers
-        logging.getLogger(name).propagate = propagate
+from .conftest import bearer
 
 
 def _closed_port() -> int:
@@ -60,7 +44,8 @@ def _command_lines() -> dict[int, str]:
 
 
 @pytest.mark.parametrize("environment", ["test", "production"])
-def test_development_secrets_are_refused_outside_development(environment: str) -> None:
+def test_development_secrets_are_refused_outside_development(environment: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ALGOCOMP_S3_SECRET_KEY", raising=False)  # the service fixtures export one
     with pytest.raises(ValidationError, match="ALGOCOMP_S3_SECRET_KEY must be set"):
         Settings(_env_file=None, environment=environment, s3_secret_key=SecretStr(DEVELOPMENT_S3_SECRET))  # type: ignore[arg-type]
     chosen = Settings(_env_file=None, environment=environment, s3_secret_key=SecretStr("x" * 32))  # type: ignore[arg-type]
@@ -163,7 +148,7 @@ def test_devstack_s3_keys_are_neither_in_argv_nor_in_its_log(
 
 
 def test_no_secret_in_api_responses_or_logs(
-    service_env: Settings, in_process_logging: None, capsys: pytest.CaptureFixture[str]
+    service_env: Settings, in_process_logging: None, capsys: pytest.CaptureFixture[str], api_token: str
 ) -> None:
     """Requests that succeed, fail and probe broken backends whose URLs carry passwords: no response and no log
     line holds a password or the S3 secret."""
@@ -178,7 +163,7 @@ def test_no_secret_in_api_responses_or_logs(
     wrong_s3 = service_env.model_copy(update={"s3_secret_key": SecretStr("wrong-" + s3_secret)})
     bodies: list[str] = []
     for settings in (service_env, broken, wrong_s3):
-        with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        with TestClient(create_app(settings), raise_server_exceptions=False, headers=bearer(api_token)) as client:
             for method, path, body in [
                 ("GET", "/healthz", None),
                 ("GET", "/readyz", None),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 from fastapi.testclient import TestClient
@@ -17,24 +15,6 @@ EXPECTED = {
     "x-frame-options": "DENY",
     "referrer-policy": "no-referrer",
 }
-
-
-@pytest.fixture
-def in_process_logging() -> Iterator[None]:
-    import logging
-
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    saved = {
-        name: (list(logging.getLogger(name).handlers), logging.getLogger(name).propagate)
-        for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
-    }
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    for name, (saved_handlers, propagate) in saved.items():
-        logging.getLogger(name).handlers[:] = saved_handlers
-        logging.getLogger(name).propagate = propagate
 
 
 def _assert_secure(response: httpx.Response, csp: str = API_CSP) -> None:

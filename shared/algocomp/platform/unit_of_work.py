@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from celery import Celery
 from redis import Redis
@@ -30,16 +30,37 @@ from algocomp.platform.db.accounts import AccountRepository
 from algocomp.platform.db.runs import RunRepository
 from algocomp.platform.db.scenarios import ScenarioRepository
 from algocomp.platform.db.sweeps import SweepRepository
-from algocomp.platform.progress import ProgressChannel
+from algocomp.platform.progress import publish_events
 from algocomp.platform.queue import RUN_TASK, RUNS_QUEUE
 from algocomp.platform.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Message:
+    """One message of an outbox: a progress `event` of a run, or a Celery `task` about a run."""
+
+    kind: Literal["event", "task"]
+    run_id: uuid.UUID
+    name: str  # the event's or the task's name
+    description: str  # what it is, for the log line if it cannot be sent
+    data: dict[str, Any] | None = None  # an event's data
+    queue: str | None = None  # a task's queue
+
+
+class DeliveryError(Exception):
+    """Some messages of a batch were not sent: `unsent` (the first failure is the cause)."""
+
+    def __init__(self, unsent: Sequence[Message]) -> None:
+        super().__init__(f"{len(unsent)} messages not sent")
+        self.unsent = list(unsent)
+
+
 @dataclass
 class Messaging:
-    """Where a unit of work's messages go: Celery's producer for tasks, Redis for run progress events."""
+    """Where a unit of work's messages go: Celery's producer for tasks, Redis for run progress events. Each
+    sends a batch at once: events in two Redis round trips (progress.publish_events), tasks over one producer."""
 
     celery: Celery
     redis: Redis
@@ -50,11 +71,29 @@ class Messaging:
     def from_settings(cls, settings: Settings, celery: Celery, client: Redis) -> Messaging:
         return cls(celery, client, settings.key_prefix, settings.progress_maxlen)
 
-    def send_task(self, name: str, args: list[Any], queue: str) -> None:
-        self.celery.send_task(name, args=args, queue=queue)
+    def publish_events(self, events: Sequence[Message]) -> None:
+        """All or none (one pipeline): on failure every event is unsent."""
+        try:
+            publish_events(
+                self.redis,
+                [(message.run_id, message.name, message.data or {}) for message in events],
+                prefix=self.key_prefix,
+                maxlen=self.progress_maxlen,
+            )
+        except Exception as error:
+            raise DeliveryError(events) from error
 
-    def publish(self, run_id: uuid.UUID, event: str, data: dict[str, Any]) -> None:
-        ProgressChannel(self.redis, run_id, prefix=self.key_prefix, maxlen=self.progress_maxlen).publish(event, data)
+    def send_tasks(self, tasks: Sequence[Message]) -> None:
+        """In order over one producer; the first failure stops the batch (the broker is likely down, and each
+        further try would wait for its own timeout), leaving it and the rest unsent."""
+        with self.celery.producer_or_acquire() as producer:
+            for index, message in enumerate(tasks):
+                try:
+                    self.celery.send_task(
+                        message.name, args=[str(message.run_id)], queue=message.queue, producer=producer
+                    )
+                except Exception as error:
+                    raise DeliveryError(tasks[index:]) from error
 
 
 class UnitOfWork:
@@ -63,7 +102,8 @@ class UnitOfWork:
 
     Used as a context manager it commits when the block succeeds (then sends the outbox) and rolls back when it
     raises (and drops it); commit() may also be called inside the block, as often as needed. The session is
-    closed at the end of the block.
+    closed at the end of the block. After a commit the events go first, then the tasks, each kind in the order
+    queued and in one batch (a sweep of thousands of runs costs a few round trips, not thousands).
     """
 
     def __init__(self, session: Session, messaging: Messaging) -> None:
@@ -73,20 +113,14 @@ class UnitOfWork:
         self.scenarios = ScenarioRepository(session)
         self.runs = RunRepository(session)
         self.sweeps = SweepRepository(session)
-        # (what it is, the run it concerns, how to send it)
-        self._outbox: list[tuple[str, uuid.UUID | None, Callable[[], object]]] = []
+        self._outbox: list[Message] = []
 
     # ------------------------------------------------------------------------------------------ messages
 
     def send_task(self, name: str, run_id: uuid.UUID, queue: str, *, description: str | None = None) -> None:
         """Send Celery task `name` for the run on `queue` once the transaction commits."""
-        self._outbox.append(
-            (
-                description or f"send task {name} of run {run_id}",
-                run_id,
-                lambda: self.messaging.send_task(name, [str(run_id)], queue),
-            )
-        )
+        text = description or f"send task {name} of run {run_id}"
+        self._outbox.append(Message("task", run_id, name, text, queue=queue))
 
     def enqueue_run(self, run_id: uuid.UUID) -> None:
         """Send the run's task to the workers once the transaction commits (the sweeper re-sends it if this
@@ -97,31 +131,28 @@ class UnitOfWork:
 
     def publish(self, run_id: uuid.UUID, event: str, data: dict[str, Any]) -> None:
         """Publish a progress event of the run once the transaction commits."""
-        self._outbox.append(
-            (
-                f"publish the {event!r} event of run {run_id}",
-                run_id,
-                lambda: self.messaging.publish(run_id, event, data),
-            )
-        )
+        self._outbox.append(Message("event", run_id, event, f"publish the {event!r} event of run {run_id}", data))
 
     @property
     def pending(self) -> list[str]:
         """What will be sent at the next commit, described (for logs and tests)."""
-        return [description for description, _, _ in self._outbox]
+        return [message.description for message in self._outbox]
 
     # ------------------------------------------------------------------------------------------ the transaction
 
     def commit(self) -> None:
-        """Commit, then send the outbox in order; a message that fails is logged and the rest still go."""
+        """Commit, then send the outbox: events, then tasks. A batch that fails is logged; the other still goes."""
         self.session.commit()
         outbox, self._outbox = self._outbox, []
-        for description, run_id, send in outbox:
+        events = [message for message in outbox if message.kind == "event"]
+        tasks = [message for message in outbox if message.kind == "task"]
+        for batch, send in ((events, self.messaging.publish_events), (tasks, self.messaging.send_tasks)):
+            if not batch:
+                continue
             try:
-                send()
-            except Exception:  # the row is committed and is the truth; each message has its repair (see above)
-                extra = {"run_id": str(run_id)} if run_id is not None else None
-                log.warning("after commit, could not %s", description, exc_info=True, extra=extra)
+                send(batch)
+            except DeliveryError as failure:  # the rows are committed and are the truth; each message has its repair
+                _log_unsent(failure)
 
     def rollback(self) -> None:
         """Roll back and drop the outbox."""
@@ -141,6 +172,23 @@ class UnitOfWork:
                 self.rollback()
         finally:
             self.session.close()
+
+
+# Unsent messages named one by one in the log, at most; the rest are counted in one line.
+LOGGED_UNSENT_MAX = 10
+
+
+def _log_unsent(failure: DeliveryError) -> None:
+    cause = failure.__cause__
+    for index, message in enumerate(failure.unsent[:LOGGED_UNSENT_MAX]):
+        log.warning(
+            "after commit, could not %s",
+            message.description,
+            exc_info=cause if index == 0 else None,
+            extra={"run_id": str(message.run_id)},
+        )
+    if len(failure.unsent) > LOGGED_UNSENT_MAX:
+        log.warning("after commit, %d more messages could not be sent", len(failure.unsent) - LOGGED_UNSENT_MAX)
 
 
 @dataclass

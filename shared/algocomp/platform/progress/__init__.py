@@ -12,6 +12,7 @@ try:
         ProgressEvent,
         channel_key,
         is_terminal,
+        publish_events,
         stream_key,
     )
 except ImportError as _error:
@@ -26,5 +27,6 @@ __all__ = [
     "ProgressEvent",
     "channel_key",
     "is_terminal",
+    "publish_events",
     "stream_key",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import redis
@@ -102,12 +103,34 @@ def _check_event(event: str) -> None:
         raise ValueError(f"unknown progress event {event!r}; known events: {', '.join(sorted(EVENT_NAMES))}")
 
 
+def publish_events(
+    client: redis.Redis, events: Sequence[tuple[uuid.UUID | str, str, dict[str, Any]]], *, prefix: str, maxlen: int
+) -> list[str]:
+    """Publish (run id, event, data) events, possibly of many runs, in two round trips: every XADD in one
+    pipeline, then every PUBLISH (which carries the stream id the XADD returned). Returns the stream ids."""
+    encoded = []
+    for run_id, event, data in events:
+        _check_event(event)
+        encoded.append((run_id, event, encode_data(data)))
+    adding = client.pipeline(transaction=False)
+    for run_id, event, payload in encoded:
+        adding.xadd(stream_key(prefix, run_id), {"event": event, "data": payload}, maxlen=maxlen, approximate=True)
+    entry_ids = [_text(entry_id) for entry_id in adding.execute()]
+    announcing = client.pipeline(transaction=False)
+    for (run_id, event, payload), entry_id in zip(encoded, entry_ids, strict=True):
+        message = json.dumps({"id": entry_id, "event": event, "data": json.loads(payload)})
+        announcing.publish(channel_key(prefix, run_id), message)
+    announcing.execute()
+    return entry_ids
+
+
 class ProgressChannel:
     """A run's progress events over a synchronous Redis client (the worker publishes through this)."""
 
     def __init__(self, client: redis.Redis, run_id: uuid.UUID | str, *, prefix: str, maxlen: int = 10_000) -> None:
         self.client = client
         self.run_id = str(run_id)
+        self.prefix = prefix
         self.stream = stream_key(prefix, run_id)
         self.channel = channel_key(prefix, run_id)
         self.maxlen = maxlen
@@ -122,13 +145,7 @@ class ProgressChannel:
 
     def publish(self, event: str, data: dict[str, Any]) -> str:
         """Append the event to the stream (trimmed to about maxlen) and publish it live; returns its stream id."""
-        _check_event(event)
-        payload = encode_data(data)
-        entry_id = _text(
-            self.client.xadd(self.stream, {"event": event, "data": payload}, maxlen=self.maxlen, approximate=True)
-        )
-        self.client.publish(self.channel, json.dumps({"id": entry_id, "event": event, "data": json.loads(payload)}))
-        return entry_id
+        return publish_events(self.client, [(self.run_id, event, data)], prefix=self.prefix, maxlen=self.maxlen)[0]
 
     def replay(self, after_id: str = STREAM_START, count: int | None = None) -> list[ProgressEvent]:
         """The events after `after_id` (exclusive) still in the stream, oldest first, at most `count`."""
@@ -160,6 +177,7 @@ class AsyncProgressChannel:
     def __init__(self, client: aioredis.Redis, run_id: uuid.UUID | str, *, prefix: str, maxlen: int = 10_000) -> None:
         self.client = client
         self.run_id = str(run_id)
+        self.prefix = prefix
         self.stream = stream_key(prefix, run_id)
         self.channel = channel_key(prefix, run_id)
         self.maxlen = maxlen
