@@ -96,7 +96,8 @@ class Settings(BaseSettings):
         ge=1_000,
         description="sessions x (logging.max_intervals + logging.tail): the panel rows a run's worker may hold",
     )
-    max_sweep_runs: int = Field(10_000, ge=1, description="runs (cells x seeds) of one sweep")
+    # 2,000 runs take the API about 9 s to store and queue on a 2-core machine (mostly Celery's per-task cost)
+    max_sweep_runs: int = Field(2_000, ge=1, description="runs (cells x seeds) of one sweep")
     max_grid_values: int = Field(1_000, ge=1, description="values of a sweep's grid, all its paths together")
     max_override_count: int = Field(100, ge=1, description='"PATH=VALUE" overrides of one run or sweep')
     max_override_chars: int = Field(4_096, ge=16, description="characters of one override (or one grid path=value)")

@@ -134,10 +134,14 @@ def too_deep(document: Any, max_depth: int = MAX_DOCUMENT_DEPTH) -> Loc | None:
         value, loc = stack.pop()
         if len(loc) >= max_depth:
             return loc
-        if isinstance(value, dict):
-            stack.extend((child, [*loc, str(key)]) for key, child in value.items())
-        elif isinstance(value, (list, tuple)):
-            stack.extend((child, [*loc, index]) for index, child in enumerate(value))
+        if not isinstance(value, (dict, list, tuple)):  # only the document itself can be a scalar here
+            continue
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, child in items:
+            if isinstance(child, (dict, list, tuple)):  # scalars end a branch: only containers go deeper
+                stack.append((child, [*loc, str(key) if isinstance(value, dict) else key]))
+            elif len(loc) + 1 >= max_depth:
+                return [*loc, str(key) if isinstance(value, dict) else key]
     return None
 
 

@@ -125,17 +125,15 @@ def plan_runs(
     """Every cell x seed as a validated effective scenario, in cell then seed order. A cell that does not
     validate raises 422 naming the cell (index and overrides) and the field at fault; nothing is stored."""
     planned: list[PlannedRun] = []
+    sized = apply_overrides(base, {"sessions": sessions})  # the grid cannot vary sessions (RESERVED_PATHS)
     for index, values in enumerate(cell_values(grid)):
         overrides = cell_overrides(values)
         try:
-            cell_scenario = apply_overrides(base, overrides)
+            cell_scenario = apply_overrides(sized, overrides)  # validated once per cell
             for seed in seeds:
+                # the seeds were checked (integers in [0, 2**63)) and nothing else depends on them: no revalidation
                 planned.append(
-                    PlannedRun(
-                        index,
-                        recorded_base + overrides,
-                        apply_overrides(cell_scenario, {"seed": seed, "sessions": sessions}),
-                    )
+                    PlannedRun(index, recorded_base + overrides, cell_scenario.model_copy(update={"seed": seed}))
                 )
         except ScenarioError as error:
             raise ApiError(
