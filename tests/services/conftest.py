@@ -60,9 +60,13 @@ from devstack import (
     rclone_s3_env,
 )
 
-# A role that can log in with its password and create databases (tools/devstack.py creates it when it can).
+# A role that can log in with its password and create databases: by default `algocomp_test` with a password of
+# this session's (tools/devstack.py creates the role or sets its password through the local superuser when Postgres
+# refuses it; the settings refuse the development password outside development). ALGOCOMP_TEST_POSTGRES_URL
+# names another role, e.g. where the tests cannot run as root.
 POSTGRES_ADMIN_URL = os.environ.get(
-    "ALGOCOMP_TEST_POSTGRES_URL", "postgresql://algocomp:algocomp@127.0.0.1:5432/postgres"
+    "ALGOCOMP_TEST_POSTGRES_URL",
+    f"postgresql://algocomp_test:{secrets.token_urlsafe(18)}@127.0.0.1:5432/postgres",
 )
 REDIS_URL = os.environ.get("ALGOCOMP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 S3_ACCESS_KEY = "algocomp-test"

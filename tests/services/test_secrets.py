@@ -45,12 +45,21 @@ def _command_lines() -> dict[int, str]:
 
 @pytest.mark.parametrize("environment", ["test", "production"])
 def test_development_secrets_are_refused_outside_development(environment: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("ALGOCOMP_S3_SECRET_KEY", raising=False)  # the service fixtures export one
+    for exported in ("ALGOCOMP_S3_SECRET_KEY", "ALGOCOMP_DATABASE_URL", "ALGOCOMP_ENVIRONMENT"):
+        monkeypatch.delenv(exported, raising=False)  # the service fixtures export them
+    private_db = f"postgresql+psycopg://algocomp:{secrets.token_urlsafe(12)}@db/algocomp"
     with pytest.raises(ValidationError, match="ALGOCOMP_S3_SECRET_KEY must be set"):
-        Settings(_env_file=None, environment=environment, s3_secret_key=SecretStr(DEVELOPMENT_S3_SECRET))  # type: ignore[arg-type]
-    chosen = Settings(_env_file=None, environment=environment, s3_secret_key=SecretStr("x" * 32))  # type: ignore[arg-type]
+        Settings(  # type: ignore[call-arg]
+            _env_file=None, environment=environment, database_url=private_db, s3_secret_key=DEVELOPMENT_S3_SECRET
+        )
+    with pytest.raises(ValidationError, match="ALGOCOMP_DATABASE_URL must not use the development password"):
+        Settings(_env_file=None, environment=environment, s3_secret_key="x" * 32)  # type: ignore[call-arg]
+    chosen = Settings(  # type: ignore[call-arg]
+        _env_file=None, environment=environment, database_url=private_db, s3_secret_key="x" * 32
+    )
     assert chosen.s3_secret_key.get_secret_value() == "x" * 32
-    assert Settings(_env_file=None, environment="development").s3_secret_key.get_secret_value() == DEVELOPMENT_S3_SECRET  # type: ignore[arg-type]
+    development = Settings(_env_file=None, environment="development")  # type: ignore[call-arg]
+    assert development.s3_secret_key.get_secret_value() == DEVELOPMENT_S3_SECRET
 
 
 def test_settings_errors_do_not_quote_their_input(monkeypatch: pytest.MonkeyPatch) -> None:

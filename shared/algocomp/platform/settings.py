@@ -25,12 +25,20 @@ except ImportError as _error:
     raise_missing_extra(_error, "server", "algocomp.platform.settings (the services' settings)")
 
 DEVELOPMENT_S3_SECRET = "algocomp-secret"
+# the password of the default database URL (a local development database)
+DEVELOPMENT_DATABASE_PASSWORD = "algocomp"
 # every development default that is a secret, by setting name: refused whenever environment != "development"
 DEVELOPMENT_SECRETS = {"s3_secret_key": DEVELOPMENT_S3_SECRET}
 MASK = "***"
 MIN_BARE_URL_PASSWORD = 12
 # the password of scheme://user:password@host (database, Redis, MLflow URLs)
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*:)(?P<password>[^@/?#\s]+)(?=@)")
+
+
+def url_password(url: str) -> str | None:
+    """The password of the user part of `url` (scheme://user:PASSWORD@host), or None."""
+    match = _URL_PASSWORD.search(url)
+    return match.group("password") if match else None
 
 
 def mask_url(url: str) -> str:
@@ -138,6 +146,11 @@ class Settings(BaseSettings):
                     f"ALGOCOMP_{name.upper()} must be set when ALGOCOMP_ENVIRONMENT is {self.environment!r} "
                     "(the development default is public)"
                 )
+        if url_password(self.database_url) == DEVELOPMENT_DATABASE_PASSWORD:
+            raise ValueError(
+                f"ALGOCOMP_DATABASE_URL must not use the development password when ALGOCOMP_ENVIRONMENT is "
+                f"{self.environment!r} (the development default is public)"
+            )
         return self
 
     def __repr_args__(self) -> Any:
