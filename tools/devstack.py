@@ -122,6 +122,8 @@ RUN_DIR = DATA_DIR / "run"
 LOG_DIR = DATA_DIR / "logs"
 HOST = "127.0.0.1"
 API_PORT = int(os.environ.get("ALGOCOMP_DEV_API_PORT", "8000"))
+# SIGTERM: open requests get this long, then the API exits (event streams never end by themselves)
+API_GRACEFUL_SHUTDOWN_S = 10
 FLOWER_PORT = int(os.environ.get("ALGOCOMP_DEV_FLOWER_PORT", "5555"))
 READY_TIMEOUT_S = float(os.environ.get("ALGOCOMP_DEV_READY_TIMEOUT_S", "120"))
 STOP_GRACE_S = 20.0
@@ -290,7 +292,8 @@ def services(settings: Settings) -> list[Service]:
     stack += [
         Service(
             "api",
-            [python, "-m", "uvicorn", "algocomp_api.main:app", "--host", HOST, "--port", str(API_PORT)],
+            [python, "-m", "uvicorn", "algocomp_api.main:app", "--host", HOST, "--port", str(API_PORT)]
+            + ["--timeout-graceful-shutdown", str(API_GRACEFUL_SHUTDOWN_S)],
             API_PORT,
             f"http://{HOST}:{API_PORT}  (OpenAPI: http://{HOST}:{API_PORT}/docs)",
             lambda: _http_ok(f"http://{HOST}:{API_PORT}/healthz"),

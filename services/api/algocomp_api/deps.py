@@ -26,6 +26,20 @@ from algocomp.platform.unit_of_work import Messaging, UnitOfWork, UnitOfWorkFact
 
 # Probes and requests must fail in seconds when a backing service is down, not hang a worker thread.
 CONNECT_TIMEOUT_S = 5
+# Database connections beyond one per admitted request: the event streams' short reads and the readiness probe.
+STREAM_CONNECTIONS = 8
+# An admitted request never waits for a connection (there is one for each); a wait this long is a bug, not load.
+POOL_TIMEOUT_S = 10
+# Threads beyond one per admitted request, for the event streams' reads and the probes.
+SPARE_THREADS = 16
+
+
+def size_thread_pool(settings: Settings) -> None:
+    """Give the event loop's thread pool (sync routes and dependencies run there) more threads than requests it
+    admits: a request that holds a connection then never waits for a thread to go on."""
+    from anyio import to_thread
+
+    to_thread.current_default_thread_limiter().total_tokens = settings.api_concurrency * 2 + SPARE_THREADS
 
 
 @dataclass
@@ -43,11 +57,14 @@ class ApiResources:
 
     @classmethod
     def open(cls, settings: Settings) -> ApiResources:
+        # a connection for every admitted request (middleware.AdmissionLimit), and a few for the event streams'
+        # short reads; a request holds at most one
         engine = create_engine(
             settings.database_url,
             pool_pre_ping=True,
-            pool_size=5,
-            max_overflow=10,
+            pool_size=settings.api_concurrency,
+            max_overflow=STREAM_CONNECTIONS,
+            pool_timeout=POOL_TIMEOUT_S,
             connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
         )
         sessions = sessionmaker(engine, expire_on_commit=False)

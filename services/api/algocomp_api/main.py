@@ -16,10 +16,10 @@ from algocomp.platform.logs import configure_logging
 from algocomp.platform.settings import Settings, get_settings
 from algocomp_api.aggregates.routes import router as aggregates_router
 from algocomp_api.auth import current_principal
-from algocomp_api.deps import ApiResources
+from algocomp_api.deps import ApiResources, size_thread_pool
 from algocomp_api.errors import install_error_handlers
 from algocomp_api.health.routes import router as health_router
-from algocomp_api.middleware import RequestBodyLimit, UnhandledErrors
+from algocomp_api.middleware import AdmissionLimit, RequestBodyLimit, UnhandledErrors
 from algocomp_api.results.routes import router as results_router
 from algocomp_api.runs.routes import router as runs_router
 from algocomp_api.scenarios.routes import router as scenarios_router
@@ -28,6 +28,8 @@ from algocomp_api.streams.routes import router as streams_router
 from algocomp_api.sweeps.routes import router as sweeps_router
 
 API_VERSION = "0.1.0"
+# never queued behind other requests: the probes, and the event streams (long-lived, no connection while waiting)
+UNQUEUED_PATHS = ("/healthz", "/readyz", "/streams/")
 
 DESCRIPTION = """Simulate AI-driven pricing in oligopoly markets as a service.
 
@@ -69,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             logging.getLogger(name).handlers.clear()
             logging.getLogger(name).propagate = True
         resources = ApiResources.open(app_settings)
+        size_thread_pool(app_settings)
         app.state.resources = resources
         try:
             yield
@@ -87,6 +90,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Inside Starlette's ServerErrorMiddleware, outermost first: the body limit, then the last-resort 500.
     app.add_middleware(UnhandledErrors)
     app.add_middleware(RequestBodyLimit, limit=lambda: (settings or get_settings()).max_request_bytes)
+    app.add_middleware(
+        AdmissionLimit,
+        limit=lambda: (settings or get_settings()).api_concurrency,
+        wait_s=lambda: (settings or get_settings()).api_queue_wait_s,
+        exempt=UNQUEUED_PATHS,
+    )
     # around everything (errors included): the security headers, and CORS when origins are configured
     install_security(app, settings)
     # every route behind a token (the routes that act on the caller's objects also take it as `Caller`)

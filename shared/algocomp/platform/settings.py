@@ -82,6 +82,16 @@ class Settings(BaseSettings):
     lease_s: int = Field(600, ge=10, description="a running run without a heartbeat for this long may be reclaimed")
     requeue_after_s: int = Field(300, ge=5, description="a run queued this long without a worker is re-sent")
     api_page_size_max: int = Field(500, ge=1, description="largest `limit` of a list endpoint's page")
+    api_concurrency: int = Field(
+        16,
+        ge=1,
+        le=200,
+        description="requests one API process serves at once (health probes and event streams aside); the database "
+        "pool and the thread pool are sized from it",
+    )
+    api_queue_wait_s: float = Field(
+        10.0, gt=0, description="how long a request may wait for one of those slots before a 503 with Retry-After"
+    )
 
     # ---- Limits: what one request may ask of the platform. Each is refused with 422 naming the field and the limit
     # (413 for the body), before any list is built or anything stored. The defaults admit every preset as it is
