@@ -125,6 +125,12 @@ def follow_events(
     )
 
 
+def leave_partial_files(storage: Any, run_id: uuid.UUID) -> None:
+    """Files of the run as an interrupted upload leaves them (the run must not keep them unless it succeeds)."""
+    storage.put_bytes(run_key(run_id, "panel"), b"PAR1 partial")
+    storage.put_bytes(run_key(run_id, "summary"), b"{")
+
+
 def as_stored_json(document: dict[str, Any]) -> dict[str, Any]:
     """A summary as it reads back from JSON (write_json's rules: NumPy to Python, NaN and infinities to null)."""
     return json.loads(json.dumps(json_ready(document), allow_nan=False))
@@ -303,6 +309,7 @@ def test_a_cancelled_run_stops_between_chunks_and_says_so(
 ) -> None:
     sessions = 100
     run_id = create_run(db_engine, baseline(sessions=sessions, max_periods=2_000_000, seed=51))
+    leave_partial_files(storage, run_id)
     send_run(service_env, run_id)
 
     follow_events(
@@ -338,6 +345,7 @@ def test_a_scenario_the_engine_rejects_ends_failed_with_its_error(
     # valid for the scenario model, but a cap of 0.5 leaves no price on the grid (1.43 .. 1.97)
     spec = baseline(sessions=2, max_periods=20_000, seed=61, regulation={"price_cap": {"value": 0.5}})
     run_id = create_run(db_engine, spec)
+    leave_partial_files(storage, run_id)
     send_run(service_env, run_id)
 
     events = follow_events(service_env, redis_client, run_id, worker_process.output)
