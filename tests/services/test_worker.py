@@ -23,7 +23,7 @@ from algocomp.engine.experiment import run_experiment
 from algocomp.output.writer import json_ready
 from algocomp.platform.db import Result, Run, RunMetrics, RunStatus, ScenarioRecord
 from algocomp.platform.progress import STREAM_START, ProgressChannel, ProgressEvent
-from algocomp.platform.queue import REQUEUE_TASK, RUN_TASK, RUNS_QUEUE, create_celery
+from algocomp.platform.queue import REQUEUE_TASK, RUN_TASK, RUNS_QUEUE, SWEEP_QUEUE, create_celery
 from algocomp.platform.settings import Settings
 from algocomp.platform.storage import ARTIFACTS, run_key
 from algocomp.scenarios import load_scenario, scenario_hash
@@ -297,7 +297,7 @@ def test_the_sweeper_resends_a_run_whose_enqueue_was_lost(
     long_ago = datetime.now(UTC) - timedelta(seconds=service_env.requeue_after_s + 60)
     run_id = create_run(db_engine, baseline(sessions=2, max_periods=20_000, seed=41), queued_at=long_ago)
     # no RUN_TASK is sent for it: the periodic sweeper must notice and send it
-    create_celery(service_env).send_task(REQUEUE_TASK, queue=RUNS_QUEUE)
+    create_celery(service_env).send_task(REQUEUE_TASK, queue=SWEEP_QUEUE)
 
     events = follow_events(service_env, redis_client, run_id, worker_process.output)
     assert events[-1].event == "succeeded"

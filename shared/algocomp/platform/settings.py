@@ -86,6 +86,15 @@ class Settings(BaseSettings):
         30, ge=2, description="a running run without a heartbeat for this long may be reclaimed (>= 3 heartbeats)"
     )
     requeue_after_s: int = Field(300, ge=5, description="a run queued this long without a worker is re-sent")
+    sweep_interval_s: float = Field(
+        15.0, ge=1, description="how often Celery beat sends the stale-run sweeper (algocomp.requeue_stale)"
+    )
+    beat_max_age_s: float = Field(
+        60.0,
+        ge=0,
+        description="/readyz reports `beat` failing when beat's last mark is older than this (0: not checked); "
+        "more than sweep_interval_s",
+    )
     api_page_size_max: int = Field(500, ge=1, description="largest `limit` of a list endpoint's page")
 
     # ---- Limits: what one request may ask of the platform. Each is refused with 422 naming the field and the limit
@@ -146,6 +155,10 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"lease_s ({self.lease_s}) must be at least 3 heartbeat intervals (heartbeat_interval_s "
                 f"{self.heartbeat_interval_s:g}): one late heartbeat must not cost a run its claim"
+            )
+        if self.beat_max_age_s and self.beat_max_age_s <= self.sweep_interval_s:
+            raise ValueError(
+                f"beat_max_age_s ({self.beat_max_age_s:g}) must exceed sweep_interval_s ({self.sweep_interval_s:g})"
             )
         return self
 
