@@ -229,6 +229,26 @@ def _celery_ping(settings: Settings, nodename: str) -> Callable[[], bool]:
     return ready
 
 
+# beat marks its liveness at its first tick: a mark this fresh is this beat's (an older one, a previous beat's)
+BEAT_FRESH_S = 5.0
+
+
+def _beat_ticked(settings: Settings) -> Callable[[], bool]:
+    def ready() -> bool:
+        import redis
+
+        from algocomp.platform.queue.beat import beat_age_s
+
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            age_s = beat_age_s(client, settings.key_prefix)
+        finally:
+            client.close()
+        return age_s is not None and age_s < BEAT_FRESH_S
+
+    return ready
+
+
 def services(settings: Settings) -> list[Service]:
     """The stack's processes in start order (S3 and MLflow first: the services use them)."""
     s3_port = _port_of(settings.s3_endpoint_url or "http://127.0.0.1:9000", 9000)
@@ -358,7 +378,7 @@ def services(settings: Settings) -> list[Service]:
             ],
             None,
             None,
-            lambda: True,  # beat has no probe; it is checked to still be alive after a moment
+            _beat_ticked(settings),  # its liveness mark in Redis (what /readyz reads)
         ),
         Service(
             "flower",
@@ -710,10 +730,6 @@ def _start(service: Service, env: dict[str, str]) -> None:
         if time.monotonic() > deadline:
             raise DevStackError(f"{service.name} not ready after {READY_TIMEOUT_S:.0f} s; see {service.log_file}")
         time.sleep(0.5)
-    if service.name == "beat":
-        time.sleep(2)
-        if process.poll() is not None:
-            raise DevStackError(f"beat exited with code {process.returncode}; see {service.log_file}")
     say(f"{service.name}: started (pid {process.pid}, log {service.log_file})")
 
 

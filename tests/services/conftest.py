@@ -372,6 +372,8 @@ def service_env(servers: None) -> Iterator[Settings]:
                 "ALGOCOMP_S3_REGION": "us-east-1",
                 "ALGOCOMP_MLFLOW_TRACKING_URI": "",
                 "ALGOCOMP_PROGRESS_INTERVAL_S": "0.05",
+                # no Celery beat runs here (a test that needs one starts it): /readyz does not ask for it
+                "ALGOCOMP_BEAT_MAX_AGE_S": "0",
                 # the test user's token, which the Python client and the CLI send; and a config folder of
                 # the tests' own, so no test reads or writes the developer's saved credentials
                 "ALGOCOMP_API_TOKEN": api_token,

@@ -123,7 +123,9 @@ def test_run_transitions_are_conditional(units: UnitOfWorkFactory, db_engine: En
         first = uow.runs.claim(run_id, worker="a", lease_s=600)
     with units() as uow:
         assert uow.runs.claim(run_id, worker="b", lease_s=600) is None, "a fresh lease is not taken twice"
+        lease = uow.runs.lease(run_id, lease_s=600)
     assert first is not None and first.attempt == 1
+    assert lease is not None and lease.attempt == 1 and 590 < lease.left_s <= 600, lease
 
     with units() as uow:
         assert uow.runs.heartbeat(first, progress=0.5) is False
@@ -138,7 +140,9 @@ def test_run_transitions_are_conditional(units: UnitOfWorkFactory, db_engine: En
             text("UPDATE runs SET heartbeat_at = now() - interval '1 hour' WHERE id = :id"), {"id": run_id}
         )
     with units() as uow:
+        expired = uow.runs.lease(run_id, lease_s=600)
         second = uow.runs.claim(run_id, worker="b", lease_s=600)
+    assert expired is not None and expired.attempt == 1 and expired.left_s == 0.0, expired
     assert second is not None and second.attempt == 2
     with pytest.raises(ClaimLost), units() as uow:
         uow.runs.heartbeat(first)
@@ -149,6 +153,7 @@ def test_run_transitions_are_conditional(units: UnitOfWorkFactory, db_engine: En
         assert uow.runs.finish(second, RunStatus.cancelled, sessions_done=0) is True
     assert _status(db_engine, run_id) == "cancelled"
     with units() as uow:
+        assert uow.runs.lease(run_id, lease_s=600) is None, "a finished run has no lease"
         assert uow.runs.cancel(run_id) is CancelOutcome.finished
         assert uow.runs.claim(run_id, worker="c", lease_s=0) is None
 

@@ -23,7 +23,7 @@ from algocomp.engine.experiment import run_experiment
 from algocomp.output.writer import json_ready
 from algocomp.platform.db import Result, Run, RunMetrics, RunStatus, ScenarioRecord
 from algocomp.platform.progress import STREAM_START, ProgressChannel, ProgressEvent
-from algocomp.platform.queue import REQUEUE_TASK, RUN_TASK, RUNS_QUEUE, create_celery
+from algocomp.platform.queue import REQUEUE_TASK, RUN_TASK, RUNS_QUEUE, SWEEP_QUEUE, create_celery
 from algocomp.platform.settings import Settings
 from algocomp.platform.storage import ARTIFACTS, run_key
 from algocomp.scenarios import load_scenario, scenario_hash
@@ -123,6 +123,12 @@ def follow_events(
         f"run {run_id}: condition not reached within {timeout:.0f} s; events so far: "
         f"{[event.event for event in events]}\nworker output:\n{worker_output()}"
     )
+
+
+def leave_partial_files(storage: Any, run_id: uuid.UUID) -> None:
+    """Files of the run as an interrupted upload leaves them (the run must not keep them unless it succeeds)."""
+    storage.put_bytes(run_key(run_id, "panel"), b"PAR1 partial")
+    storage.put_bytes(run_key(run_id, "summary"), b"{")
 
 
 def as_stored_json(document: dict[str, Any]) -> dict[str, Any]:
@@ -291,7 +297,7 @@ def test_the_sweeper_resends_a_run_whose_enqueue_was_lost(
     long_ago = datetime.now(UTC) - timedelta(seconds=service_env.requeue_after_s + 60)
     run_id = create_run(db_engine, baseline(sessions=2, max_periods=20_000, seed=41), queued_at=long_ago)
     # no RUN_TASK is sent for it: the periodic sweeper must notice and send it
-    create_celery(service_env).send_task(REQUEUE_TASK, queue=RUNS_QUEUE)
+    create_celery(service_env).send_task(REQUEUE_TASK, queue=SWEEP_QUEUE)
 
     events = follow_events(service_env, redis_client, run_id, worker_process.output)
     assert events[-1].event == "succeeded"
@@ -303,6 +309,7 @@ def test_a_cancelled_run_stops_between_chunks_and_says_so(
 ) -> None:
     sessions = 100
     run_id = create_run(db_engine, baseline(sessions=sessions, max_periods=2_000_000, seed=51))
+    leave_partial_files(storage, run_id)
     send_run(service_env, run_id)
 
     follow_events(
@@ -338,6 +345,7 @@ def test_a_scenario_the_engine_rejects_ends_failed_with_its_error(
     # valid for the scenario model, but a cap of 0.5 leaves no price on the grid (1.43 .. 1.97)
     spec = baseline(sessions=2, max_periods=20_000, seed=61, regulation={"price_cap": {"value": 0.5}})
     run_id = create_run(db_engine, spec)
+    leave_partial_files(storage, run_id)
     send_run(service_env, run_id)
 
     events = follow_events(service_env, redis_client, run_id, worker_process.output)

@@ -5,7 +5,13 @@ Delivery is at least once, so every step is harmless when repeated:
   proceeds; every later write is conditional on still owning the claim, so a worker that lost its lease cannot
   overwrite the outcome of the worker that took over;
 - files go under the run's deterministic prefix and the result row's primary key is the run id, so a second
-  delivery can never add a second result set.
+  delivery can never add a second result set;
+- a delivery that finds the run held by another attempt under a live lease returns "leased" with the time the
+  lease has left: the task (algocomp_worker.tasks) decides whether to try again once it expires.
+
+While the run executes, its Heartbeat thread keeps the lease (algocomp_worker.heartbeat). An attempt that takes
+over a run first removes the files its predecessor left; a run that ends failed or cancelled keeps only its
+run.log (removed while its row is locked by the finish, before the terminal event).
 
 Each transition is a unit of work whose messages go out after its commit: the `started` event after the claim,
 the terminal event, the aggregator's message and the follow-up (plots, MLflow) after the finish, so a client
@@ -28,9 +34,10 @@ from algocomp.platform.db.runs import Claim, ClaimLost
 from algocomp.platform.queue import AGGREGATE_QUEUE, ARTIFACTS_QUEUE, FINISH_TASK, RUN_FINISHED_TASK
 from algocomp.scenarios import load_scenario
 from algocomp_worker.context import WorkerContext
+from algocomp_worker.heartbeat import Heartbeat
 from algocomp_worker.progress import ProgressReporter
 from algocomp_worker.run_log import RunLogCapture, capturing_run_log
-from algocomp_worker.uploads import upload_log, upload_results
+from algocomp_worker.uploads import remove_partial_files, upload_log, upload_results
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +60,13 @@ class RunOutcome:
     """What the task did, for its return value and the worker's log."""
 
     run_id: uuid.UUID
-    status: str  # a RunStatus value, or "skipped" when another delivery owns or finished the run
+    # a RunStatus value; "skipped" when the run is finished or this attempt lost it; "leased" when another attempt
+    # holds it under a lease that has `lease_left_s` left (its worker may be dead: see algocomp_worker.tasks)
+    status: str
     attempt: int | None = None
     error: str | None = None
     artifacts: dict[str, str] = field(default_factory=dict)
+    lease_left_s: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"run_id": str(self.run_id), "status": self.status, "attempt": self.attempt, "error": self.error}
@@ -78,13 +88,26 @@ def claim(context: WorkerContext, run_id: uuid.UUID, worker: str) -> Claim | Non
     return claimed
 
 
-def finish(context: WorkerContext, claim: Claim, status: RunStatus, event: dict[str, Any], **values: Any) -> bool:
-    """Set the terminal status (RunRepository.finish) and, once committed, publish the terminal event, tell the
-    aggregator, and for a success ask for the follow-up (plots, MLflow). False when the claim was lost."""
+def finish(
+    context: WorkerContext,
+    claim: Claim,
+    heartbeat: Heartbeat,
+    status: RunStatus,
+    event: dict[str, Any],
+    **values: Any,
+) -> bool:
+    """Stop the heartbeat, set the terminal status (RunRepository.finish) and, once committed, publish the
+    terminal event, tell the aggregator, and for a success ask for the follow-up (plots, MLflow). A failed or
+    cancelled run's partial files (all but run.log) are removed before the commit, while the finish holds the
+    row: no other attempt can claim the run meanwhile, and a reader who sees the terminal status finds only the
+    log. False when the claim was lost."""
+    heartbeat.stop()
     with context.units_of_work() as uow:
         if not uow.runs.finish(claim, status, **values):
             log.warning("run %s was taken over before it could be finished; the new owner decides", claim.run_id)
             return False
+        if status != RunStatus.succeeded:
+            remove_partial_files(context.storage, claim.run_id, keep_log=True)
         uow.publish(claim.run_id, status.value, json_ready({"status": status.value, **event}))
         uow.send_task(RUN_FINISHED_TASK, claim.run_id, AGGREGATE_QUEUE)
         if status == RunStatus.succeeded:
@@ -98,14 +121,26 @@ def execute_run(context: WorkerContext, run_id: uuid.UUID | str, *, worker: str)
     run_id = uuid.UUID(str(run_id))
     claimed = claim(context, run_id, worker)
     if claimed is None:
-        log.info("run %s is already claimed or finished; nothing to do for this delivery", run_id)
-        return RunOutcome(run_id, "skipped")
+        with context.units_of_work() as uow:
+            lease = uow.runs.lease(run_id, lease_s=context.settings.lease_s)
+        if lease is None:
+            log.info("run %s is finished; nothing to do for this delivery", run_id)
+            return RunOutcome(run_id, "skipped")
+        log.info(
+            "run %s is held by attempt %d, whose lease has %.1f s left; this delivery cannot claim it",
+            run_id,
+            lease.attempt,
+            lease.left_s,
+        )
+        return RunOutcome(run_id, "leased", attempt=lease.attempt, lease_left_s=lease.left_s)
 
-    with capturing_run_log() as run_log:
+    with capturing_run_log() as run_log, Heartbeat(context, claimed) as heartbeat:
         log.info("run %s claimed by %s (attempt %d)", run_id, worker, claimed.attempt)
+        if claimed.attempt > 1:  # what an earlier attempt uploaded before it died: this attempt writes afresh
+            remove_partial_files(context.storage, run_id, keep_log=False)
         try:
             scenario = load_scenario(dict(claimed.spec))
-            reporter = ProgressReporter(context, claimed)
+            reporter = ProgressReporter(context, claimed, heartbeat)
             log.info(
                 "simulating scenario %r (%s): %d sessions from seed %d",
                 scenario.name,
@@ -114,17 +149,20 @@ def execute_run(context: WorkerContext, run_id: uuid.UUID | str, *, worker: str)
                 scenario.seed,
             )
             result = run_experiment(scenario, workers=1, progress=reporter.progress, should_stop=reporter.should_stop)
+            heartbeat.check()
             if result.cancelled:
-                return _cancelled(context, claimed, run_log, result)
-            return _succeeded(context, claimed, run_log, result)
+                return _cancelled(context, claimed, heartbeat, run_log, result)
+            return _succeeded(context, claimed, heartbeat, run_log, result)
         except ClaimLost as lost:
             log.warning("%s; leaving the run to its new owner", lost)
             return RunOutcome(run_id, "skipped", attempt=claimed.attempt)
         except Exception as error:  # noqa: BLE001 - the run's failure, whatever its cause, is its outcome
-            return _failed(context, claimed, run_log, error)
+            return _failed(context, claimed, heartbeat, run_log, error)
 
 
-def _succeeded(context: WorkerContext, claim: Claim, run_log: RunLogCapture, result: ExperimentResult) -> RunOutcome:
+def _succeeded(
+    context: WorkerContext, claim: Claim, heartbeat: Heartbeat, run_log: RunLogCapture, result: ExperimentResult
+) -> RunOutcome:
     summary = json_ready(result.summary)
     log.info(
         "simulated %d sessions in %.1f s: profit gain %s, mean price %s",
@@ -134,10 +172,12 @@ def _succeeded(context: WorkerContext, claim: Claim, run_log: RunLogCapture, res
         summary.get("mean_price"),
     )
     artifacts = upload_results(context.storage, claim, result, run_log)
+    heartbeat.check()
     highlights = {key: summary.get(key) for key in SUMMARY_HIGHLIGHTS}
     owned = finish(
         context,
         claim,
+        heartbeat,
         RunStatus.succeeded,
         {"summary": highlights},
         summary=summary,
@@ -152,13 +192,16 @@ def _succeeded(context: WorkerContext, claim: Claim, run_log: RunLogCapture, res
     return RunOutcome(claim.run_id, RunStatus.succeeded.value, attempt=claim.attempt, artifacts=artifacts)
 
 
-def _cancelled(context: WorkerContext, claim: Claim, run_log: RunLogCapture, result: ExperimentResult) -> RunOutcome:
+def _cancelled(
+    context: WorkerContext, claim: Claim, heartbeat: Heartbeat, run_log: RunLogCapture, result: ExperimentResult
+) -> RunOutcome:
     sessions_done = len(result.sessions)
     log.info("run %s cancelled after %d of %d sessions", claim.run_id, sessions_done, result.scenario.sessions)
     upload_log(context.storage, claim, run_log)
     owned = finish(
         context,
         claim,
+        heartbeat,
         RunStatus.cancelled,
         {"sessions_done": sessions_done, "sessions_total": result.scenario.sessions},
         sessions_done=sessions_done,
@@ -169,10 +212,12 @@ def _cancelled(context: WorkerContext, claim: Claim, run_log: RunLogCapture, res
     return RunOutcome(claim.run_id, RunStatus.cancelled.value, attempt=claim.attempt)
 
 
-def _failed(context: WorkerContext, claim: Claim, run_log: RunLogCapture, error: Exception) -> RunOutcome:
+def _failed(
+    context: WorkerContext, claim: Claim, heartbeat: Heartbeat, run_log: RunLogCapture, error: Exception
+) -> RunOutcome:
     message = describe_error(error)
     log.error("run %s failed: %s", claim.run_id, message, exc_info=error)
     upload_log(context.storage, claim, run_log)
-    if not finish(context, claim, RunStatus.failed, {"error": message}, error=message):
+    if not finish(context, claim, heartbeat, RunStatus.failed, {"error": message}, error=message):
         return RunOutcome(claim.run_id, "skipped", attempt=claim.attempt, error=message)
     return RunOutcome(claim.run_id, RunStatus.failed.value, attempt=claim.attempt, error=message)

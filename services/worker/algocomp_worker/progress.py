@@ -3,8 +3,10 @@
 Each report is one unit of work: the heartbeat (with the progress columns) commits, then the `progress` event
 goes out. Progress is reported after every finished session, at most once per settings.progress_interval_s
 except the first and the last, so even a run shorter than the interval shows progress. should_stop refreshes the
-heartbeat too (at most every CANCEL_CHECK_INTERVAL_S), so a long session keeps its lease between reports, and it
-is how a cancel request reaches the engine.
+heartbeat too (at most every CANCEL_CHECK_INTERVAL_S) and is how a cancel request reaches the engine. The lease
+itself does not depend on either: the run's Heartbeat thread (algocomp_worker.heartbeat) keeps it whatever the
+engine does, and what that thread learns (a cancel request, a lost claim) is acted on here, at the engine's next
+check.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from algocomp.engine.results import ProgressEvent
 from algocomp.output.writer import json_ready
 from algocomp.platform.db.runs import Claim
 from algocomp_worker.context import WorkerContext
+from algocomp_worker.heartbeat import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +47,18 @@ class ProgressReporter:
     """Throttled writes of a claimed run's progress to its row and its stream. A lost claim raises ClaimLost out
     of the engine's callback, which ends the attempt."""
 
-    def __init__(self, context: WorkerContext, claim: Claim) -> None:
+    def __init__(self, context: WorkerContext, claim: Claim, heartbeat: Heartbeat | None = None) -> None:
         self.context = context
         self.claim = claim
+        self.heartbeat = heartbeat
         self.interval_s = context.settings.progress_interval_s
         self._last_report = -math.inf
         self._last_check = -math.inf
         self._cancel_requested = False
 
     def progress(self, event: ProgressEvent) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.check()
         now = time.monotonic()
         final = event.sessions_done >= event.sessions_total
         if not final and now - self._last_report < self.interval_s:
@@ -69,6 +75,9 @@ class ProgressReporter:
         self._cancel_requested = self._cancel_requested or requested
 
     def should_stop(self) -> bool:
+        if self.heartbeat is not None:
+            self.heartbeat.check()  # a lost claim ends the attempt (ClaimLost out of the engine)
+            self._cancel_requested = self._cancel_requested or self.heartbeat.cancel_requested
         if self._cancel_requested:
             return True
         now = time.monotonic()

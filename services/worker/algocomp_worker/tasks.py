@@ -1,6 +1,13 @@
 """The worker's Celery tasks, registered explicitly on the app: the run, its follow-up (plots, MLflow) and the
 stale-run sweeper (Celery beat). Each is a few lines over this package's modules, which can be called without
 Celery: execute (the run), follow_ups, and the run repository's stale().
+
+A run's task that finds its run held under a live lease ("leased") either gives up (a duplicate: the owner is
+another delivery, and the sweeper re-sends the run if that owner dies) or, when its own message was redelivered
+(the pool process that ran it died: Celery requeues the message of a lost worker at once), retries itself just
+after the lease expires, so the run is claimed again within a lease instead of waiting for the sweeper. It keeps
+retrying while the same attempt holds a live lease (`watch_attempt`), and stops once that attempt is over or
+another delivery has claimed the run.
 """
 
 from __future__ import annotations
@@ -15,10 +22,14 @@ from celery import Celery, Task
 from algocomp.platform.logs import bind_run
 from algocomp.platform.queue import FINISH_TASK, REQUEUE_TASK, RUN_TASK
 from algocomp_worker.context import context_for
-from algocomp_worker.execute import execute_run
+from algocomp_worker.execute import RunOutcome, execute_run
 from algocomp_worker.follow_ups import render_and_track as draw_plots_and_track
 
 log = logging.getLogger(__name__)
+
+# How long after the lease's expiry a waiting delivery tries to claim (the database's clock decides; a retry that
+# comes too early only waits once more).
+LEASE_MARGIN_S = 1.0
 
 
 def worker_name(task: Task) -> str:
@@ -27,14 +38,35 @@ def worker_name(task: Task) -> str:
     return f"{node}/{os.getpid()}"
 
 
+def retry_after_lease(task: Task, outcome: RunOutcome, watch_attempt: int | None) -> float | None:
+    """When this delivery should try the run again (seconds), or None to give up: see the module docstring."""
+    if outcome.status != "leased" or outcome.lease_left_s is None:
+        return None
+    redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
+    if watch_attempt is None and not redelivered:
+        return None  # a duplicate of a live run's task
+    if watch_attempt is not None and outcome.attempt != watch_attempt:
+        return None  # another delivery claimed the run since: it is that one's
+    return outcome.lease_left_s + LEASE_MARGIN_S
+
+
 def register_tasks(app: Celery) -> None:
     """Register the worker's tasks on `app` under the shared task names (algocomp.platform.queue)."""
 
-    @app.task(name=RUN_TASK, bind=True)
-    def run(self: Task, run_id: str) -> dict[str, Any]:
-        """Simulate one run (at-least-once delivery: a redelivery finds the run claimed and returns)."""
+    # max_retries None: a waiting delivery retries once per lease for as long as the attempt it watches is alive
+    @app.task(name=RUN_TASK, bind=True, max_retries=None)
+    def run(self: Task, run_id: str, watch_attempt: int | None = None) -> dict[str, Any]:
+        """Simulate one run (at-least-once delivery: a duplicate finds the run claimed and returns; a redelivery
+        after its worker died waits for the lease to expire and claims it)."""
         with bind_run(run_id):
-            return execute_run(context_for(app), run_id, worker=worker_name(self)).as_dict()
+            outcome = execute_run(context_for(app), run_id, worker=worker_name(self))
+            countdown = retry_after_lease(self, outcome, watch_attempt)
+            if countdown is not None:
+                log.info(
+                    "run %s: attempt %s holds its lease; trying again in %.1f s", run_id, outcome.attempt, countdown
+                )
+                raise self.retry(args=[run_id], kwargs={"watch_attempt": outcome.attempt}, countdown=countdown)
+            return outcome.as_dict()
 
     @app.task(name=FINISH_TASK)
     def render_and_track(run_id: str) -> dict[str, str]:

@@ -1,17 +1,19 @@
 """The run's files: written to a scratch folder and uploaded under runs/{id}/ before the run is marked
-succeeded, so a reader who sees the status finds them."""
+succeeded, so a reader who sees the status finds them. A run that ends failed or cancelled keeps only its run.log,
+and an attempt that takes over a run first removes what the attempt before it left (remove_partial_files)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import tempfile
+import uuid
 from pathlib import Path
 
 from algocomp.engine.results import ExperimentResult
 from algocomp.output.writer import write_run
 from algocomp.platform.db.runs import Claim
-from algocomp.platform.storage import Storage, upload_run_folder
+from algocomp.platform.storage import Storage, run_key, run_prefix, upload_run_folder
 from algocomp_worker.run_log import RunLogCapture
 
 log = logging.getLogger(__name__)
@@ -41,3 +43,20 @@ def upload_log(storage: Storage, claim: Claim, run_log: RunLogCapture) -> None:
             upload_run_folder(storage, claim.run_id, scratch)
     except Exception:
         log.exception("could not upload the log of run %s", claim.run_id)
+
+
+def remove_partial_files(storage: Storage, run_id: uuid.UUID, *, keep_log: bool) -> list[str]:
+    """Delete what is stored under the run's prefix (all of it, or all but run.log); returns the keys deleted.
+    Best effort: a failure is logged (the files are unreferenced, never listed as a result's artifacts)."""
+    keep = {run_key(run_id, "log")} if keep_log else set()
+    deleted: list[str] = []
+    try:
+        for key in storage.list(run_prefix(run_id)):
+            if key not in keep:
+                storage.client.delete_object(Bucket=storage.bucket, Key=key)
+                deleted.append(key)
+    except Exception:
+        log.exception("could not remove the partial files of run %s (removed: %s)", run_id, deleted or "none")
+    if deleted:
+        log.info("removed %d partial files of run %s: %s", len(deleted), run_id, ", ".join(deleted))
+    return deleted

@@ -79,8 +79,22 @@ class Settings(BaseSettings):
     progress_maxlen: int = Field(10_000, ge=10, description="events kept in each run's Redis stream")
     progress_interval_s: float = Field(0.5, gt=0, description="least time between two progress events of a run")
     run_time_limit_s: int = Field(6 * 3600, ge=60, description="hard time limit of one run task")
-    lease_s: int = Field(600, ge=10, description="a running run without a heartbeat for this long may be reclaimed")
+    # A dead worker's run is claimed again once its lease expires: heartbeats every heartbeat_interval_s (a thread
+    # of the worker process, whatever the engine is doing), a lease of several heartbeats.
+    heartbeat_interval_s: float = Field(5.0, gt=0, description="how often a running run's heartbeat is refreshed")
+    lease_s: int = Field(
+        30, ge=2, description="a running run without a heartbeat for this long may be reclaimed (>= 3 heartbeats)"
+    )
     requeue_after_s: int = Field(300, ge=5, description="a run queued this long without a worker is re-sent")
+    sweep_interval_s: float = Field(
+        15.0, ge=1, description="how often Celery beat sends the stale-run sweeper (algocomp.requeue_stale)"
+    )
+    beat_max_age_s: float = Field(
+        60.0,
+        ge=0,
+        description="/readyz reports `beat` failing when beat's last mark is older than this (0: not checked); "
+        "more than sweep_interval_s",
+    )
     api_page_size_max: int = Field(500, ge=1, description="largest `limit` of a list endpoint's page")
     api_concurrency: int = Field(
         16,
@@ -144,6 +158,19 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [origin.strip() for origin in text.split(",") if origin.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _lease_spans_heartbeats(self) -> Settings:
+        if self.lease_s < 3 * self.heartbeat_interval_s:
+            raise ValueError(
+                f"lease_s ({self.lease_s}) must be at least 3 heartbeat intervals (heartbeat_interval_s "
+                f"{self.heartbeat_interval_s:g}): one late heartbeat must not cost a run its claim"
+            )
+        if self.beat_max_age_s and self.beat_max_age_s <= self.sweep_interval_s:
+            raise ValueError(
+                f"beat_max_age_s ({self.beat_max_age_s:g}) must exceed sweep_interval_s ({self.sweep_interval_s:g})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _no_development_secrets_outside_development(self) -> Settings:

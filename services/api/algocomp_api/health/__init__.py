@@ -1,1 +1,1 @@
-"""Health: liveness (/healthz) and readiness (/readyz: Postgres, Redis and S3 reachable)."""
+"""Health: liveness (/healthz) and readiness (/readyz: Postgres, Redis and S3 reachable, Celery beat alive)."""

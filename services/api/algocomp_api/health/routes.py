@@ -32,14 +32,19 @@ async def healthz() -> Liveness:
 @router.get(
     "/readyz",
     response_model=Readiness,
-    responses={503: {"model": ErrorResponse, "description": "a dependency is unreachable; error.failed lists which"}},
-    summary="Postgres, Redis and S3 are reachable",
+    responses={
+        503: {
+            "model": ErrorResponse,
+            "description": "a dependency is unreachable or beat is silent; error.failed lists which",
+        }
+    },
+    summary="Postgres, Redis and S3 are reachable, and Celery beat ticks (unless beat_max_age_s is 0)",
 )
 def readyz(resources: Resources) -> JSONResponse:
     checks = readiness(resources)
     failed = [name for name, outcome in checks.items() if outcome != "ok"]
     if failed:
         body = {"status": "unavailable", "checks": checks}
-        body.update(error_body("not_ready", f"unreachable: {', '.join(failed)}", failed=failed))
+        body.update(error_body("not_ready", f"failing: {', '.join(failed)}", failed=failed))
         return JSONResponse(body, status_code=503)
     return JSONResponse({"status": "ok", "checks": checks})

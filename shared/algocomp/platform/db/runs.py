@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Row, and_, extract, func, or_, select, update
 from sqlalchemy import cast as sa_cast
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import Session
@@ -32,6 +32,14 @@ from algocomp.scenarios import Scenario, scenario_hash
 class ClaimLost(RuntimeError):
     """The run is no longer this attempt's: its lease expired and another delivery claimed it, or someone else
     finished it. The attempt stops without touching the run."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who holds a running run: the attempt, and how long its lease has left (0 once it expired)."""
+
+    attempt: int
+    left_s: float
 
 
 @dataclass(frozen=True)
@@ -221,6 +229,19 @@ class RunRepository:
         if row is None:
             return None
         return Claim(run_id, row.attempt, row.spec, row.sessions, row.scenario_hash)
+
+    def lease(self, run_id: uuid.UUID, *, lease_s: int) -> Lease | None:
+        """The lease on a running run, by the database's clock (the one claim() reads); None if it is not running
+        (finished, or gone)."""
+        row = self.session.execute(
+            select(
+                Run.attempt,
+                extract("epoch", Run.heartbeat_at + timedelta(seconds=lease_s) - func.now()).label("left_s"),
+            ).where(Run.id == run_id, Run.status == RunStatus.running)
+        ).one_or_none()
+        if row is None:
+            return None
+        return Lease(row.attempt, max(0.0, float(row.left_s or 0.0)))
 
     def heartbeat(self, claim: Claim, **values: Any) -> bool:
         """Refresh the run's heartbeat (and set `values`, e.g. its progress); returns whether cancellation was

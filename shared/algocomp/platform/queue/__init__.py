@@ -26,8 +26,11 @@ FINISH_TASK = "algocomp.render_and_track"
 RUNS_QUEUE = "runs"
 # Follow-up work (plots, tracking): consumed by the same workers, but only when no run is waiting.
 ARTIFACTS_QUEUE = "artifacts"
+# The stale-run sweeper, alone on its queue and first in the workers' order: it never waits behind a backlog of
+# runs (only for a pool process to be free).
+SWEEP_QUEUE = "sweep"
 # The queues a run worker consumes, in priority order (see queue_order_strategy below).
-WORKER_QUEUES = f"{RUNS_QUEUE},{ARTIFACTS_QUEUE}"
+WORKER_QUEUES = f"{SWEEP_QUEUE},{RUNS_QUEUE},{ARTIFACTS_QUEUE}"
 AGGREGATE_QUEUE = "aggregate"
 
 
@@ -61,8 +64,9 @@ def create_celery(settings: Settings | None = None, *, name: str = "algocomp") -
         broker_transport_options={
             "visibility_timeout": settings.run_time_limit_s + 600,
             "global_keyprefix": prefix,
-            # A worker listening on "runs,artifacts" takes from "artifacts" only when "runs" is empty: results
-            # first, then their plots (the default round robin would let a backlog of plots delay new runs).
+            # A worker listening on "sweep,runs,artifacts" takes from "artifacts" only when "runs" is empty: results
+            # first, then their plots (the default round robin would let a backlog of plots delay new runs); and a
+            # sweep before either.
             "queue_order_strategy": "priority",
         },
         broker_connection_retry_on_startup=True,
@@ -72,12 +76,18 @@ def create_celery(settings: Settings | None = None, *, name: str = "algocomp") -
         task_default_queue=RUNS_QUEUE,
         task_routes={
             RUN_TASK: {"queue": RUNS_QUEUE},
-            REQUEUE_TASK: {"queue": RUNS_QUEUE},
+            REQUEUE_TASK: {"queue": SWEEP_QUEUE},
             FINISH_TASK: {"queue": ARTIFACTS_QUEUE},
             RUN_FINISHED_TASK: {"queue": AGGREGATE_QUEUE},
         },
         beat_schedule={
-            "requeue-stale-runs": {"task": REQUEUE_TASK, "schedule": max(5.0, settings.requeue_after_s / 5)},
+            "requeue-stale-runs": {
+                "task": REQUEUE_TASK,
+                "schedule": settings.sweep_interval_s,
+                # a sweep that waited longer than an interval is superseded by the next one: no pile-up while the
+                # workers are down
+                "options": {"queue": SWEEP_QUEUE, "expires": settings.sweep_interval_s},
+            },
         },
         worker_hijack_root_logger=False,
         worker_send_task_events=True,
