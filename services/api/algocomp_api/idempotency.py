@@ -172,16 +172,23 @@ def claim_or_replay(
 def remember(
     uow: UnitOfWork,
     caller: Principal,
+    settings: Settings,
     request: IdempotentRequest | None,
     status_code: int,
     body: BaseModel,
     location: str | None,
 ) -> None:
-    """Store the answer of a keyed POST that claimed its key, in its transaction (nothing without a key)."""
+    """Store the answer of a keyed POST that claimed its key, in its transaction (nothing without a key): the
+    route's last database statement, once the answer is built."""
     if request is None:
         return
     uow.idempotency.record(
-        caller.user_id, request.key, status_code=status_code, body=jsonable_encoder(body), location=location
+        caller.user_id,
+        request.key,
+        status_code=status_code,
+        body=jsonable_encoder(body),
+        location=location,
+        ttl_s=settings.idempotency_ttl_s,
     )
 
 

@@ -71,7 +71,7 @@ def create_run(
     location = f"/runs/{run.id}"
     response.headers["Location"] = location
     accepted = RunAccepted(id=run.id, status=run.status, links=service.run_links(run))
-    remember(uow, caller, idempotency, status.HTTP_202_ACCEPTED, accepted, location)
+    remember(uow, caller, settings, idempotency, status.HTTP_202_ACCEPTED, accepted, location)
     return accepted
 
 

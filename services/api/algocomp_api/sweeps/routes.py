@@ -101,7 +101,7 @@ def create_sweep(
         runs=runs,
         links=service.sweep_links(sweep.id),
     )
-    remember(uow, caller, idempotency, status.HTTP_202_ACCEPTED, accepted, location)
+    remember(uow, caller, settings, idempotency, status.HTTP_202_ACCEPTED, accepted, location)
     return accepted
 
 

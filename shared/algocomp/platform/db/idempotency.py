@@ -6,7 +6,11 @@ work and the answer follow in that transaction, so the record and what the reque
 not at all. The primary key decides between concurrent requests with one key: the second INSERT waits for the
 first transaction, then either finds the committed record (and the second request replays its answer) or, if the
 first rolled back, takes the key itself. A record older than the time to live is taken over by the next request
-with its key, as if it did not exist; expired records are also deleted a batch at a time as keys are claimed.
+with its key, as if it did not exist; expired records are also deleted a batch at a time as answers are stored.
+
+No wait here can close a cycle: a claim is a request's first write, so a request waiting on a key holds no lock
+another waits for; the purge skips locked rows and is a request's last statement, so the rows it deletes (and
+locks) are released at once by the commit that follows.
 
 The repository works inside its caller's transaction (a UnitOfWork) and never commits.
 """
@@ -71,7 +75,6 @@ class IdempotencyRepository:
         transaction is then unusable: the caller rolls back). An expired record is overwritten: the key is new
         again."""
         cutoff = func.now() - timedelta(seconds=ttl_s)
-        self._purge(cutoff)
         new = insert(IdempotencyRecord).values(
             user_id=user_id, key=key, method=method, path=path, fingerprint=fingerprint
         )
@@ -114,13 +117,17 @@ class IdempotencyRepository:
         ).one()
         return StoredAnswer(*row)
 
-    def record(self, user_id: uuid.UUID, key: str, *, status_code: int, body: Any, location: str | None) -> None:
-        """Store the answer of the request that claimed `key` (in its transaction, before it commits)."""
+    def record(
+        self, user_id: uuid.UUID, key: str, *, status_code: int, body: Any, location: str | None, ttl_s: float
+    ) -> None:
+        """Store the answer of the request that claimed `key`, as the last statement of its transaction (just
+        before it commits), then delete a batch of records older than `ttl_s`."""
         self.session.execute(
             update(IdempotencyRecord)
             .where(IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == key)
             .values(status_code=status_code, body=body, location=location)
         )
+        self.purge_expired(ttl_s)
 
     def purge_expired(self, ttl_s: float, limit: int = PURGE_BATCH) -> int:
         """Delete up to `limit` records older than `ttl_s` (skipping any another transaction holds); how many."""
