@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from algocomp.platform.db.models import IdempotencyRecord
 
-# Expired records deleted at most per claim: enough to keep up (each claim adds one record), cheap to do.
+# Expired records deleted at most per stored answer: enough to keep up (each adds one record), cheap to do.
 PURGE_BATCH = 100
 # SQLSTATE of lock_not_available: a lock wait ran into lock_timeout
 LOCK_NOT_AVAILABLE = "55P03"
