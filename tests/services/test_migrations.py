@@ -19,7 +19,18 @@ from devstack import ALEMBIC_INI, REPO_ROOT
 
 from .conftest import POSTGRES_ADMIN_URL, _database_url, _drop_database
 
-TABLES = {"teams", "users", "api_tokens", "scenarios", "runs", "results", "run_metrics", "sweeps", "sweep_cell_metrics"}
+TABLES = {
+    "teams",
+    "users",
+    "api_tokens",
+    "scenarios",
+    "runs",
+    "results",
+    "run_metrics",
+    "sweeps",
+    "sweep_cell_metrics",
+    "idempotency_keys",
+}
 
 
 @pytest.fixture

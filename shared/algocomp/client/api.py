@@ -12,6 +12,11 @@ It speaks only HTTP, so it runs wherever the API is reachable: on the machine of
 the API reports come back as ApiError with the API's code, message and the field at fault; an API that cannot be
 reached at all raises ApiUnreachable (a subclass), whose message says how to start the local stack.
 
+POST /runs and POST /sweeps (launch_run, create_sweep) carry a fresh `Idempotency-Key` per call, and are retried
+with that same key after a connection error, a lost answer or a 5xx (POST_RETRIES times, with backoff): the API
+answers a retry with its first answer, so a call that saw a failure and retried still creates one run or sweep.
+Other POSTs are not retried.
+
 Live progress comes from the run's Server-Sent Events stream. A dropped connection is resumed with
 `Last-Event-ID`, so no event is lost or repeated (the API replays from the run's Redis stream); `wait` falls back
 to polling the run if the stream keeps failing, since the run's row in Postgres is the source of truth.
@@ -21,7 +26,9 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +52,14 @@ MAX_STREAM_FAILURES = 5
 # comments far more often than this, so only a broken connection runs into it.
 STREAM_READ_TIMEOUT_S = 60.0
 POLL_INTERVAL_S = 0.5
+# A POST made with an Idempotency-Key (launch_run, create_sweep) is retried up to this many times, with the same
+# key, after a connection error, a lost answer (a transport error after sending), a 5xx, or a 409 saying another
+# request with the key is still being handled; waits grow from RETRY_BACKOFF_S, doubling, with jitter.
+POST_RETRIES = 3
+RETRY_BACKOFF_S = 0.5
+RETRY_WAIT_MAX_S = 10.0
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
 
 ProgressCallback = Callable[[dict[str, Any]], None]
 SseEvent = tuple[str | None, str, Any]
@@ -103,11 +118,16 @@ class Client:
         *,
         token: str | None = None,
         transport: httpx.BaseTransport | None = None,
+        retries: int = POST_RETRIES,
+        retry_backoff_s: float = RETRY_BACKOFF_S,
     ) -> None:
         """`token` is the API token to send; by default ALGOCOMP_API_TOKEN, else the one the credentials file
-        holds for `base_url` (algocomp.client.credentials)."""
+        holds for `base_url` (algocomp.client.credentials). `retries` and `retry_backoff_s` govern the retries of
+        launch_run and create_sweep (0: none)."""
         self.base_url = base_url.rstrip("/")
         self.timeout = float(timeout)
+        self.retries = max(0, int(retries))
+        self.retry_backoff_s = float(retry_backoff_s)
         token = token or find_token(self.base_url)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.base_url, timeout=self.timeout, transport=transport, headers=headers)
@@ -170,10 +190,14 @@ class Client:
         sessions: int | None = None,
         log_interval: int | None = None,
         overrides: Sequence[str] = (),
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         """Queue a run of a stored scenario, an inline scenario or a preset; returns {"id", "status", "links"} at
         once (the run is simulated by a worker). `overrides` are "PATH=VALUE" strings applied in order, as with
-        `algocomp simulate --set`; seed, sessions and log_interval default to the scenario's."""
+        `algocomp simulate --set`; seed, sessions and log_interval default to the scenario's.
+
+        The request carries `idempotency_key` (default: a fresh UUID) and is retried with it after a failure, so
+        it queues one run however often it is retried; pass a key of your own to retry across processes."""
         sources = [
             name
             for name, value in (("scenario_id", scenario_id), ("scenario", scenario), ("preset", preset))
@@ -193,7 +217,7 @@ class Client:
                 body[name] = value
         if overrides:
             body["overrides"] = list(overrides)
-        return self._json("POST", "/runs", json=body)
+        return self._post_idempotent("/runs", body, idempotency_key)
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         """The run: status, progress, sessions_done, timestamps, error."""
@@ -378,12 +402,14 @@ class Client:
         sessions: int | None = None,
         overrides: Sequence[str] = (),
         name: str | None = None,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         """Queue a grid of runs of one base scenario (an inline dict, a preset name or a stored scenario's id):
         `grid` maps dotted paths to lists of values (lists, objects and None survive as they are); every cell
         runs once per seed (`seeds`, or `seeds_per_cell` = k for seeds 0..k-1) with `sessions` sessions.
         Returns {"id", "status", "cells", "runs", "links"} at once; ApiError 422 names the cell and field at
-        fault before anything is queued."""
+        fault before anything is queued. Sent with `idempotency_key` (default: a fresh UUID) and retried with it,
+        like launch_run."""
         if isinstance(scenario, str):
             scenario, preset = None, scenario
         sources = [
@@ -410,7 +436,7 @@ class Client:
             body["overrides"] = list(overrides)
         if name is not None:
             body["name"] = name
-        return self._json("POST", "/sweeps", json=body)
+        return self._post_idempotent("/sweeps", body, idempotency_key)
 
     def get_sweep(self, sweep_id: str) -> dict[str, Any]:
         """The sweep: status, counts per run status, mean progress, and per cell its overrides, counts and runs."""
@@ -522,6 +548,20 @@ class Client:
                 )
             raise failure
         return response
+
+    def _post_idempotent(self, path: str, body: Mapping[str, Any], key: str | None) -> Any:
+        """POST `body` with an Idempotency-Key (`key`, or a fresh one), retried with the same key after a
+        connection error, a lost answer, a 5xx or a 409 idempotency_key_in_use; the last failure is raised."""
+        headers = {IDEMPOTENCY_HEADER: key or new_idempotency_key()}
+        attempt = 0
+        while True:
+            try:
+                return self._json("POST", path, json=body, headers=headers)
+            except (ApiError, httpx.TransportError) as error:
+                if attempt >= self.retries or not retryable(error):
+                    raise
+            time.sleep(min(RETRY_WAIT_MAX_S, self.retry_backoff_s * 2**attempt) * random.uniform(0.5, 1.0))  # noqa: S311
+            attempt += 1
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._request(method, path, **kwargs)
@@ -643,6 +683,21 @@ def _api_error(response: httpx.Response) -> ApiError:
             )
         return ApiError(status, _code_for(status), str(detail))
     return ApiError(status, _code_for(status), json.dumps(document)[:200])
+
+
+def new_idempotency_key() -> str:
+    """A fresh Idempotency-Key: a random UUID."""
+    return str(uuid.uuid4())
+
+
+def retryable(error: Exception) -> bool:
+    """Whether a POST that failed so may be repeated with its Idempotency-Key: no answer (the API unreachable, the
+    connection lost before the answer), a 5xx, or 409 idempotency_key_in_use (the first attempt still runs)."""
+    if isinstance(error, ApiUnreachable | httpx.TransportError):
+        return True
+    if isinstance(error, ApiError):
+        return error.status in RETRYABLE_STATUSES or (error.status == 409 and error.code == "idempotency_key_in_use")
+    return False
 
 
 def _code_for(status: int) -> str:

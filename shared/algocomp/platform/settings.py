@@ -141,6 +141,16 @@ class Settings(BaseSettings):
     # accounts: how many of a team's runs may be queued or running at once (a sweep counts all its runs)
     team_active_runs_max: int = Field(20_000, ge=1, description="queued + running runs per team; above: 429")
     team_quota_retry_after_s: int = Field(60, ge=1, description="Retry-After of a 429 for the team quota")
+    # idempotency keys of POST /runs and POST /sweeps (algocomp.platform.db.idempotency)
+    idempotency_ttl_s: int = Field(
+        24 * 3600, ge=60, description="how long a POST's answer is kept for a retry with its Idempotency-Key"
+    )
+    idempotency_wait_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="how long a request waits for another one with the same Idempotency-Key to finish; then 409",
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="origins allowed to call the API from a browser (CORS), e.g. https://app.example.org; a JSON "

@@ -27,6 +27,7 @@ from redis import Redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from algocomp.platform.db.accounts import AccountRepository
+from algocomp.platform.db.idempotency import IdempotencyRepository
 from algocomp.platform.db.runs import RunRepository
 from algocomp.platform.db.scenarios import ScenarioRepository
 from algocomp.platform.db.sweeps import SweepRepository
@@ -97,8 +98,8 @@ class Messaging:
 
 
 class UnitOfWork:
-    """One transaction on `session` with its repositories (`accounts`, `scenarios`, `runs`, `sweeps`) and its
-    outbox of messages.
+    """One transaction on `session` with its repositories (`accounts`, `scenarios`, `runs`, `sweeps`,
+    `idempotency`) and its outbox of messages.
 
     Used as a context manager it commits when the block succeeds (then sends the outbox) and rolls back when it
     raises (and drops it); commit() may also be called inside the block, as often as needed. The session is
@@ -113,6 +114,7 @@ class UnitOfWork:
         self.scenarios = ScenarioRepository(session)
         self.runs = RunRepository(session)
         self.sweeps = SweepRepository(session)
+        self.idempotency = IdempotencyRepository(session)
         self._outbox: list[Message] = []
 
     # ------------------------------------------------------------------------------------------ messages

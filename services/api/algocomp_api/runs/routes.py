@@ -6,12 +6,14 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response, status
+from fastapi.responses import JSONResponse
 
 from algocomp.platform.db import RunStatus
 from algocomp.platform.logs import bind_run
 from algocomp_api.auth import Caller
 from algocomp_api.deps import SettingsDep, UnitOfWorkDep
 from algocomp_api.errors import error_responses
+from algocomp_api.idempotency import IDEMPOTENCY_422, IDEMPOTENCY_RESPONSES, IdempotencyKey, claim_or_replay, remember
 from algocomp_api.pagination import Page, Pagination
 from algocomp_api.runs import service
 from algocomp_api.runs.schemas import RunAccepted, RunCreate, RunDetail, RunOut
@@ -41,9 +43,10 @@ RUN_EXAMPLES: dict[str, Any] = {
             404: {"description": "scenario_id names no stored scenario"},
             422: {
                 "description": "the scenario or an override does not validate, or the run is beyond a limit "
-                "(limit_exceeded); error.field names the field"
+                "(limit_exceeded); error.field names the field" + IDEMPOTENCY_422
             },
             429: {"description": "the team's quota of queued and running runs is full; see Retry-After"},
+            **IDEMPOTENCY_RESPONSES,
         }
     ),
     summary="Queue a run of a scenario",
@@ -54,13 +57,22 @@ def create_run(
     settings: SettingsDep,
     response: Response,
     request: Annotated[RunCreate, Body(openapi_examples=RUN_EXAMPLES)],
-) -> RunAccepted:
+    idempotency: IdempotencyKey,
+) -> RunAccepted | JSONResponse:
     """Store the run as `queued`; once that is committed, send its task to the workers (enqueue after commit: a
     worker never receives a run it cannot find). If the broker is unreachable the run stays queued and the
-    sweeper re-sends it; the answer is 202 either way. Follow it at links.stream, read it at links.self."""
+    sweeper re-sends it; the answer is 202 either way. Follow it at links.stream, read it at links.self.
+
+    With an Idempotency-Key, a retry of the request gets this first answer again and queues nothing."""
+    replay = claim_or_replay(uow, caller, settings, idempotency)
+    if replay is not None:
+        return replay
     run = service.create_run(uow, caller, settings, request)
-    response.headers["Location"] = f"/runs/{run.id}"
-    return RunAccepted(id=run.id, status=run.status, links=service.run_links(run))
+    location = f"/runs/{run.id}"
+    response.headers["Location"] = location
+    accepted = RunAccepted(id=run.id, status=run.status, links=service.run_links(run))
+    remember(uow, caller, settings, idempotency, status.HTTP_202_ACCEPTED, accepted, location)
+    return accepted
 
 
 @router.get("", response_model=Page[RunOut], responses=error_responses(), summary="List runs, newest first")

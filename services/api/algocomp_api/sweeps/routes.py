@@ -22,6 +22,7 @@ from algocomp_api.auth import Caller
 from algocomp_api.deps import Resources, SettingsDep, StorageDep, UnitOfWorkDep
 from algocomp_api.errors import ApiError, error_responses, not_found
 from algocomp_api.files import stream_object
+from algocomp_api.idempotency import IDEMPOTENCY_422, IDEMPOTENCY_RESPONSES, IdempotencyKey, claim_or_replay, remember
 from algocomp_api.pagination import Page, Pagination
 from algocomp_api.sweeps import service
 from algocomp_api.sweeps.schemas import (
@@ -67,8 +68,9 @@ current state first and ids continue from it."""
             404: {"description": "scenario_id names no stored scenario"},
             422: {
                 "description": "the grid, a cell or an override does not validate; error.field names the field "
-                "and error.cell the cell"
+                "and error.cell the cell" + IDEMPOTENCY_422
             },
+            **IDEMPOTENCY_RESPONSES,
         }
     ),
     summary="Queue a grid of runs of a scenario",
@@ -79,19 +81,28 @@ def create_sweep(
     settings: SettingsDep,
     response: Response,
     request: Annotated[SweepCreate, Body(openapi_examples=SWEEP_EXAMPLES)],
-) -> SweepAccepted:
+    idempotency: IdempotencyKey,
+) -> SweepAccepted | JSONResponse:
     """Validate every cell x seed, store the sweep and all its runs as queued in one transaction, and only once
     that is committed send the runs' tasks (enqueue after commit). Follow it at links.stream, read it at
-    links.self."""
+    links.self.
+
+    With an Idempotency-Key, a retry of the request gets this first answer again and queues nothing."""
+    replay = claim_or_replay(uow, caller, settings, idempotency)
+    if replay is not None:
+        return replay
     sweep, runs = service.create_sweep(uow, caller, settings, request)
-    response.headers["Location"] = f"/sweeps/{sweep.id}"
-    return SweepAccepted(
+    location = f"/sweeps/{sweep.id}"
+    response.headers["Location"] = location
+    accepted = SweepAccepted(
         id=sweep.id,
         status=sweep.status,
         cells=len(service.cell_values(sweep.grid)),
         runs=runs,
         links=service.sweep_links(sweep.id),
     )
+    remember(uow, caller, settings, idempotency, status.HTTP_202_ACCEPTED, accepted, location)
+    return accepted
 
 
 @router.get("/sweeps", response_model=Page[SweepOut], responses=error_responses(), summary="List sweeps, newest first")

@@ -6,6 +6,7 @@ try:
     from algocomp.platform.db.models import (
         TERMINAL_STATUSES,
         Base,
+        IdempotencyRecord,
         Result,
         Run,
         RunMetrics,
@@ -26,6 +27,7 @@ except ImportError as _error:
 __all__ = [
     "TERMINAL_STATUSES",
     "Base",
+    "IdempotencyRecord",
     "Result",
     "Run",
     "RunMetrics",

@@ -1,5 +1,6 @@
 """The tables: teams, users and their API tokens; scenarios, runs, their results, the aggregator's per-run
-indicators and sweeps (grids of runs), each scenario, run and sweep belonging to a team.
+indicators and sweeps (grids of runs), each scenario, run and sweep belonging to a team; and the answers to
+requests made with an Idempotency-Key.
 
 The schema is created only by the Alembic migrations in migrations/; these models are how code reads and writes
 it. A result's primary key is its run's id, so a run can never have two result sets.
@@ -13,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     DateTime,
@@ -217,3 +219,27 @@ class SweepCellMetrics(Base):
     effects: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     runs_done: Mapped[int] = mapped_column(Integer)
     computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now)
+
+
+class IdempotencyRecord(Base):
+    """The first answer to a POST made with an `Idempotency-Key` header, so a retry gets that answer instead of
+    creating again (algocomp.platform.db.idempotency). Keys are scoped per user: (user_id, key) is the primary
+    key, which decides between concurrent requests with one key. Written in the transaction of what the request
+    creates, so both exist or neither. `status_code`, `body` and `location` are set before that commit (a
+    committed record always has them). A record older than the settings' idempotency_ttl_s is ignored (a new
+    request with its key takes it over) and may be purged; `created_at` is indexed for that.
+
+    `body` is `json`, not `jsonb`: it keeps the answer's members in their order, so a replay is the same bytes."""
+
+    __tablename__ = "idempotency_keys"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    method: Mapped[str] = mapped_column(String(10))
+    path: Mapped[str] = mapped_column(String(200))
+    # SHA-256 (hex) of the method, the path and the body (canonical JSON)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    body: Mapped[Any | None] = mapped_column(JSON)
+    location: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now, index=True)
