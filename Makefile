@@ -14,7 +14,7 @@ INSTALLED = $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install test test-slow bench demo dev stop up down bench-stack clean distclean
+.PHONY: help install test test-slow bench demo dev stop up down bench-stack bench-load clean distclean
 .PHONY: test-compose constraints lint
 
 help: ## list the targets
@@ -74,6 +74,10 @@ test-compose: $(INSTALLED) ## docker-compose.yml end to end in Docker (root inst
 bench-stack: $(INSTALLED) ## time the stack: run throughput, API vs CLI wall time, SSE fan-out (benchmarks/bench_stack.py)
 	$(BIN)/python tools/devstack.py up
 	$(BIN)/python benchmarks/bench_stack.py $(BENCH_ARGS)
+
+bench-load: $(INSTALLED) ## load on the API: 50/100/200 connections, latency and /healthz (benchmarks/bench_load.py)
+	$(BIN)/python tools/devstack.py up
+	$(BIN)/python benchmarks/bench_load.py $(BENCH_ARGS)
 
 clean: ## remove outputs and caches (keeps .venv)
 	rm -rf out/ build/ dist/ .pytest_cache/ .numba_cache/

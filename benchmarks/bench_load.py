@@ -1,0 +1,127 @@
+"""Load on the API of the running stack (`make bench-load`; `make dev` must be up): C concurrent connections, half
+on GET /runs/{id} and half on GET /runs, for D seconds, while /healthz is polled every 50 ms, and for 3 s after.
+
+    python benchmarks/bench_load.py [--api URL] [--connections 50,100,200] [--duration 30]
+
+Prints, per level: answers per second, the status codes, connection errors, p50/p99/max latency, and the
+/healthz p50/p99/max during the load and right after it. Targets (issue 11): no 5xx, no connection error,
+p99 under 1 s, /healthz under 100 ms. Traffic goes to the given URL only (127.0.0.1 by default); each level stops
+by itself. What it leaves out: the fault scenarios of issue 11 (Redis, S3, worker and API kills), and the
+machine's other load, which it does not control: run it on a quiet machine and quote medians of several runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+from collections import Counter
+from typing import Any
+
+import httpx
+
+from algocomp.client import Client
+from algocomp.client.api import DEFAULT_BASE_URL
+from algocomp.client.credentials import find_token
+
+API_URL_ENV = "ALGOCOMP_API_URL"
+P99_TARGET_S = 1.0
+HEALTHZ_TARGET_S = 0.1
+AFTER_S = 3.0
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else float("nan")
+
+
+async def level(api: str, token: str, run_id: str, connections: int, duration_s: float) -> dict[str, Any]:
+    statuses: Counter[int] = Counter()
+    errors: Counter[str] = Counter()
+    latencies: list[float] = []
+    during: list[float] = []
+    after: list[float] = []
+    stop = time.monotonic() + duration_s
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=api, headers=headers, timeout=60.0, limits=limits) as client:
+
+        async def user(index: int) -> None:
+            path = f"/runs/{run_id}" if index % 2 else "/runs?limit=20"
+            while time.monotonic() < stop:
+                started = time.perf_counter()
+                try:
+                    response = await client.get(path)
+                    statuses[response.status_code] += 1
+                    latencies.append(time.perf_counter() - started)
+                except httpx.HTTPError as error:
+                    errors[type(error).__name__] += 1
+
+        async def probe() -> None:
+            async with httpx.AsyncClient(base_url=api, timeout=10.0) as prober:
+                while time.monotonic() < stop + AFTER_S:
+                    started = time.perf_counter()
+                    try:
+                        await prober.get("/healthz")
+                        elapsed = time.perf_counter() - started
+                    except httpx.HTTPError:
+                        elapsed = float("inf")
+                    (during if time.monotonic() < stop else after).append(elapsed)
+                    await asyncio.sleep(0.05)
+
+        await asyncio.gather(probe(), *(user(index) for index in range(connections)))
+    return {
+        "connections": connections,
+        "rate": sum(statuses.values()) / duration_s,
+        "statuses": dict(statuses),
+        "errors": dict(errors),
+        "p50": quantile(latencies, 0.5),
+        "p99": quantile(latencies, 0.99),
+        "max": max(latencies, default=float("nan")),
+        "healthz_during": (quantile(during, 0.5), quantile(during, 0.99), max(during, default=float("nan"))),
+        "healthz_after": (quantile(after, 0.5), quantile(after, 0.99), max(after, default=float("nan"))),
+    }
+
+
+def report(result: dict[str, Any]) -> bool:
+    server_errors = sum(count for status, count in result["statuses"].items() if status >= 500)
+    met = (
+        not server_errors
+        and not result["errors"]
+        and result["p99"] < P99_TARGET_S
+        and result["healthz_during"][1] < HEALTHZ_TARGET_S
+        and result["healthz_after"][2] < HEALTHZ_TARGET_S
+    )
+    ms = lambda seconds: f"{seconds * 1000:.0f}"  # noqa: E731
+    during, after = result["healthz_during"], result["healthz_after"]
+    print(
+        f"{result['connections']:>5} connections: {result['rate']:7.1f} answers/s  statuses {result['statuses']}  "
+        f"errors {result['errors'] or 0}  latency p50 {ms(result['p50'])} p99 {ms(result['p99'])} max "
+        f"{ms(result['max'])} ms  /healthz during p50/p99/max {ms(during[0])}/{ms(during[1])}/{ms(during[2])} ms, "
+        f"after {ms(after[0])}/{ms(after[1])}/{ms(after[2])} ms  [{'met' if met else 'NOT met'}]"
+    )
+    return met
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--api", default=os.environ.get(API_URL_ENV, DEFAULT_BASE_URL))
+    parser.add_argument("--connections", default="50,100,200", help="comma-separated levels")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of load per level")
+    args = parser.parse_args()
+    token = find_token(args.api)
+    if not token:
+        parser.error(f"no API token for {args.api}: run `make dev` (it saves one), or set ALGOCOMP_API_TOKEN")
+    with Client(args.api, token=token) as client:
+        run = client.launch_run(preset="calvano-2020-baseline", sessions=1, overrides=["horizon.max_periods=1000"])
+    print(f"load on {args.api} (GET /runs/{{id}} and GET /runs), {args.duration:.0f} s per level")
+    all_met = True
+    for connections in (int(level_text) for level_text in args.connections.split(",")):
+        all_met &= report(asyncio.run(level(args.api, token, run["id"], connections, args.duration)))
+        time.sleep(AFTER_S)
+    return 0 if all_met else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
