@@ -78,6 +78,15 @@ class Settings(BaseSettings):
     mlflow_timeout_s: float = 5.0
     progress_maxlen: int = Field(10_000, ge=10, description="events kept in each run's Redis stream")
     progress_interval_s: float = Field(0.5, gt=0, description="least time between two progress events of a run")
+    sse_ping_interval_s: float = Field(
+        15.0, gt=0, le=15.0, description="seconds between the keep-alive comments of an SSE stream (at most 15)"
+    )
+    sse_reader_connections: int = Field(
+        100,
+        ge=1,
+        description="Redis connections of one API process for the blocking reads of followed runs (one per run "
+        "followed; beyond, readers take turns)",
+    )
     run_time_limit_s: int = Field(6 * 3600, ge=60, description="hard time limit of one run task")
     lease_s: int = Field(600, ge=10, description="a running run without a heartbeat for this long may be reclaimed")
     requeue_after_s: int = Field(300, ge=5, description="a run queued this long without a worker is re-sent")
