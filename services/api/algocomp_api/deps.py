@@ -23,7 +23,7 @@ from algocomp.platform.queue import create_celery
 from algocomp.platform.settings import Settings
 from algocomp.platform.storage import Storage
 from algocomp.platform.unit_of_work import Messaging, UnitOfWork, UnitOfWorkFactory
-from algocomp_api.streams.fanout import RunFanout
+from algocomp_api.streams.fanout import RunFanout, SnapshotFanout
 from algocomp_api.streams.service import BLOCK_MS
 
 # Probes and requests must fail in seconds when a backing service is down, not hang a worker thread.
@@ -35,6 +35,10 @@ POOL_WAIT_S = 10
 # The socket timeout of the readers' blocking XREAD: longer than a block, so silence is not taken for a dead
 # connection (redis-py 8's default of 5 s ended every silent stream), short enough to notice a dead one.
 READER_SOCKET_TIMEOUT_S = BLOCK_MS / 1000 + 10
+# How often the sweep stream reads a sweep's state from Postgres (once per followed sweep and API process, however
+# many clients follow it): a sweep's runs report through their own streams; polling the aggregate is simple,
+# correct after any restart, and cheap at this rate.
+SWEEP_POLL_INTERVAL_S = 0.5
 
 
 def redis_client_name(settings: Settings, role: str) -> str:
@@ -76,6 +80,7 @@ class ApiResources:
     async_redis: aioredis.Redis
     reader_redis: aioredis.Redis
     run_fanout: RunFanout
+    sweep_fanout: SnapshotFanout
     storage: Storage
     celery: Celery
     units_of_work: UnitOfWorkFactory
@@ -106,6 +111,7 @@ class ApiResources:
             async_redis=async_redis,
             reader_redis=reader_redis,
             run_fanout=RunFanout(async_redis, reader_redis, prefix=settings.key_prefix),
+            sweep_fanout=SnapshotFanout(SWEEP_POLL_INTERVAL_S),
             storage=Storage(settings),
             celery=celery,
             units_of_work=UnitOfWorkFactory(sessions, Messaging.from_settings(settings, celery, sync_redis)),
@@ -113,6 +119,7 @@ class ApiResources:
 
     async def close(self) -> None:
         await self.run_fanout.close()
+        await self.sweep_fanout.close()
         await self.reader_redis.aclose()
         await self.async_redis.aclose()
         self.redis.close()

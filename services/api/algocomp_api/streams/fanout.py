@@ -24,6 +24,7 @@ import logging
 import uuid
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
@@ -230,3 +231,93 @@ class RunFanout:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._readers.clear()
 
+
+class _Poll:
+    """The one poll loop of a key: `load()` every interval in a thread; each new value wakes every follower."""
+
+    def __init__(self, fanout: SnapshotFanout, key: str, load: Callable[[], Any]) -> None:
+        self.fanout = fanout
+        self.key = key
+        self.load = load
+        self.followers = 0
+        self.version = 0
+        self.latest: Any = None
+        self.error: BaseException | None = None
+        self.changed = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def publish(self) -> None:
+        self.version += 1
+        changed, self.changed = self.changed, asyncio.Event()
+        changed.set()
+
+    async def run(self) -> None:
+        try:
+            while self.followers:
+                try:
+                    value = await run_in_threadpool(self.load)
+                except Exception:  # the database did not answer: the followers keep their last value
+                    log.warning("could not read %s; polling on", self.key, exc_info=True)
+                else:
+                    if self.version == 0 or value != self.latest:
+                        self.latest = value
+                        self.publish()
+                    if value is None:  # gone: nothing more will come
+                        return
+                await asyncio.sleep(self.fanout.interval_s)
+        except BaseException as error:
+            self.error = error if isinstance(error, Exception) else RuntimeError("the API is shutting down")
+            self.publish()
+            if not isinstance(error, Exception):
+                raise
+            log.exception("the poll of %s failed", self.key)
+        finally:
+            self.fanout.forget(self)
+
+
+class SnapshotFanout:
+    """One poll loop per followed object (a sweep) in this process, shared by every SSE client following it: the
+    database is read once per interval per object, not once per client. A follower gets the newest value whenever
+    it changes (a slow client skips intermediate ones: these are snapshots, not events)."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._polls: dict[str, _Poll] = {}
+
+    @property
+    def followed(self) -> int:
+        return len(self._polls)
+
+    def forget(self, poll: _Poll) -> None:
+        if self._polls.get(poll.key) is poll:
+            del self._polls[poll.key]
+
+    async def values(self, key: str, load: Callable[[], Any]) -> AsyncGenerator[Any]:
+        """Each new value of `load()` for `key` (the shared loop's `load`, the first follower's), from the next poll
+        on; ends after a None (the object is gone); raises what the loop's `load` raised."""
+        poll = self._polls.get(key)
+        if poll is None:
+            poll = self._polls[key] = _Poll(self, key, load)
+        poll.followers += 1
+        if poll.task is None:
+            poll.task = asyncio.create_task(poll.run(), name=f"poll-{key}")
+        seen = max(poll.version - 1, 0)  # the newest value at once (the caller drops it if it sent it already)
+        try:
+            while True:
+                if poll.version == seen:
+                    await poll.changed.wait()
+                seen = poll.version
+                if poll.error is not None:
+                    raise poll.error
+                yield poll.latest
+                if poll.latest is None:
+                    return
+        finally:
+            poll.followers -= 1
+
+    async def close(self) -> None:
+        tasks = [poll.task for poll in self._polls.values() if poll.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._polls.clear()
