@@ -1,9 +1,9 @@
 """The API's shared infrastructure, created once per process and handed to routes as FastAPI dependencies.
 
-`ApiResources` is built in the application's lifespan (so the async Redis client belongs to the server's event
-loop) and closed at shutdown. Routes never build clients themselves: they ask here for the request's unit of work
-(its transaction, the run and sweep repositories, and the messages sent after commit), Redis or the storage,
-which keeps one engine, one connection pool and one Celery producer per process.
+`ApiResources` is built in the application's lifespan (so the async Redis clients and the run fan-out belong to
+the server's event loop) and closed at shutdown. Routes never build clients themselves: they ask here for the
+request's unit of work (its transaction, the run and sweep repositories, and the messages sent after commit),
+Redis or the storage, which keeps one engine, one connection pool and one Celery producer per process.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from algocomp.platform.queue import create_celery
 from algocomp.platform.settings import Settings
 from algocomp.platform.storage import Storage
 from algocomp.platform.unit_of_work import Messaging, UnitOfWork, UnitOfWorkFactory
+from algocomp_api.streams.fanout import RunFanout, SnapshotFanout
+from algocomp_api.streams.service import BLOCK_MS
 
 # Probes and requests must fail in seconds when a backing service is down, not hang a worker thread.
 CONNECT_TIMEOUT_S = 5
@@ -42,6 +44,47 @@ def size_thread_pool(settings: Settings) -> None:
     to_thread.current_default_thread_limiter().total_tokens = settings.api_concurrency * 2 + SPARE_THREADS
 
 
+# Connections of the async Redis client for short commands (the SSE replays): a request waits for a free one
+# (up to POOL_WAIT_S) instead of failing with "Too many connections".
+ASYNC_REDIS_CONNECTIONS = 20
+POOL_WAIT_S = 10
+# The socket timeout of the readers' blocking XREAD: longer than a block, so silence is not taken for a dead
+# connection (redis-py 8's default of 5 s ended every silent stream), short enough to notice a dead one.
+READER_SOCKET_TIMEOUT_S = BLOCK_MS / 1000 + 10
+# How often the sweep stream reads a sweep's state from Postgres (once per followed sweep and API process, however
+# many clients follow it): a sweep's runs report through their own streams; polling the aggregate is simple,
+# correct after any restart, and cheap at this rate.
+SWEEP_POLL_INTERVAL_S = 0.5
+
+
+def redis_client_name(settings: Settings, role: str) -> str:
+    """The name the API's Redis connections carry (CLIENT LIST shows it): its key prefix and the pool's role."""
+    return "".join("_" if character.isspace() else character for character in f"{settings.key_prefix}{role}")
+
+
+def async_redis_clients(settings: Settings) -> tuple[aioredis.Redis, aioredis.Redis]:
+    """The async Redis clients of the SSE endpoints: short commands, and the blocking reads of run readers."""
+    commands = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=ASYNC_REDIS_CONNECTIONS,
+        timeout=POOL_WAIT_S,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        socket_timeout=CONNECT_TIMEOUT_S,
+        client_name=redis_client_name(settings, "api"),
+    )
+    # one connection per followed run; when more runs are followed than that, their readers wait for a turn
+    readers = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=settings.sse_reader_connections,
+        timeout=None,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        socket_timeout=READER_SOCKET_TIMEOUT_S,
+        socket_keepalive=True,
+        client_name=redis_client_name(settings, "api-reader"),
+    )
+    return aioredis.Redis.from_pool(commands), aioredis.Redis.from_pool(readers)
+
+
 @dataclass
 class ApiResources:
     """The clients of one API process."""
@@ -51,6 +94,9 @@ class ApiResources:
     sessions: sessionmaker[Session]
     redis: redis.Redis
     async_redis: aioredis.Redis
+    reader_redis: aioredis.Redis
+    run_fanout: RunFanout
+    sweep_fanout: SnapshotFanout
     storage: Storage
     celery: Celery
     units_of_work: UnitOfWorkFactory
@@ -69,22 +115,31 @@ class ApiResources:
         )
         sessions = sessionmaker(engine, expire_on_commit=False)
         sync_redis = redis.Redis.from_url(
-            settings.redis_url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=CONNECT_TIMEOUT_S
+            settings.redis_url,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
+            socket_timeout=CONNECT_TIMEOUT_S,
+            client_name=redis_client_name(settings, "api-sync"),
         )
+        async_redis, reader_redis = async_redis_clients(settings)
         celery = create_celery(settings)
         return cls(
             settings=settings,
             engine=engine,
             sessions=sessions,
             redis=sync_redis,
-            # no socket_timeout: the SSE endpoint blocks on XREAD for longer than a plain command takes
-            async_redis=aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=CONNECT_TIMEOUT_S),
+            async_redis=async_redis,
+            reader_redis=reader_redis,
+            run_fanout=RunFanout(async_redis, reader_redis, prefix=settings.key_prefix),
+            sweep_fanout=SnapshotFanout(SWEEP_POLL_INTERVAL_S),
             storage=Storage(settings),
             celery=celery,
             units_of_work=UnitOfWorkFactory(sessions, Messaging.from_settings(settings, celery, sync_redis)),
         )
 
     async def close(self) -> None:
+        await self.run_fanout.close()
+        await self.sweep_fanout.close()
+        await self.reader_redis.aclose()
         await self.async_redis.aclose()
         self.redis.close()
         self.engine.dispose()

@@ -78,6 +78,15 @@ class Settings(BaseSettings):
     mlflow_timeout_s: float = 5.0
     progress_maxlen: int = Field(10_000, ge=10, description="events kept in each run's Redis stream")
     progress_interval_s: float = Field(0.5, gt=0, description="least time between two progress events of a run")
+    sse_ping_interval_s: float = Field(
+        15.0, gt=0, le=15.0, description="seconds between the keep-alive comments of an SSE stream (at most 15)"
+    )
+    sse_reader_connections: int = Field(
+        100,
+        ge=1,
+        description="Redis connections of one API process for the blocking reads of followed runs (one per run "
+        "followed; beyond, readers take turns)",
+    )
     run_time_limit_s: int = Field(6 * 3600, ge=60, description="hard time limit of one run task")
     # A dead worker's run is claimed again once its lease expires: heartbeats every heartbeat_interval_s (a thread
     # of the worker process, whatever the engine is doing), a lease of several heartbeats.

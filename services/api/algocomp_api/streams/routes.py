@@ -6,17 +6,16 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Annotated, Any
 
 import redis
 from fastapi import APIRouter, Header, Query
 from sse_starlette import EventSourceResponse
-from starlette.concurrency import run_in_threadpool
 
 from algocomp.platform.logs import bind_run
-from algocomp.platform.progress import AsyncProgressChannel
 from algocomp_api.auth import Caller
-from algocomp_api.deps import Resources
+from algocomp_api.deps import Resources, UnitOfWorkDep
 from algocomp_api.errors import error_responses, not_found
 from algocomp_api.streams import service
 
@@ -24,13 +23,12 @@ log = logging.getLogger("algocomp.api.streams")
 
 router = APIRouter(prefix="/streams", tags=["streams"])
 
-PING_INTERVAL_S = 15
-
 _SSE_DESCRIPTION = """Server-Sent Events of a run's progress. Each message has `id` (the Redis stream id, send it
 back as `Last-Event-ID` to resume), `event` (`queued`, `started`, `progress`, then one of `succeeded`, `failed`,
 `cancelled`) and `data` (JSON; `progress` carries sessions_done, sessions_total, share_done, periods_done,
 mean_price, profit_gain, elapsed_s). The stream closes after the terminal event; comments are sent as
-keep-alive pings."""
+keep-alive pings (every 15 s at most), so a silent run keeps its stream open. When the server ends a stream early
+(Redis lost, API restarting) the client reconnects with its Last-Event-ID and misses nothing."""
 
 
 @router.get(
@@ -57,6 +55,7 @@ keep-alive pings."""
 async def stream_run(
     resources: Resources,
     caller: Caller,
+    uow: UnitOfWorkDep,
     run_id: uuid.UUID,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     last_event_id: Annotated[
@@ -64,23 +63,25 @@ async def stream_run(
     ] = None,
 ) -> EventSourceResponse:
     after_id = service.check_last_event_id(last_event_id_header or last_event_id)
-    if not await run_in_threadpool(service.run_exists, resources.sessions, run_id, caller.team_id):
+    if not await service.in_request_session(service.run_exists, uow.runs, run_id, caller.team_id):
         raise not_found("run", run_id)
-    settings = resources.settings
-    channel = AsyncProgressChannel.from_settings(settings, run_id, client=resources.async_redis)
     load_state = service.run_state_loader(resources.sessions, run_id)
 
     async def messages() -> AsyncIterator[dict[str, Any]]:
         with bind_run(run_id):
             try:
-                async for event in service.run_events(channel, after_id, load_state):
-                    message: dict[str, Any] = {"event": event.event, "data": json.dumps(event.data)}
-                    if event.id:  # a synthetic terminal event has no stream id; the client keeps its last one
-                        message["id"] = event.id
-                    yield message
+                # this process's one reader of the run, shared with every other client following it
+                async with aclosing(resources.run_fanout.events(run_id, after_id, load_state)) as events:
+                    async for event in events:
+                        message: dict[str, Any] = {"event": event.event, "data": json.dumps(event.data)}
+                        if event.id:  # a synthetic terminal event has no stream id; the client keeps its last one
+                            message["id"] = event.id
+                        yield message
             except redis.RedisError:
                 # the headers are sent, so no error response is possible: end the stream; an EventSource
                 # reconnects with its Last-Event-ID and misses nothing once Redis is back
                 log.warning("lost Redis while streaming the events of run %s", run_id, exc_info=True)
 
-    return EventSourceResponse(messages(), ping=PING_INTERVAL_S, headers={"Cache-Control": "no-store"})
+    return EventSourceResponse(
+        messages(), ping=resources.settings.sse_ping_interval_s, headers={"Cache-Control": "no-store"}
+    )

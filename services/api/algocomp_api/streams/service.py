@@ -1,5 +1,6 @@
-"""The event source behind GET /streams/{id}: replay the run's Redis stream after a given id, follow it with
-blocking reads, and end with a terminal event.
+"""What GET /streams/{id} needs besides its fan-out (streams/fanout.py, which replays the run's Redis stream after
+a given id, follows it with one shared blocking reader per run and ends with a terminal event): the Last-Event-ID
+check, the run's state from Postgres and the synthetic terminal event.
 
 The Redis stream is the record (capped, so very old events may be trimmed, and it may have expired); Postgres
 is the truth about the run's status. When the run is over but its stream holds no terminal event, the source
@@ -8,25 +9,29 @@ ends with a synthetic one built from the database, so a client never waits for a
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from starlette.concurrency import run_in_threadpool
+import anyio
+import anyio.to_thread
 
-from algocomp.platform.db import TERMINAL_STATUSES, RunStatus
+from algocomp.platform.db import RunStatus
 from algocomp.platform.db.runs import RunRepository
-from algocomp.platform.progress import STREAM_START, AsyncProgressChannel, ProgressEvent
+from algocomp.platform.progress import STREAM_START, ProgressEvent
 from algocomp_api.errors import ApiError
 
-# How long one XREAD blocks before the source looks at the run's status in Postgres again: a worker that died
+# How long one XREAD blocks before the run's reader looks at the run's status in Postgres again: a worker that died
 # after committing a terminal status (but before publishing its event) is noticed within this time.
 BLOCK_MS = 5000
 # After the database says the run is over, how long to wait for its real terminal event (the worker commits
 # the status just before it publishes the event) before sending a synthetic one.
 TERMINAL_GRACE_MS = 1000
+
+T = TypeVar("T")
 
 _STREAM_ID = re.compile(r"^\d+(-\d+)?$")
 
@@ -68,35 +73,6 @@ def synthetic_terminal(state: RunState) -> ProgressEvent:
     return ProgressEvent("", state.status.value, data)
 
 
-async def run_events(
-    channel: AsyncProgressChannel,
-    after_id: str,
-    load_state: Callable[[], RunState],
-    *,
-    block_ms: int = BLOCK_MS,
-    grace_ms: int = TERMINAL_GRACE_MS,
-) -> AsyncIterator[ProgressEvent]:
-    """The run's events after `after_id`, in stream order, ending after the first terminal event."""
-    last_id = after_id
-    for event in await channel.replay(last_id):
-        yield event
-        if event.terminal:
-            return
-        last_id = event.id
-    while True:
-        state = await run_in_threadpool(load_state)
-        wait_ms = grace_ms if state.status in TERMINAL_STATUSES else block_ms
-        events = await channel.read(last_id, block_ms=wait_ms)
-        for event in events:
-            yield event
-            if event.terminal:
-                return
-            last_id = event.id
-        if not events and state.status in TERMINAL_STATUSES:
-            yield synthetic_terminal(state)
-            return
-
-
 def run_state_loader(sessions: Any, run_id: uuid.UUID) -> Callable[[], RunState]:
     """A function reading the run's current state in a short session of its own (called from a thread)."""
 
@@ -110,7 +86,23 @@ def run_state_loader(sessions: Any, run_id: uuid.UUID) -> Callable[[], RunState]
     return load
 
 
-def run_exists(sessions: Any, run_id: uuid.UUID, team_id: uuid.UUID) -> bool:
-    """Whether the run exists and is the team's."""
-    with sessions() as session:
-        return RunRepository(session).get(run_id, team_id=team_id) is not None
+def run_exists(runs: RunRepository, run_id: uuid.UUID, team_id: uuid.UUID) -> bool:
+    """Whether the run exists and is the team's; `runs` is the request's (see in_request_session)."""
+    return runs.get(run_id, team_id=team_id) is not None
+
+
+# Threads for reads in a request's session, which already holds its pooled connection (taken to check the token).
+# Not the default thread pool: when hundreds of clients connect at once, its 40 threads all wait for one of the
+# database pool's 15 connections, held by requests that would need one of those threads to finish, and nothing
+# moves until the pool's 30 s timeout fails them all. These threads never wait for a connection.
+_SESSION_THREADS = 8
+
+
+@functools.cache
+def _session_limiter() -> anyio.CapacityLimiter:
+    return anyio.CapacityLimiter(_SESSION_THREADS)
+
+
+async def in_request_session(function: Callable[..., T], *args: Any) -> T:
+    """`function(*args)` in a thread, for a read in the request's own session (unit of work)."""
+    return await anyio.to_thread.run_sync(function, *args, limiter=_session_limiter())

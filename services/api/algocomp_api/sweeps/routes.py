@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Request, Response, status
+from fastapi import APIRouter, Body, Header, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from sse_starlette import EventSourceResponse
-from starlette.concurrency import run_in_threadpool
 
 from algocomp.platform.db import TERMINAL_STATUSES
 from algocomp.platform.db.sweeps import SweepRepository
@@ -24,6 +23,7 @@ from algocomp_api.errors import ApiError, error_responses, not_found
 from algocomp_api.files import stream_object
 from algocomp_api.idempotency import IDEMPOTENCY_422, IDEMPOTENCY_RESPONSES, IdempotencyKey, claim_or_replay, remember
 from algocomp_api.pagination import Page, Pagination
+from algocomp_api.streams.service import in_request_session
 from algocomp_api.sweeps import service
 from algocomp_api.sweeps.schemas import (
     EXAMPLE_SWEEP,
@@ -34,11 +34,6 @@ from algocomp_api.sweeps.schemas import (
 )
 
 router = APIRouter(tags=["sweeps"])
-
-# How often the sweep stream reads its runs' state from Postgres: a sweep's runs report through their own
-# streams; polling the aggregate is simple, correct after any restart, and cheap at this rate.
-POLL_INTERVAL_S = 0.5
-PING_INTERVAL_S = 15
 
 SWEEP_EXAMPLES: dict[str, Any] = {
     "regulation": {"summary": "learning rate x price cap, two seeds", "value": EXAMPLE_SWEEP},
@@ -231,50 +226,65 @@ def get_sweep_file(uow: UnitOfWorkDep, caller: Caller, storage: StorageDep, swee
     description=_SSE_DESCRIPTION,
 )
 async def stream_sweep(
-    request: Request,
     resources: Resources,
     caller: Caller,
+    uow: UnitOfWorkDep,
     sweep_id: uuid.UUID,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> EventSourceResponse:
     sessions = resources.sessions
 
+    def snapshot_of(sweeps: SweepRepository) -> dict[str, Any] | None:
+        sweep = sweeps.get(sweep_id, team_id=caller.team_id)
+        return None if sweep is None else sweeps.state(sweep).snapshot()
+
     def load() -> dict[str, Any] | None:
         with sessions() as session:
-            sweeps = SweepRepository(session)
-            sweep = sweeps.get(sweep_id, team_id=caller.team_id)
-            if sweep is None:
-                return None
-            snapshot = sweeps.state(sweep).snapshot()
+            snapshot = snapshot_of(SweepRepository(session))
             session.commit()  # the end, if this read is the first to see it (no message to send)
             return snapshot
 
-    first = await run_in_threadpool(load)
+    # the first read in the request's own session (committed with it): one pooled connection per request
+    first = await in_request_session(snapshot_of, uow.sweeps)
     if first is None:
         raise not_found("sweep", sweep_id)
     resume = (last_event_id or "").strip()
     counter = int(resume) if resume.isdigit() and len(resume) <= 18 else 0
+    terminal_statuses = {s.value for s in TERMINAL_STATUSES}
 
     async def messages() -> AsyncIterator[dict[str, Any]]:
         nonlocal counter
-        snapshot: dict[str, Any] | None = first
         previous: dict[str, Any] | None = None
-        while snapshot is not None:
-            terminal = snapshot["status"] in {s.value for s in TERMINAL_STATUSES}
-            if terminal or snapshot != previous:
-                counter += 1
-                yield {
-                    "id": str(counter),
-                    "event": snapshot["status"] if terminal else "progress",
-                    "data": json.dumps(snapshot),
-                }
-                if terminal:
-                    return
-                previous = snapshot
-            if await request.is_disconnected():
-                return
-            await asyncio.sleep(POLL_INTERVAL_S)
-            snapshot = await run_in_threadpool(load)
-        # the sweep was deleted while streaming: nothing more will come
 
-    return EventSourceResponse(messages(), ping=PING_INTERVAL_S, headers={"Cache-Control": "no-store"})
+        def message(snapshot: dict[str, Any]) -> dict[str, Any] | None:
+            nonlocal counter, previous
+            terminal = snapshot["status"] in terminal_statuses
+            if not terminal and snapshot == previous:
+                return None
+            previous = snapshot
+            counter += 1
+            return {
+                "id": str(counter),
+                "event": snapshot["status"] if terminal else "progress",
+                "data": json.dumps(snapshot),
+            }
+
+        first_message = message(first)
+        if first_message is not None:
+            yield first_message
+        if first["status"] in terminal_statuses:
+            return
+        # this process's one poll of the sweep, shared with every other client following it
+        async with aclosing(resources.sweep_fanout.values(str(sweep_id), load)) as snapshots:
+            async for snapshot in snapshots:
+                if snapshot is None:  # the sweep was deleted while streaming: nothing more will come
+                    return
+                next_message = message(snapshot)
+                if next_message is not None:
+                    yield next_message
+                    if snapshot["status"] in terminal_statuses:
+                        return
+
+    return EventSourceResponse(
+        messages(), ping=resources.settings.sse_ping_interval_s, headers={"Cache-Control": "no-store"}
+    )

@@ -186,7 +186,8 @@ class AsyncProgressChannel:
     def from_settings(
         cls, settings: Settings, run_id: uuid.UUID | str, client: aioredis.Redis | None = None
     ) -> AsyncProgressChannel:
-        client = client or aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+        # redis-py 8's default socket timeout is 5 s: a blocking read() as long as that would fail as a timeout
+        client = client or aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=15)
         return cls(client, run_id, prefix=settings.key_prefix, maxlen=settings.progress_maxlen)
 
     async def publish(self, event: str, data: dict[str, Any]) -> str:
@@ -204,6 +205,8 @@ class AsyncProgressChannel:
         return _decode_xread(await self.client.xread({self.stream: after_id}, count=count))
 
     async def read(self, after_id: str, block_ms: int = 5000, count: int | None = None) -> list[ProgressEvent]:
+        """Events after `after_id`, waiting up to `block_ms` for the first one; [] when none arrived. The client's
+        socket timeout must be longer than `block_ms` (the API's readers have a client of their own for this)."""
         return _decode_xread(await self.client.xread({self.stream: after_id}, count=count, block=block_ms))
 
     async def last(self) -> ProgressEvent | None:
