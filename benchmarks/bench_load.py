@@ -42,6 +42,7 @@ async def level(api: str, token: str, run_id: str, connections: int, duration_s:
     latencies: list[float] = []
     during: list[float] = []
     after: list[float] = []
+    health_failures: list[str] = []
     stop = time.monotonic() + duration_s
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     headers = {"Authorization": f"Bearer {token}"}
@@ -63,10 +64,13 @@ async def level(api: str, token: str, run_id: str, connections: int, duration_s:
                 while time.monotonic() < stop + AFTER_S:
                     started = time.perf_counter()
                     try:
-                        await prober.get("/healthz")
+                        answer = await prober.get("/healthz")
                         elapsed = time.perf_counter() - started
-                    except httpx.HTTPError:
+                        if answer.status_code != 200:
+                            health_failures.append(f"/healthz answered {answer.status_code}")
+                    except httpx.HTTPError as error:
                         elapsed = float("inf")
+                        health_failures.append(repr(error))
                     (during if time.monotonic() < stop else after).append(elapsed)
                     await asyncio.sleep(0.05)
 
@@ -81,6 +85,7 @@ async def level(api: str, token: str, run_id: str, connections: int, duration_s:
         "max": max(latencies, default=float("nan")),
         "healthz_during": (quantile(during, 0.5), quantile(during, 0.99), max(during, default=float("nan"))),
         "healthz_after": (quantile(after, 0.5), quantile(after, 0.99), max(after, default=float("nan"))),
+        "healthz_failures": health_failures,
     }
 
 

@@ -154,10 +154,9 @@ class Stack:
         self.env_file = env_file
         self.secrets = read_env_file(env_file)
 
-    def compose(
-        self, *args: str, check: bool = True, capture: bool = False, timeout: float = 1800, quiet: bool = False
-    ) -> subprocess.CompletedProcess[str]:
-        argv = [
+    def argv(self, *args: str) -> list[str]:
+        """`docker compose ARGS` for this stack: its file, env file and project name."""
+        return [
             "docker",
             "compose",
             "--project-directory",
@@ -168,10 +167,13 @@ class Stack:
             str(self.env_file),
             "-p",
             self.project,
-            "--progress",
-            "quiet" if not capture else "plain",
             *args,
         ]
+
+    def compose(
+        self, *args: str, check: bool = True, capture: bool = False, timeout: float = 1800, quiet: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        argv = self.argv("--progress", "quiet" if not capture else "plain", *args)
         if not quiet:
             log(f"$ docker compose {shlex.join(args)}")
         result = subprocess.run(
@@ -464,20 +466,7 @@ def scenario(stack: Stack, ports: dict[str, int], timings: dict[str, float]) -> 
     log(f"  output in {build_log.relative_to(REPO)}")
     with build_log.open("w") as out:
         built = subprocess.run(
-            [
-                "docker",
-                "compose",
-                "-p",
-                stack.project,
-                "-f",
-                str(REPO / "docker-compose.yml"),
-                "--env-file",
-                str(stack.env_file),
-                "--progress",
-                "plain",
-                "build",
-                "api",
-            ],
+            stack.argv("--progress", "plain", "build", "api"),
             env=stack.env,
             cwd=REPO,
             stdout=out,
@@ -617,17 +606,7 @@ def dump_logs(stack: Stack, name: str = "compose.log") -> Path:
             out.write(f"$ docker compose {' '.join(args)}\n")
             out.flush()
             subprocess.run(
-                [
-                    "docker",
-                    "compose",
-                    "-p",
-                    stack.project,
-                    "-f",
-                    str(REPO / "docker-compose.yml"),
-                    "--env-file",
-                    str(stack.env_file),
-                    *args,
-                ],
+                stack.argv(*args),
                 env=stack.env,
                 cwd=REPO,
                 stdout=out,

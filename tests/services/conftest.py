@@ -572,17 +572,26 @@ def aggregator_process(service_env: Settings, tmp_path_factory: pytest.TempPathF
     )
 
 
+def start_api(log_dir: Path, env: dict[str, str] | None = None) -> tuple[ServiceProcess, str]:
+    """(process, base URL) of an API process under uvicorn on a free port, with the ALGOCOMP_* settings `env` on
+    top of the session's, once GET /healthz answers 200. The caller stops it."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "uvicorn", "algocomp_api.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    process = start_process(
+        argv,
+        lambda: httpx.get(f"{base_url}/healthz", timeout=1.0).status_code == 200,
+        PROCESS_START_TIMEOUT_S,
+        log_dir=log_dir,
+        env=env,
+    )
+    return process, base_url
+
+
 @pytest.fixture(scope="session")
 def api_server(service_env: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The API under uvicorn on a free port; yields its base URL (ready once GET /healthz answers 200)."""
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        return httpx.get(f"{base_url}/healthz", timeout=1.0).status_code == 200
-
-    argv = [sys.executable, "-m", "uvicorn", "algocomp_api.main:app", "--host", "127.0.0.1", "--port", str(port)]
-    process = start_process(argv, ready, PROCESS_START_TIMEOUT_S, log_dir=tmp_path_factory.mktemp("api"))
+    process, base_url = start_api(tmp_path_factory.mktemp("api"))
     try:
         yield base_url
     finally:

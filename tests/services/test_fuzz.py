@@ -9,13 +9,11 @@ cancelled afterwards, and their team is the fuzzer's own.
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -30,9 +28,8 @@ from schemathesis.specs.openapi.checks import (
 from sqlalchemy import Engine, text
 
 from algocomp.platform.settings import Settings
-from devstack import free_port
 
-from .conftest import PROCESS_START_TIMEOUT_S, bearer, create_user, start_process
+from .conftest import bearer, create_user, start_api
 
 # Up to this many cases per operation; with about 20 operations, over 2,000 in all.
 CASES_PER_OPERATION = 110
@@ -41,17 +38,8 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 @pytest.fixture(scope="module")
 def fuzzed_api(service_env: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "uvicorn", "algocomp_api.main:app", "--host", "127.0.0.1", "--port", str(port)]
     env = {"ALGOCOMP_KEY_PREFIX": f"{service_env.key_prefix}fuzz-{uuid.uuid4().hex[:6]}:"}
-    process = start_process(
-        argv,
-        lambda: httpx.get(f"{base_url}/healthz", timeout=1.0).status_code == 200,
-        PROCESS_START_TIMEOUT_S,
-        log_dir=tmp_path_factory.mktemp("fuzzed-api"),
-        env=env,
-    )
+    process, base_url = start_api(tmp_path_factory.mktemp("fuzzed-api"), env)
     try:
         yield base_url
     finally:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 import uuid
@@ -31,9 +30,8 @@ from sqlalchemy import Engine, text
 
 from algocomp.client import ApiError, Client
 from algocomp.platform.settings import Settings
-from devstack import free_port
 
-from .conftest import ServiceProcess, bearer, create_user, start_process, wait_until
+from .conftest import ServiceProcess, bearer, create_user, start_api, wait_until
 
 PRESET = "calvano-2020-baseline"
 TEAM_PREFIX = "idem-"
@@ -368,15 +366,7 @@ class OwnApi:
 
     def start(self, **env: str) -> tuple[ServiceProcess, str]:
         """(process, base URL) of a new API process with the ALGOCOMP_* settings `env` on top of the session's."""
-        port = free_port()
-        base_url = f"http://127.0.0.1:{port}"
-        argv = [sys.executable, "-m", "uvicorn", "algocomp_api.main:app", "--host", "127.0.0.1", "--port", str(port)]
-        process = start_process(
-            argv,
-            lambda: httpx.get(f"{base_url}/healthz", timeout=1.0).status_code == 200,
-            log_dir=self.log_dir,
-            env={"ALGOCOMP_KEY_PREFIX": self.prefix, **env},
-        )
+        process, base_url = start_api(self.log_dir, {"ALGOCOMP_KEY_PREFIX": self.prefix, **env})
         self.started.append(process)
         return process, base_url
 

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from test_yaml_limits import anchor_bomb  # tests/, on the path pytest gives the service tests
 
 from algocomp.platform.settings import Settings
 from algocomp.scenarios import list_presets, load_scenario
@@ -40,14 +41,6 @@ TINY_OVERRIDES = ["horizon.max_periods=2000", "horizon.convergence_periods=100",
 def api_headers() -> dict[str, str]:
     """Headers of every request to the API: the session's test user's token (exported by service_env)."""
     return {"Authorization": f"Bearer {os.environ['ALGOCOMP_API_TOKEN']}"}
-
-
-def anchor_bomb(levels: int = 9, width: int = 9) -> str:
-    """A YAML mapping of a few hundred bytes whose aliases stand for width**levels strings."""
-    entries = ["x0: &a0 [lol]"]
-    for level in range(1, levels):
-        entries.append(f"x{level}: &a{level} [" + ",".join([f"*a{level - 1}"] * width) + "]")
-    return "{" + ", ".join(entries) + "}"
 
 
 def nested_json(depth: int) -> Any:

@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import socket
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -36,9 +35,8 @@ from algocomp.platform.settings import Settings
 from algocomp_api.deps import ASYNC_REDIS_CONNECTIONS
 from algocomp_api.streams.fanout import RunFanout
 from algocomp_api.streams.service import RunState
-from devstack import free_port
 
-from .conftest import PROCESS_START_TIMEOUT_S, bearer, start_process
+from .conftest import bearer, start_api
 from .test_api import tiny_scenario
 
 # The figures by hand: ALGOCOMP_TEST_SSE_SILENCE_S=30 ALGOCOMP_TEST_SSE_PING_S=15 (the default ping).
@@ -57,18 +55,9 @@ class Fanout:
 
 @pytest.fixture(scope="module")
 def fanout_api(service_env: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fanout]:
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
     prefix = f"{service_env.key_prefix}fanout-{uuid.uuid4().hex[:6]}:"
-    argv = [sys.executable, "-m", "uvicorn", "algocomp_api.main:app", "--host", "127.0.0.1", "--port", str(port)]
     env = {"ALGOCOMP_KEY_PREFIX": prefix, "ALGOCOMP_SSE_PING_INTERVAL_S": str(PING_S)}
-    process = start_process(
-        argv,
-        lambda: httpx.get(f"{base_url}/healthz", timeout=1.0).status_code == 200,
-        PROCESS_START_TIMEOUT_S,
-        log_dir=tmp_path_factory.mktemp("fanout-api"),
-        env=env,
-    )
+    process, base_url = start_api(tmp_path_factory.mktemp("fanout-api"), env)
     try:
         yield Fanout(base_url, prefix, client_name=f"{prefix}api")
     finally:
