@@ -115,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the `algocomp` command with `argv` (default: the process's arguments) and return its exit code."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     _tolerate_unencodable_output()
+    command = next((argument for argument in arguments if not argument.startswith("-")), None)
+    if command not in SUBCOMMANDS:  # another layer's command, or the help that lists them all
+        _install_plugins()
     args = build_parser().parse_args(arguments)
     args.command_line = [PROG, *arguments]
     try:
@@ -571,7 +574,9 @@ _remote.install(register, Subcommand)
 def _install_plugins() -> None:
     """Subcommands that other layers add through the `algocomp.commands` entry-point group (the platform's
     `algocomp users`), so this library imports none of them. Each entry point names an install(register,
-    Subcommand); one that fails to load is skipped with a warning, never breaking the other commands."""
+    Subcommand); one that fails to load is skipped with a warning, never breaking the other commands. Called by
+    main() only for a command that is not built in (or for the help): scanning the installed packages' entry
+    points costs about 40 ms, which `algocomp simulate` need not pay."""
     from importlib.metadata import entry_points
 
     for entry in entry_points(group="algocomp.commands"):
@@ -581,9 +586,6 @@ def _install_plugins() -> None:
             entry.load()(register, Subcommand)
         except Exception as error:  # noqa: BLE001 - a broken plugin must not take the engine's commands down
             print(f"{PROG}: warning: command {entry.name!r} unavailable: {error}", file=sys.stderr)
-
-
-_install_plugins()
 
 
 def console_main() -> int:
