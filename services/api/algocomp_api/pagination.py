@@ -28,7 +28,7 @@ class PageParams(BaseModel):
     offset: int
 
 
-def page_params(
+async def page_params(
     settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, description="items per page")] = DEFAULT_PAGE_SIZE,
     offset: Annotated[int, Query(ge=0, description="items skipped before this page")] = 0,

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from algocomp.platform.db.models import ApiToken, Team, User
@@ -68,6 +68,20 @@ def check_name(kind: str, name: str) -> str:
             "letter or digit"
         )
     return name
+
+
+# The query every request makes, built once: building a join like this cost more than running it (about 1 ms of
+# the API's CPU per request); SQLAlchemy reuses its compiled form and psycopg its prepared statement.
+LIVE_TOKEN_PRINCIPAL = (
+    select(User.id, User.name, Team.id, Team.name, User.is_admin)
+    .join(ApiToken, ApiToken.user_id == User.id)
+    .join(Team, Team.id == User.team_id)
+    .where(
+        ApiToken.token_hash == bindparam("token_hash"),
+        ApiToken.revoked_at.is_(None),
+        or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > func.now()),
+    )
+)
 
 
 class AccountRepository:
@@ -150,14 +164,6 @@ class AccountRepository:
         """The principal a live token stands for, or None (unknown, revoked or expired)."""
         if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
             return None
-        row = self.session.execute(
-            select(User.id, User.name, Team.id, Team.name, User.is_admin)
-            .join(ApiToken, ApiToken.user_id == User.id)
-            .join(Team, Team.id == User.team_id)
-            .where(
-                ApiToken.token_hash == hash_token(token),
-                ApiToken.revoked_at.is_(None),
-                or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > func.now()),
-            )
-        ).one_or_none()
+        # on the session's connection, as a Core query: the ORM adds nothing to a row of plain columns but its cost
+        row = self.session.connection().execute(LIVE_TOKEN_PRINCIPAL, {"token_hash": hash_token(token)}).one_or_none()
         return Principal(*row) if row is not None else None
