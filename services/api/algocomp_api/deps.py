@@ -8,7 +8,8 @@ Redis or the storage, which keeps one engine, one connection pool and one Celery
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -16,13 +17,15 @@ import redis
 import redis.asyncio as aioredis
 from celery import Celery
 from fastapi import Depends, Request
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from algocomp.platform.queue import create_celery
 from algocomp.platform.settings import Settings
 from algocomp.platform.storage import Storage
 from algocomp.platform.unit_of_work import Messaging, UnitOfWork, UnitOfWorkFactory
+from algocomp_api.middleware import ABANDONMENT, Abandonment
 from algocomp_api.streams.fanout import RunFanout, SnapshotFanout
 from algocomp_api.streams.service import BLOCK_MS
 
@@ -114,6 +117,7 @@ class ApiResources:
             connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
         )
         sessions = sessionmaker(engine, expire_on_commit=False)
+        event.listen(sessions, "after_begin", remember_connection)
         sync_redis = redis.Redis.from_url(
             settings.redis_url,
             socket_connect_timeout=CONNECT_TIMEOUT_S,
@@ -145,7 +149,7 @@ class ApiResources:
         self.engine.dispose()
 
 
-def get_resources(request: Request) -> ApiResources:
+async def get_resources(request: Request) -> ApiResources:
     resources: ApiResources | None = getattr(request.app.state, "resources", None)
     if resources is None:  # only when the app is used without its lifespan (a TestClient outside `with`)
         raise RuntimeError("the API's resources are not open; run the app with its lifespan")
@@ -155,38 +159,95 @@ def get_resources(request: Request) -> ApiResources:
 Resources = Annotated[ApiResources, Depends(get_resources)]
 
 
-def get_app_settings(resources: Resources) -> Settings:
+async def get_app_settings(resources: Resources) -> Settings:
     return resources.settings
 
 
-def get_unit_of_work(resources: Resources) -> Iterator[UnitOfWork]:
+# Where a session keeps the connection its transaction runs on (set by `remember_connection`).
+SESSION_CONNECTION = "algocomp.connection"
+
+
+def remember_connection(session: Session, transaction: object, connection: Connection) -> None:
+    """(after_begin listener) Note the connection of the session's transaction, so another thread can cancel the
+    query running on it (`RequestTransaction.abandon`)."""
+    session.info[SESSION_CONNECTION] = connection
+
+
+class RequestTransaction:
+    """A request's unit of work, which the request's client can abandon: its running query is cancelled (the
+    route then fails and the transaction rolls back), and its connection is closed rather than reused."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
+        self._lock = threading.Lock()
+        self._open = True
+        self.abandoned = False
+
+    def abandon(self) -> None:
+        """(in a worker thread, when the client left) Cancel the query the transaction is running, if any."""
+        with self._lock:  # the transaction cannot end, and its connection go back to the pool, meanwhile
+            if not self._open:
+                return
+            self.abandoned = True
+            connection = self.uow.session.info.get(SESSION_CONNECTION)
+            if connection is not None and not connection.closed and not connection.invalidated:
+                connection.connection.dbapi_connection.cancel_safe(timeout=CONNECT_TIMEOUT_S)
+
+    def end(self, error: BaseException | None) -> None:
+        """(in a worker thread) Commit, or roll back when the route raised or the client left."""
+        with self._lock:
+            self._open = False
+        connection = self.uow.session.info.pop(SESSION_CONNECTION, None)
+        if self.abandoned:
+            if connection is not None and not connection.closed:
+                connection.invalidate()  # a cancel may still be on its way to it: never hand it to another request
+            error = error or RequestAbandonedError()
+        self.uow.__exit__(type(error) if error else None, error, error.__traceback__ if error else None)
+
+
+class RequestAbandonedError(Exception):
+    """The request's client left before its answer; its transaction is rolled back."""
+
+
+async def get_unit_of_work(request: Request, resources: Resources) -> AsyncIterator[UnitOfWork]:
     """A unit of work per request: committed when the route returns (then its messages are sent), rolled back
-    when it raises (and its messages dropped).
+    when it raises, or when the client leaves before the answer (its running query is then cancelled, see
+    middleware.AdmissionLimit), and its messages dropped.
 
     Used with scope="function" so the commit happens before the response is sent: a client that got a 2xx
-    can rely on the row being there."""
-    with resources.units_of_work() as uow:
-        yield uow
+    can rely on the row being there. Opening one does no I/O (the session takes a connection on its first
+    query, in the thread of the code that makes it), so only the end, which commits or rolls back, goes to a
+    worker thread: one hop of the thread pool fewer on every request."""
+    transaction = RequestTransaction(resources.units_of_work())
+    abandonment: Abandonment | None = request.scope.get(ABANDONMENT)
+    if abandonment is not None:
+        abandonment.on_abandon(transaction.abandon)
+    try:
+        yield transaction.uow
+    except BaseException as error:
+        await run_in_threadpool(transaction.end, error)
+        raise
+    await run_in_threadpool(transaction.end, None)
 
 
-def get_db(uow: Annotated[UnitOfWork, Depends(get_unit_of_work, scope="function")]) -> Session:
+async def get_db(uow: Annotated[UnitOfWork, Depends(get_unit_of_work, scope="function")]) -> Session:
     """The request's session, for routes that only read (the same transaction as its unit of work)."""
     return uow.session
 
 
-def get_redis(resources: Resources) -> redis.Redis:
+async def get_redis(resources: Resources) -> redis.Redis:
     return resources.redis
 
 
-def get_async_redis(resources: Resources) -> aioredis.Redis:
+async def get_async_redis(resources: Resources) -> aioredis.Redis:
     return resources.async_redis
 
 
-def get_storage(resources: Resources) -> Storage:
+async def get_storage(resources: Resources) -> Storage:
     return resources.storage
 
 
-def get_celery(resources: Resources) -> Celery:
+async def get_celery(resources: Resources) -> Celery:
     return resources.celery
 
 

@@ -28,8 +28,10 @@ from algocomp_api.streams.routes import router as streams_router
 from algocomp_api.sweeps.routes import router as sweeps_router
 
 API_VERSION = "0.1.0"
-# never queued behind other requests: the probes, and the event streams (long-lived, no connection while waiting)
-UNQUEUED_PATHS = ("/healthz", "/readyz", "/streams/")
+# never queued behind other requests: the probes
+UNQUEUED_PATHS = ("/healthz", "/readyz")
+# queued only until their response starts: the event streams (long-lived, no connection while they stream)
+STREAM_PATHS = ("/streams/",)
 
 DESCRIPTION = """Simulate AI-driven pricing in oligopoly markets as a service.
 
@@ -87,15 +89,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    # Inside Starlette's ServerErrorMiddleware, outermost first: the body limit, then the last-resort 500.
+    # Inside Starlette's ServerErrorMiddleware, outermost first: the body limit (the body is read, bounded, before
+    # the request queues), the admission limit (which notices a client that left), then the last-resort 500.
     app.add_middleware(UnhandledErrors)
-    app.add_middleware(RequestBodyLimit, limit=lambda: (settings or get_settings()).max_request_bytes)
     app.add_middleware(
         AdmissionLimit,
         limit=lambda: (settings or get_settings()).api_concurrency,
         wait_s=lambda: (settings or get_settings()).api_queue_wait_s,
         exempt=UNQUEUED_PATHS,
+        until_response=STREAM_PATHS,
     )
+    app.add_middleware(RequestBodyLimit, limit=lambda: (settings or get_settings()).max_request_bytes)
     # around everything (errors included): the security headers, and CORS when origins are configured
     install_security(app, settings)
     # every route behind a token (the routes that act on the caller's objects also take it as `Caller`)
