@@ -313,7 +313,7 @@ def services(settings: Settings) -> list[Service]:
         Service(
             "api",
             [python, "-m", "uvicorn", "algocomp_api.main:app", "--host", HOST, "--port", str(API_PORT)]
-            + ["--timeout-graceful-shutdown", str(API_GRACEFUL_SHUTDOWN_S)],
+            + ["--timeout-graceful-shutdown", str(API_GRACEFUL_SHUTDOWN_S), "--workers", str(settings.api_processes)],
             API_PORT,
             f"http://{HOST}:{API_PORT}  (OpenAPI: http://{HOST}:{API_PORT}/docs)",
             lambda: _http_ok(f"http://{HOST}:{API_PORT}/healthz"),

@@ -112,6 +112,14 @@ class Settings(BaseSettings):
         description="requests one API process serves at once (health probes and event streams aside); the database "
         "pool and the thread pool are sized from it",
     )
+    api_processes: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="API server processes `make dev` and the compose stack start (uvicorn --workers): one process "
+        "runs Python on one core at a time, so one per core; each has its own api_concurrency, database pool and "
+        "event-stream readers",
+    )
     api_queue_wait_s: float = Field(
         10.0, gt=0, description="how long a request may wait for one of those slots before a 503 with Retry-After"
     )
