@@ -97,7 +97,7 @@ def list_runs(
 )
 def get_run(uow: UnitOfWorkDep, caller: Caller, run_id: uuid.UUID) -> RunOut:
     with bind_run(run_id):
-        return service.run_out(service.get_run(uow, caller, run_id), detail=True)
+        return service.run_out(service.view_run(uow, caller, run_id), detail=True)
 
 
 @router.post(

@@ -6,6 +6,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from sqlalchemy import Row
+
 from algocomp.platform.db import Run, RunStatus
 from algocomp.platform.db.accounts import Principal
 from algocomp.platform.db.runs import CancelOutcome, new_run
@@ -20,7 +22,7 @@ from algocomp_api.runs.schemas import RunCreate, RunDetail, RunLinks, RunOut
 from algocomp_api.scenarios import service as scenarios
 
 
-def run_links(run: Run) -> RunLinks:
+def run_links(run: Run | Row[Any]) -> RunLinks:
     return RunLinks(
         self=f"/runs/{run.id}",
         stream=f"/streams/{run.id}",
@@ -30,7 +32,8 @@ def run_links(run: Run) -> RunLinks:
     )
 
 
-def run_out(run: Run, *, detail: bool = False) -> RunOut:
+def run_out(run: Run | Row[Any], *, detail: bool = False) -> RunOut:
+    """The run as the API shows it, from its ORM object or its read-only row (RunRepository.view and .page)."""
     fields: dict[str, Any] = {name: getattr(run, name) for name in RunOut.model_fields if name != "links"}
     if detail:
         return RunDetail(**fields, spec=run.spec, links=run_links(run))
@@ -98,6 +101,14 @@ def announce_queued(uow: UnitOfWork, run: Run) -> None:
     """After commit: the run's `queued` event, then its task."""
     uow.publish(run.id, "queued", {"status": RunStatus.queued.value, "sessions_total": run.sessions})
     uow.enqueue_run(run.id)
+
+
+def view_run(uow: UnitOfWork, caller: Principal, run_id: uuid.UUID) -> Row[Any]:
+    """The run as a read-only row, if it is the caller's team's; 404 otherwise."""
+    row = uow.runs.view(run_id, team_id=caller.team_id)
+    if row is None:
+        raise not_found("run", run_id)
+    return row
 
 
 def get_run(uow: UnitOfWork, caller: Principal, run_id: uuid.UUID) -> Run:

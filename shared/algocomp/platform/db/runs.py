@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, extract, func, or_, select, update
+from sqlalchemy import ColumnElement, Row, Select, and_, bindparam, extract, func, or_, select, update
 from sqlalchemy import cast as sa_cast
 from sqlalchemy.dialects.postgresql import JSONB, insert
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session
 
 from algocomp.platform.db.models import TERMINAL_STATUSES, Result, Run, RunStatus
 from algocomp.scenarios import Scenario, scenario_hash
@@ -101,6 +101,16 @@ def _owned(claim: Claim) -> ColumnElement[bool]:
     return and_(Run.id == claim.run_id, Run.attempt == claim.attempt, Run.status == RunStatus.running)
 
 
+def _run_view(*, with_spec: bool) -> Select[Any]:
+    return select(*(getattr(Run, column.key) for column in Run.__table__.columns if with_spec or column.key != "spec"))
+
+
+# A run as the API shows it: its columns as one plain row (a Core query: no ORM object to build, which costs more
+# than the query on a page of runs), the scenario document only for a single run. Built once.
+RUN_VIEW = _run_view(with_spec=True).where(Run.id == bindparam("run_id"))
+RUN_LIST_VIEW = _run_view(with_spec=False)
+
+
 class RunRepository:
     """Runs and their results, read and changed within one session's transaction."""
 
@@ -121,6 +131,12 @@ class RunRepository:
             return None
         return run
 
+    def view(self, run_id: uuid.UUID, *, team_id: uuid.UUID) -> Row[Any] | None:
+        """The run as a read-only row (attributes named as the Run's), or None if there is none or it is another
+        team's. A plain query: changes of this transaction not flushed yet are not in it."""
+        row = self.session.connection().execute(RUN_VIEW, {"run_id": run_id}).one_or_none()
+        return row if row is not None and row.team_id == team_id else None
+
     def page(
         self,
         *,
@@ -129,26 +145,20 @@ class RunRepository:
         status: RunStatus | None,
         limit: int,
         offset: int,
-    ) -> tuple[list[Run], int]:
-        """A page of the team's runs, newest first, filtered by scenario and status, and the total count of the
-        filter."""
+    ) -> tuple[Sequence[Row[Any]], int]:
+        """A page of the team's runs, newest first, filtered by scenario and status, as read-only rows without the
+        scenario document (see `view`), and the total count of the filter."""
         conditions = [Run.team_id == team_id]
         if scenario_id is not None:
             conditions.append(Run.scenario_id == scenario_id)
         if status is not None:
             conditions.append(Run.status == status)
-        total = self.session.execute(select(func.count()).select_from(Run).where(*conditions)).scalar_one()
-        # without the effective scenario (a JSON document per run), which a page does not show and which costs
-        # more to fetch and decode than the rest of the row
-        runs = self.session.execute(
-            select(Run)
-            .options(defer(Run.spec))
-            .where(*conditions)
-            .order_by(Run.created_at.desc(), Run.id)
-            .limit(limit)
-            .offset(offset)
-        ).scalars()
-        return list(runs), total
+        connection = self.session.connection()
+        total = connection.execute(select(func.count()).select_from(Run).where(*conditions)).scalar_one()
+        rows = connection.execute(
+            RUN_LIST_VIEW.where(*conditions).order_by(Run.created_at.desc(), Run.id).limit(limit).offset(offset)
+        ).all()
+        return rows, total
 
     def active_count(self, team_id: uuid.UUID) -> int:
         """How many of the team's runs are queued or running, counted under a per-team transaction lock, so two
