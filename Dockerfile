@@ -57,4 +57,4 @@ RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin algocomp
 USER algocomp
 
 EXPOSE 8000 5555
-CMD ["uvicorn", "algocomp_api.main:app", "--host", "0.0.0.0", "--port", "8000", "--timeout-graceful-shutdown", "10", "--workers", "2"]
+CMD ["python", "-m", "algocomp_api.serve", "--host", "0.0.0.0", "--port", "8000", "--processes", "2"]

@@ -312,8 +312,8 @@ def services(settings: Settings) -> list[Service]:
     stack += [
         Service(
             "api",
-            [python, "-m", "uvicorn", "algocomp_api.main:app", "--host", HOST, "--port", str(API_PORT)]
-            + ["--timeout-graceful-shutdown", str(API_GRACEFUL_SHUTDOWN_S), "--workers", str(settings.api_processes)],
+            [python, "-m", "algocomp_api.serve", "--host", HOST, "--port", str(API_PORT)]
+            + ["--timeout-graceful-shutdown", str(API_GRACEFUL_SHUTDOWN_S), "--processes", str(settings.api_processes)],
             API_PORT,
             f"http://{HOST}:{API_PORT}  (OpenAPI: http://{HOST}:{API_PORT}/docs)",
             lambda: _http_ok(f"http://{HOST}:{API_PORT}/healthz"),

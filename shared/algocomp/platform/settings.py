@@ -116,7 +116,7 @@ class Settings(BaseSettings):
         2,
         ge=1,
         le=64,
-        description="API server processes `make dev` and the compose stack start (uvicorn --workers): one process "
+        description="API server processes `make dev` and the compose stack start (algocomp_api.serve): one process "
         "runs Python on one core at a time, so one per core; each has its own api_concurrency, database pool and "
         "event-stream readers",
     )
