@@ -641,7 +641,7 @@ def scenario_api_kill(stack: Stack, options: Options) -> Outcome:
     requests: list[int] = []
     errors: list[str] = []
     lock = threading.Lock()
-    spread_s = 2.5 * options.injections + 5.0
+    spread_s = 8.0 * options.injections  # an API restart takes 4-10 s here: the burst spans every kill
 
     def client(index: int) -> None:
         time.sleep(index * spread_s / options.runs)
