@@ -77,8 +77,7 @@ bench-stack: $(INSTALLED) ## time the stack: run throughput, API vs CLI wall tim
 
 bench-load: $(INSTALLED) ## load on the API (benchmarks/bench_load.py), then the fault scenarios (bench-faults)
 	$(BIN)/python tools/devstack.py up
-	$(BIN)/python benchmarks/bench_load.py $(BENCH_ARGS)
-	$(MAKE) bench-faults
+	$(BIN)/python benchmarks/bench_load.py $(BENCH_ARGS); load=$$?; $(MAKE) bench-faults && exit $$load
 
 # Its own stack (database, Redis, S3, API, worker, aggregator, beat on free ports), never `make dev`'s: it kills
 # and stops those processes. FAULT_ARGS e.g. --scenarios worker-kill,api-kill
