@@ -14,7 +14,7 @@ INSTALLED = $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install test test-slow bench demo dev stop up down bench-stack bench-load clean distclean
+.PHONY: help install test test-slow bench demo dev stop up down bench-stack bench-load bench-faults clean distclean
 .PHONY: test-compose constraints lint
 
 help: ## list the targets
@@ -75,9 +75,14 @@ bench-stack: $(INSTALLED) ## time the stack: run throughput, API vs CLI wall tim
 	$(BIN)/python tools/devstack.py up
 	$(BIN)/python benchmarks/bench_stack.py $(BENCH_ARGS)
 
-bench-load: $(INSTALLED) ## load on the API: 50/100/200 connections, latency and /healthz (benchmarks/bench_load.py)
+bench-load: $(INSTALLED) ## load on the API (benchmarks/bench_load.py), then the fault scenarios (bench-faults)
 	$(BIN)/python tools/devstack.py up
-	$(BIN)/python benchmarks/bench_load.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/bench_load.py $(BENCH_ARGS); load=$$?; $(MAKE) bench-faults && exit $$load
+
+# Its own stack (database, Redis, S3, API, worker, aggregator, beat on free ports), never `make dev`'s: it kills
+# and stops those processes. FAULT_ARGS e.g. --scenarios worker-kill,api-kill
+bench-faults: $(INSTALLED) ## kills and outages during 30-run sweeps, checked run by run (benchmarks/bench_faults.py; ~12 min)
+	$(BIN)/python benchmarks/bench_faults.py $(FAULT_ARGS)
 
 clean: ## remove outputs and caches (keeps .venv)
 	rm -rf out/ build/ dist/ .pytest_cache/ .numba_cache/
