@@ -238,6 +238,10 @@ class Client:
         """Ask for a run to stop: a queued run is cancelled at once, a running one at its next check."""
         return self._json("POST", f"/runs/{run_id}/cancel")
 
+    def retry_run(self, run_id: str) -> dict[str, Any]:
+        """Queue a failed or cancelled run again (the same run, its next attempt); ApiError 409 for any other."""
+        return self._json("POST", f"/runs/{run_id}/retry")
+
     # ------------------------------------------------------------------------------------------ progress
 
     def events(self, run_id: str, last_event_id: str | None = None) -> Iterator[SseEvent]:

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from algocomp.platform.db import RunStatus
 from algocomp.platform.logs import bind_run
 from algocomp_api.auth import Caller
-from algocomp_api.deps import SettingsDep, UnitOfWorkDep
+from algocomp_api.deps import RedisDep, SettingsDep, UnitOfWorkDep
 from algocomp_api.errors import error_responses
 from algocomp_api.idempotency import IDEMPOTENCY_422, IDEMPOTENCY_RESPONSES, IdempotencyKey, claim_or_replay, remember
 from algocomp_api.pagination import Page, Pagination
@@ -119,3 +119,26 @@ def cancel_run(uow: UnitOfWorkDep, caller: Caller, run_id: uuid.UUID, response: 
         run, cancelled_now = service.cancel_run(uow, caller, run_id)
     response.status_code = status.HTTP_200_OK if cancelled_now else status.HTTP_202_ACCEPTED
     return service.run_out(run)
+
+
+@router.post(
+    "/{run_id}/retry",
+    response_model=RunOut,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=error_responses(
+        {
+            202: {"description": "the run is queued again"},
+            403: {"description": "only the member who launched the run or a team admin may retry it"},
+            404: {"description": "no run with this id"},
+            409: {"description": "the run is queued, running or succeeded, or its sweep was cancelled"},
+            429: {"description": "the team has as many runs queued or running as its quota allows"},
+        }
+    ),
+    summary="Queue a failed or cancelled run again",
+)
+def retry_run(uow: UnitOfWorkDep, caller: Caller, run_id: uuid.UUID, settings: SettingsDep, redis: RedisDep) -> RunOut:
+    """The same run (its id, its S3 folder) is queued for its next attempt, its error and progress cleared, e.g.
+    after it failed because S3 stayed down longer than the workers' retry budget. Its event stream starts
+    afresh."""
+    with bind_run(run_id):
+        return service.run_out(service.retry_run(uow, caller, run_id, settings, redis))

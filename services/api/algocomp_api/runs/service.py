@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
+from redis import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import Row
 
 from algocomp.platform.db import Run, RunStatus
 from algocomp.platform.db.accounts import Principal
 from algocomp.platform.db.runs import CancelOutcome, new_run
+from algocomp.platform.progress import ProgressChannel
 from algocomp.platform.settings import Settings
 from algocomp.platform.unit_of_work import UnitOfWork
 from algocomp.scenarios import Scenario, apply_overrides
@@ -20,6 +24,8 @@ from algocomp_api.errors import ApiError, not_found
 from algocomp_api.quotas import check_active_runs
 from algocomp_api.runs.schemas import RunCreate, RunDetail, RunLinks, RunOut
 from algocomp_api.scenarios import service as scenarios
+
+log = logging.getLogger("algocomp.api")
 
 
 def run_links(run: Run | Row[Any]) -> RunLinks:
@@ -138,6 +144,46 @@ def cancel_run(uow: UnitOfWork, caller: Principal, run_id: uuid.UUID) -> tuple[R
     if outcome is CancelOutcome.cancelled:
         announce_cancelled(uow, run)
     return run, outcome is CancelOutcome.cancelled
+
+
+def retry_run(uow: UnitOfWork, caller: Principal, run_id: uuid.UUID, settings: Settings, redis: Redis) -> Run:
+    """Queue a failed or cancelled run again (the same run: one id, one S3 folder, one result when it succeeds).
+
+    404 for another team's run, 403 unless the caller launched it or is a team admin, 409 for a run that is
+    queued, running or succeeded, or whose sweep was cancelled, 429 over the team's quota. The run's event stream
+    starts afresh (a follower replaying it must not stop at the old terminal event); should the transaction then
+    roll back, followers get the terminal event from the database instead."""
+    run = get_run(uow, caller, run_id)
+    forbid_unless_manager(caller, run.owner_id, f"run {run_id}")
+    if run.status not in (RunStatus.failed, RunStatus.cancelled):
+        raise ApiError(
+            409,
+            "run_not_retryable",
+            f"run {run_id} is {run.status.value}; only a failed or cancelled run can be retried",
+            status=run.status.value,
+        )
+    if run.sweep_id is not None:
+        sweep = uow.sweeps.get(run.sweep_id, team_id=caller.team_id)
+        if sweep is not None and sweep.cancel_requested:
+            raise ApiError(
+                409,
+                "run_not_retryable",
+                f"run {run_id} belongs to sweep {run.sweep_id}, which was cancelled",
+                status=run.status.value,
+            )
+    check_active_runs(uow, caller, settings, 1)
+    if not uow.runs.retry(run_id):  # its status changed since it was read
+        run = get_run(uow, caller, run_id)
+        raise ApiError(409, "run_not_retryable", f"run {run_id} is {run.status.value}", status=run.status.value)
+    if run.sweep_id is not None:
+        uow.sweeps.reopen(run.sweep_id)
+    try:
+        ProgressChannel(redis, run_id, prefix=settings.key_prefix).delete()
+    except RedisError:  # followers replaying from the start then stop at the old terminal event; the run still goes
+        log.warning("could not clear the event stream of retried run %s", run_id, exc_info=True)
+    run = get_run(uow, caller, run_id)
+    announce_queued(uow, run)
+    return run
 
 
 def announce_cancelled(uow: UnitOfWork, run: Run) -> None:

@@ -196,6 +196,31 @@ class RunRepository:
         self._reload(run_id)
         return outcome
 
+    def retry(self, run_id: uuid.UUID) -> bool:
+        """Queue a failed or cancelled run again: the same run (its id, its S3 folder), with its error, progress
+        and worker cleared; its next claim is its next attempt. False, changing nothing, for a run in any other
+        status."""
+        requeued = self.session.execute(
+            update(Run)
+            .where(Run.id == run_id, Run.status.in_([RunStatus.failed, RunStatus.cancelled]))
+            .values(
+                status=RunStatus.queued,
+                queued_at=func.now(),
+                started_at=None,
+                heartbeat_at=None,
+                finished_at=None,
+                error=None,
+                worker=None,
+                cancel_requested=False,
+                progress=0.0,
+                sessions_done=0,
+                periods_done=0,
+            )
+            .returning(Run.id)
+        ).scalar_one_or_none()
+        self._reload(run_id)
+        return requeued is not None
+
     def cancel_sweep_runs(self, sweep_id: uuid.UUID) -> list[Run]:
         """Cancel every queued run of a sweep at once and ask every running one to stop; returns the runs
         cancelled now."""

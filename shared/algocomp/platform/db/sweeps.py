@@ -189,6 +189,15 @@ class SweepRepository:
             self.session.flush()
             self.session.refresh(sweep)
 
+    def reopen(self, sweep_id: uuid.UUID) -> None:
+        """A run of the sweep is queued again (RunRepository.retry): the sweep is not over any more; its end is
+        recorded again when its readers next see every run over."""
+        self.session.execute(
+            update(Sweep)
+            .where(Sweep.id == sweep_id, Sweep.finished_at.is_not(None))
+            .values(status=RunStatus.running.value, finished_at=None)
+        )
+
     def cancel(self, sweep: Sweep) -> list[Run]:
         """Mark the sweep cancelled, cancel its queued runs at once and ask its running ones to stop; returns the
         runs cancelled now (each is owed its terminal event)."""
