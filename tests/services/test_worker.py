@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from algocomp.engine.experiment import run_experiment
 from algocomp.output.writer import json_ready
 from algocomp.platform.db import Result, Run, RunMetrics, RunStatus, ScenarioRecord
+from algocomp.platform.db.runs import RunRepository
 from algocomp.platform.progress import STREAM_START, ProgressChannel, ProgressEvent
 from algocomp.platform.queue import REQUEUE_TASK, RUN_TASK, RUNS_QUEUE, SWEEP_QUEUE, create_celery
 from algocomp.platform.settings import Settings
@@ -289,6 +290,37 @@ def test_a_run_whose_worker_died_is_claimed_again_after_its_lease(
     with Session(db_engine) as session:  # do not leave a "running" run for the sweeper test to find
         session.execute(update(Run).where(Run.id == alive).values(status=RunStatus.cancelled))
         session.commit()
+
+
+def test_the_sweeper_resends_a_dead_workers_run_once_per_lease(service_env: Settings, db_engine: Engine) -> None:
+    """Not at every pass: the copies would queue up behind the backlog until a worker claims the run."""
+    long_ago = datetime.now(UTC) - timedelta(seconds=service_env.lease_s + 60)
+    run_id = create_run(
+        db_engine,
+        baseline(sessions=2, max_periods=20_000, seed=33),
+        status=RunStatus.running,
+        attempt=1,
+        worker="dead-worker",
+        queued_at=long_ago,
+        started_at=long_ago,
+        heartbeat_at=long_ago,
+    )
+    try:
+        passes = []
+        for _ in range(3):
+            with Session(db_engine) as session:
+                passes.append(
+                    run_id
+                    in RunRepository(session).stale(
+                        requeue_after_s=service_env.requeue_after_s, lease_s=service_env.lease_s
+                    )
+                )
+                session.commit()
+        assert passes == [True, False, False]
+    finally:
+        with Session(db_engine) as session:  # no running run left for other tests' sweepers
+            session.execute(update(Run).where(Run.id == run_id).values(status=RunStatus.cancelled))
+            session.commit()
 
 
 def test_the_sweeper_resends_a_run_whose_enqueue_was_lost(

@@ -331,8 +331,9 @@ class RunRepository:
         """Runs whose task must be sent again: queued for longer than requeue_after_s (a lost enqueue, or a broker
         that lost the message) and running without a heartbeat for longer than lease_s (a dead worker).
 
-        A queued run's queued_at moves to now as it is picked, so a run waiting behind a long queue is re-sent at
-        most once per requeue_after_s instead of at every pass."""
+        A run's queued_at moves to now as it is picked (it is when its task was last sent), so a run waiting behind a
+        long queue is re-sent at most once per requeue_after_s, and a dead worker's run once per lease_s, instead
+        of at every pass while the copies queue up behind the backlog."""
         queued = (
             self.session.execute(
                 update(Run)
@@ -343,11 +344,13 @@ class RunRepository:
             .scalars()
             .all()
         )
+        expired = func.now() - timedelta(seconds=lease_s)
         abandoned = (
             self.session.execute(
-                select(Run.id).where(
-                    Run.status == RunStatus.running, Run.heartbeat_at < func.now() - timedelta(seconds=lease_s)
-                )
+                update(Run)
+                .where(Run.status == RunStatus.running, Run.heartbeat_at < expired, Run.queued_at < expired)
+                .values(queued_at=func.now())
+                .returning(Run.id)
             )
             .scalars()
             .all()
