@@ -7,35 +7,47 @@ is queued with the change that causes it and sent after COMMIT, in the order que
 that a rollback could still undo: a worker never receives a run it cannot find, and a client that reacts to a
 terminal event finds the final row. A rollback drops the queued messages.
 
-The messages are sent at most once and their failures are logged, not raised: the transaction is committed and
-the row is the truth. Each message has its repair: a task that was not sent is re-sent by the stale-run sweeper
-(algocomp.requeue_stale), a follow-up or aggregator message that was lost is redone by the next one or
-rebuilt from the rows, and a client that missed an event reads the row.
+The messages are sent once the transaction has committed and their failures are logged, not raised: the
+transaction is committed and the row is the truth. Tasks are sent with retries through a broker outage within the
+factory's backoff (the worker's: Settings.retry_budget_s; the API's: none, a request does not wait for Redis).
+Each message has its repair: a task that was not sent is re-sent by the stale-run sweeper
+(algocomp.requeue_stale), which also re-sends the aggregator's notice of a finished run that has no metrics and
+the follow-up of a succeeded run that has no plots; a client that missed an event reads the row.
+
+Postgres faults: a unit of work takes its connection when it opens, retrying transient faults (a refused or
+reset connection, a server restarting: algocomp.platform.db.faults) within the factory's backoff, and raises
+DatabaseUnavailable past it. `UnitOfWorkFactory.run(work)` goes further for short transactions: the whole
+transaction is run again in a fresh unit of work when it meets a transient fault, messages included (they are only
+sent after the commit that succeeded).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from celery import Celery
 from redis import Redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from algocomp.platform.db.accounts import AccountRepository
+from algocomp.platform.db.faults import DatabaseUnavailable, db_transient
 from algocomp.platform.db.idempotency import IdempotencyRepository
 from algocomp.platform.db.runs import RunRepository
 from algocomp.platform.db.scenarios import ScenarioRepository
 from algocomp.platform.db.sweeps import SweepRepository
 from algocomp.platform.progress import publish_events
 from algocomp.platform.queue import RUN_TASK, RUNS_QUEUE
+from algocomp.platform.retry import Backoff, RetriesExhausted
 from algocomp.platform.settings import Settings
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -67,10 +79,14 @@ class Messaging:
     redis: Redis
     key_prefix: str
     progress_maxlen: int
+    # how long a batch of tasks is retried through a broker outage (none by default: the API's requests do not wait)
+    backoff: Backoff = field(default_factory=lambda: Backoff(budget_s=0))
 
     @classmethod
-    def from_settings(cls, settings: Settings, celery: Celery, client: Redis) -> Messaging:
-        return cls(celery, client, settings.key_prefix, settings.progress_maxlen)
+    def from_settings(
+        cls, settings: Settings, celery: Celery, client: Redis, backoff: Backoff | None = None
+    ) -> Messaging:
+        return cls(celery, client, settings.key_prefix, settings.progress_maxlen, backoff or Backoff(budget_s=0))
 
     def publish_events(self, events: Sequence[Message]) -> None:
         """All or none (one pipeline): on failure every event is unsent."""
@@ -85,16 +101,36 @@ class Messaging:
             raise DeliveryError(events) from error
 
     def send_tasks(self, tasks: Sequence[Message]) -> None:
-        """In order over one producer; the first failure stops the batch (the broker is likely down, and each
-        further try would wait for its own timeout), leaving it and the rest unsent."""
-        with self.celery.producer_or_acquire() as producer:
-            for index, message in enumerate(tasks):
-                try:
+        """In order over one producer; a failure is retried (what is left of the batch, on a fresh producer)
+        within the backoff's budget, then stops the batch, leaving the message that failed and the rest unsent."""
+        sent = 0
+
+        def send_rest() -> None:
+            nonlocal sent
+            with self.celery.producer_or_acquire() as producer:
+                for message in tasks[sent:]:
                     self.celery.send_task(
                         message.name, args=[str(message.run_id)], queue=message.queue, producer=producer
                     )
-                except Exception as error:
-                    raise DeliveryError(tasks[index:]) from error
+                    sent += 1
+
+        try:
+            self.backoff.call(
+                send_rest, transient=broker_transient, what=f"send {len(tasks) - sent} tasks to the broker"
+            )
+        except Exception as error:
+            raise DeliveryError(tasks[sent:]) from error
+
+
+def broker_transient(error: BaseException) -> bool:
+    """Whether sending to the broker may succeed later: a connection error of kombu or Redis, or a timeout."""
+    from kombu.exceptions import OperationalError as KombuOperationalError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return isinstance(
+        error, (KombuOperationalError, RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
+    )
 
 
 class UnitOfWork:
@@ -200,6 +236,38 @@ class UnitOfWorkFactory:
 
     sessions: sessionmaker[Session]
     messaging: Messaging
+    # how long to retry Postgres through a transient fault (none by default)
+    backoff: Backoff = field(default_factory=lambda: Backoff(budget_s=0))
 
     def __call__(self) -> UnitOfWork:
-        return UnitOfWork(self.sessions(), self.messaging)
+        """A unit of work holding a connection, taken with retries (DatabaseUnavailable past the budget)."""
+        return self._retry(self._open, "connect to Postgres")
+
+    def run(self, work: Callable[[UnitOfWork], T], *, what: str) -> T:
+        """`work(uow)` in a unit of work, committed; run again in a fresh one when it meets a transient database
+        fault, within the budget (DatabaseUnavailable past it). For short transactions whose work may be
+        repeated: a commit whose answer was lost may have happened, so the work must be harmless when repeated
+        (every transition of algocomp.platform.db.runs is conditional, and RunRepository.finish recognises its own
+        earlier commit)."""
+
+        def once() -> T:
+            with self._open() as uow:
+                return work(uow)
+
+        return self._retry(once, what)
+
+    def _open(self) -> UnitOfWork:
+        session = self.sessions()
+        try:
+            session.connection()  # connect now: a fault shows here, where it can be retried, not mid-request
+        except BaseException:
+            session.close()
+            raise
+        return UnitOfWork(session, self.messaging)
+
+    def _retry(self, operation: Callable[[], T], what: str) -> T:
+        try:
+            return self.backoff.call(operation, transient=db_transient, what=what)
+        except RetriesExhausted as exhausted:
+            bind = self.sessions.kw.get("bind")
+            raise DatabaseUnavailable(str(getattr(bind, "url", "")), exhausted) from exhausted.last
