@@ -20,6 +20,7 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from algocomp.platform.queue import create_celery
+from algocomp.platform.retry import backoff_from
 from algocomp.platform.settings import Settings
 from algocomp.platform.storage import Storage
 from algocomp.platform.unit_of_work import Messaging, UnitOfWork, UnitOfWorkFactory
@@ -133,7 +134,11 @@ class ApiResources:
             sweep_fanout=SnapshotFanout(SWEEP_POLL_INTERVAL_S),
             storage=Storage(settings),
             celery=celery,
-            units_of_work=UnitOfWorkFactory(sessions, Messaging.from_settings(settings, celery, sync_redis)),
+            units_of_work=UnitOfWorkFactory(
+                sessions,
+                Messaging.from_settings(settings, celery, sync_redis),
+                backoff_from(settings, settings.api_db_retry_s),
+            ),
         )
 
     async def close(self) -> None:
