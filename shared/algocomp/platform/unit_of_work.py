@@ -10,9 +10,10 @@ terminal event finds the final row. A rollback drops the queued messages.
 The messages are sent once the transaction has committed and their failures are logged, not raised: the
 transaction is committed and the row is the truth. Tasks are sent with retries through a broker outage within the
 factory's backoff (the worker's: Settings.retry_budget_s; the API's: none, a request does not wait for Redis).
-Each message has its repair: a task that was not sent is re-sent by the stale-run sweeper
-(algocomp.requeue_stale), which also re-sends the aggregator's notice of a finished run that has no metrics and
-the follow-up of a succeeded run that has no plots; a client that missed an event reads the row.
+Each message has its repair: a run's task that was not sent is re-sent by the stale-run sweeper
+(algocomp.requeue_stale), and a client that missed an event reads the row. The aggregator's notice and the
+follow-up (plots, MLflow) have none beyond these retries: one still unsent after the budget is lost (logged), and
+the next notice of the same sweep recomputes the sweep's rows, but that run's own metrics and plots stay missing.
 
 Postgres faults: a unit of work takes its connection when it opens, retrying transient faults (a refused or
 reset connection, a server restarting: algocomp.platform.db.faults) within the factory's backoff, and raises
