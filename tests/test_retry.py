@@ -165,3 +165,31 @@ def test_database_transient_faults_are_lost_connections_and_restarts_not_a_query
     assert not db_transient(wrapped(errors.LockNotAvailable()))  # lock_timeout: the idempotency wait's 409
     assert not db_transient(wrapped(errors.QueryCanceled()))  # statement_timeout
     assert not db_transient(ProgrammingError("SELECT", {}, Exception("syntax")))
+
+
+def test_the_errors_of_exhausted_retries_survive_pickling_and_name_no_password() -> None:
+    """Celery's pool pickles a task's exception to send it to its parent process."""
+    import pickle
+
+    from algocomp.platform.db.faults import DatabaseUnavailable
+
+    exhausted = RetriesExhausted("connect to Postgres", 7, 5.2, ConnectionRefusedError("refused"))
+    copy = pickle.loads(pickle.dumps(exhausted))
+    assert (copy.what, copy.tries, copy.elapsed_s, str(copy)) == (
+        "connect to Postgres",
+        7,
+        5.2,
+        "connect to Postgres failed 7 times over 5.2 s: refused",
+    )
+    unavailable = DatabaseUnavailable.after(
+        "postgresql+psycopg://algocomp:s3cret-password@db.internal:6543/algocomp", exhausted
+    )
+    assert str(unavailable) == (
+        "Postgres at db.internal:6543/algocomp did not answer (7 tries over 5.2 s): ConnectionRefusedError: refused"
+    )
+    assert str(pickle.loads(pickle.dumps(unavailable))) == str(unavailable)
+
+    from algocomp.platform.storage import StorageError
+
+    storage_error = pickle.loads(pickle.dumps(StorageError("cannot upload x: S3 did not answer", transient=True)))
+    assert storage_error.transient and str(storage_error) == "cannot upload x: S3 did not answer"

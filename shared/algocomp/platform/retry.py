@@ -39,6 +39,10 @@ class RetriesExhausted(Exception):
         self.elapsed_s = elapsed_s
         self.last = last
 
+    def __reduce__(self) -> tuple[type[RetriesExhausted], tuple[str, int, float, BaseException]]:
+        # picklable (Celery's pool sends a task's exception to its parent process)
+        return type(self), (self.what, self.tries, self.elapsed_s, self.last)
+
 
 @dataclass(frozen=True)
 class Backoff:

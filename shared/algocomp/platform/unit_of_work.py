@@ -271,4 +271,4 @@ class UnitOfWorkFactory:
             return self.backoff.call(operation, transient=db_transient, what=what)
         except RetriesExhausted as exhausted:
             bind = self.sessions.kw.get("bind")
-            raise DatabaseUnavailable(str(getattr(bind, "url", "")), exhausted) from exhausted.last
+            raise DatabaseUnavailable.after(str(getattr(bind, "url", "")), exhausted) from exhausted.last

@@ -40,12 +40,12 @@ class DatabaseUnavailable(RuntimeError):
     """Postgres did not answer within the retry budget: names the server (never its password) and the last error.
     The API answers it with 503 and Retry-After."""
 
-    def __init__(self, database_url: str, exhausted: RetriesExhausted) -> None:
+    @classmethod
+    def after(cls, database_url: str, exhausted: RetriesExhausted) -> DatabaseUnavailable:
+        """The error for `exhausted` retries of the database at `database_url`."""
         url = make_url(database_url)
         where = f"{url.host or 'localhost'}:{url.port or 5432}/{url.database or ''}"
-        super().__init__(
+        return cls(
             f"Postgres at {where} did not answer ({exhausted.tries} tries over {exhausted.elapsed_s:.1f} s): "
             f"{describe(exhausted.last)}"
         )
-        self.tries = exhausted.tries
-        self.elapsed_s = exhausted.elapsed_s

@@ -69,6 +69,9 @@ class StorageError(RuntimeError):
         super().__init__(message)
         self.transient = transient
 
+    def __reduce__(self) -> tuple[type[StorageError], tuple[str], dict[str, bool]]:
+        return type(self), (str(self),), {"transient": self.transient}
+
 
 class Storage:
     """Objects of one bucket on one S3 endpoint, as configured in Settings."""
