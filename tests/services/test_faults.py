@@ -30,12 +30,20 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from algocomp.platform.db import Result, RunMetrics, RunStatus
-from algocomp.platform.queue import ARTIFACTS_QUEUE, FINISH_TASK, WORKER_QUEUES, create_celery
+from algocomp.platform.db import FollowUp, Result, RunMetrics, RunStatus
+from algocomp.platform.queue import (
+    ARTIFACTS_QUEUE,
+    FINISH_TASK,
+    REQUEUE_TASK,
+    RUN_FINISHED_TASK,
+    SWEEP_QUEUE,
+    WORKER_QUEUES,
+    create_celery,
+)
 from algocomp.platform.settings import Settings
 from algocomp.platform.storage import Storage, run_key, run_prefix
 
@@ -94,6 +102,11 @@ def own_s3(tmp_path: Path) -> Iterator[RcloneS3]:
         yield s3
     finally:
         s3.stop()
+
+
+def follow_up(engine: Engine, run_id: uuid.UUID, task: str) -> FollowUp | None:
+    with Session(engine, expire_on_commit=False) as session:
+        return session.get(FollowUp, (run_id, task))
 
 
 def relay_to(url: str) -> TcpRelay:
@@ -218,6 +231,13 @@ def test_a_follow_up_that_meets_s3_down_is_sent_again_until_done_and_one_that_ca
     assert terminal_events(events) == ["succeeded"]
     plots = [run_key(run_id, "prices_plot"), run_key(run_id, "impulse_plot")]
     wait_until(lambda: all(storage.exists(key) for key in plots), "the first follow-up's plots", RUN_TIMEOUT_S)
+    wait_until(
+        lambda: (row := follow_up(db_engine, run_id, FINISH_TASK)) is not None and row.status == "done",
+        "the follow-up's record to say done",
+        RUN_TIMEOUT_S,
+    )
+    notice = follow_up(db_engine, run_id, RUN_FINISHED_TASK)  # no aggregator runs here: it waits
+    assert notice is not None and notice.status == "pending"
 
     # the plots are drawn again by a follow-up sent while S3 is down, past the 1 s budget of each try
     for key in plots:
@@ -242,8 +262,14 @@ def test_a_follow_up_that_meets_s3_down_is_sent_again_until_done_and_one_that_ca
     wait_until(lambda: logged(worker, rf"\[{task_id}\] succeeded in"), "the follow-up to succeed", RUN_TIMEOUT_S)
     assert not logged(worker, rf"the follow-up of run {run_id} failed for good"), worker.output()
 
-    # a follow-up that no retry can mend: the run's panel is gone
+    # a follow-up that no retry can mend: the run's panel is gone (and its record pending again, as if it had never
+    # been done: a failure does not overwrite `done`)
     storage.delete(run_key(run_id, "panel"))
+    with Session(db_engine) as session:
+        session.execute(
+            update(FollowUp).where(FollowUp.run_id == run_id, FollowUp.task == FINISH_TASK).values(status="pending")
+        )
+        session.commit()
     doomed = celery.send_task(FINISH_TASK, args=[str(run_id)], queue=ARTIFACTS_QUEUE).id
     wait_until(
         lambda: task_finished(worker, doomed), "the doomed follow-up to end", RUN_TIMEOUT_S, detail=worker.output
@@ -252,6 +278,9 @@ def test_a_follow_up_that_meets_s3_down_is_sent_again_until_done_and_one_that_ca
     assert re.search(rf"the follow-up of run {run_id} failed for good \(not a transient fault\): KeyError", output)
     assert re.search(rf"\[{doomed}\] raised unexpected", output), output[-3000:]
     assert not re.search(rf"\[{doomed}\] retry:", output)
+    record = follow_up(db_engine, run_id, FINISH_TASK)
+    assert record is not None and record.status == "failed", record.status if record else None
+    assert record.error is not None and record.error.startswith("KeyError: "), record.error
 
 
 # --------------------------------------------------------------------------------------------- Postgres
@@ -399,6 +428,82 @@ def test_a_redis_outage_across_a_run_s_finish_loses_neither_its_completion_nor_i
             RUN_TIMEOUT_S,
             detail=worker.output,
         )
-        assert not logged(worker, r"after commit, could not send task"), worker.output()
+        assert not logged(worker, r"after commit, could not send"), worker.output()
+        for task in (RUN_FINISHED_TASK, FINISH_TASK):
+            record = wait_until(
+                lambda task=task: (
+                    (row := follow_up(db_engine, run_id, task)) is not None and row.status == "done" and row
+                ),
+                f"the record of {task} to say done",
+                RUN_TIMEOUT_S,
+            )
+            assert record.sends == 1
+    finally:
+        relay.down()
+
+
+def test_a_notice_and_a_follow_up_lost_to_a_redis_outage_past_the_budget_are_re_sent_by_the_sweeper(
+    service_env: Settings,
+    start_service: Callable[..., ServiceProcess],
+    db_engine: Engine,
+    redis_client: redis.Redis,
+) -> None:
+    relay = relay_to(service_env.redis_url)
+    relay.up()
+    try:
+        settings, env = own_settings(
+            service_env, retry_budget_s=2, retry_base_s=0.1, retry_max_delay_s=0.5, requeue_after_s=5
+        )
+        worker = start_worker(
+            start_service, settings, {**env, "ALGOCOMP_REDIS_URL": through(service_env.redis_url, relay)}
+        )
+        aggregator = start_worker(start_service, settings, env, app="aggregator")
+
+        run_id = create_run(db_engine, baseline(sessions=SESSIONS, max_periods=MAX_PERIODS, seed=306))
+        send_run(settings, run_id)
+        follow_events(
+            settings, redis_client, run_id, worker.output, until=lambda events: events[-1].event == "progress"
+        )
+        relay.down()
+        wait_until(
+            lambda: load_run(db_engine, run_id).status == RunStatus.succeeded,
+            "the run to finish during the outage",
+            RUN_TIMEOUT_S,
+            detail=worker.output,
+        )
+        # past the 2 s budget the sends are given up: the notice and the follow-up are lost, their records pending
+        wait_until(
+            lambda: logged(worker, rf"after commit, could not send {RUN_FINISHED_TASK} of run {run_id}"),
+            "the worker to give up sending the notice",
+            RUN_TIMEOUT_S,
+            detail=worker.output,
+        )
+        relay.up()
+        for task in (RUN_FINISHED_TASK, FINISH_TASK):
+            record = follow_up(db_engine, run_id, task)
+            assert record is not None and record.status == "pending" and record.sends == 1, task
+        with Session(db_engine) as session:
+            assert session.get(RunMetrics, run_id) is None
+
+        # the sweeper (what beat sends every sweep_interval_s) re-sends them once they are requeue_after_s old
+        celery = create_celery(settings)
+
+        def repaired() -> bool:
+            celery.send_task(REQUEUE_TASK, queue=SWEEP_QUEUE)
+            records = [follow_up(db_engine, run_id, task) for task in (RUN_FINISHED_TASK, FINISH_TASK)]
+            return all(record is not None and record.status == "done" for record in records)
+
+        wait_until(
+            repaired, "the sweeper to re-send the lost follow-ups", RUN_TIMEOUT_S, interval_s=2.0, detail=worker.output
+        )
+        with Session(db_engine) as session:
+            metrics = session.get(RunMetrics, run_id)
+            assert metrics is not None and metrics.status == RunStatus.succeeded.value, aggregator.output()
+        result = load_result(db_engine, run_id)
+        assert result is not None and "prices_plot" in result.artifacts
+        for task in (RUN_FINISHED_TASK, FINISH_TASK):
+            record = follow_up(db_engine, run_id, task)
+            assert record is not None and record.sends >= 2, (task, record.sends if record else None)
+        assert logged(worker, rf"re-sent {FINISH_TASK} of run {run_id}")
     finally:
         relay.down()

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from algocomp.platform.db import Run, Sweep, get_engine, session_scope
 from algocomp.platform.db import sweep_metrics as sweep_aggregates
+from algocomp.platform.db.follow_ups import FollowUpRepository
 from algocomp.platform.logs import bind_run
 from algocomp.platform.queue import RUN_FINISHED_TASK
 from algocomp.platform.queue.retries import retry_or_fail
@@ -61,6 +62,16 @@ def aggregate_sweep(engine: Engine, run_id: uuid.UUID | str) -> dict[str, Any] |
     return outcome
 
 
+def record_follow_up(run_id: str, error: str | None) -> None:
+    """Mark the run's notice done (error None) or failed with `error` (algocomp.platform.db.follow_ups)."""
+    with session_scope(get_engine()) as session:
+        follow_ups = FollowUpRepository(session)
+        if error is None:
+            follow_ups.done(uuid.UUID(run_id), RUN_FINISHED_TASK)
+        else:
+            follow_ups.failed(uuid.UUID(run_id), RUN_FINISHED_TASK, error)
+
+
 def register_tasks(app: Celery) -> None:
     """Register the aggregator's tasks on `app` under the shared task names (algocomp.platform.queue)."""
 
@@ -73,14 +84,16 @@ def register_tasks(app: Celery) -> None:
         with bind_run(run_id):
             try:
                 metrics = record_run_metrics(get_engine(), run_id)
-                if metrics is None:
-                    return None
-                sweep = aggregate_sweep(get_engine(), run_id)
+                sweep = aggregate_sweep(get_engine(), run_id) if metrics is not None else None
+                record_follow_up(run_id, None)
             except Exception as error:
                 retry_or_fail(
                     self,
                     error,
                     what=f"aggregating run {run_id}",
                     max_retries=get_settings().follow_up_max_retries,
+                    record_failure=lambda text: record_follow_up(run_id, text),
                 )
+        if metrics is None:
+            return None
         return {"run_id": run_id, "status": metrics.status, "profit_gain": metrics.profit_gain, "sweep": sweep}

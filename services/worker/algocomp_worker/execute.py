@@ -122,9 +122,9 @@ def finish(
             # one try: the row is locked meanwhile, and the files are unreferenced whatever happens to them
             remove_partial_files(context.storage.with_backoff(ONE_TRY), claim.run_id, keep_log=True)
         uow.publish(claim.run_id, status.value, json_ready({"status": status.value, **event}))
-        uow.send_task(RUN_FINISHED_TASK, claim.run_id, AGGREGATE_QUEUE)
+        uow.send_follow_up(RUN_FINISHED_TASK, claim.run_id, AGGREGATE_QUEUE)
         if status == RunStatus.succeeded:
-            uow.send_task(FINISH_TASK, claim.run_id, ARTIFACTS_QUEUE)
+            uow.send_follow_up(FINISH_TASK, claim.run_id, ARTIFACTS_QUEUE)
         return True
 
     return context.units_of_work.run(work, what=f"finish run {claim.run_id} as {status.value}")

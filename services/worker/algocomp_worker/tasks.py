@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, Task
@@ -77,14 +78,22 @@ def register_tasks(app: Celery) -> None:
         again later when S3 or Postgres stays out of reach (algocomp.platform.queue.retries)."""
         with bind_run(run_id):
             context = context_for(app)
+            key = uuid.UUID(run_id), FINISH_TASK
+
+            def record(work: Callable[[UnitOfWork], None]) -> None:
+                context.units_of_work.run(work, what=f"record the follow-up of run {run_id}")
+
             try:
-                return draw_plots_and_track(context, run_id)
+                plots = draw_plots_and_track(context, run_id)
+                record(lambda uow: uow.follow_ups.done(*key))
+                return plots
             except Exception as error:
                 retry_or_fail(
                     self,
                     error,
                     what=f"the follow-up of run {run_id}",
                     max_retries=context.settings.follow_up_max_retries,
+                    record_failure=lambda text: record(lambda uow: uow.follow_ups.failed(*key, text)),
                 )
 
     @app.task(name=REQUEUE_TASK)
@@ -93,13 +102,18 @@ def register_tasks(app: Celery) -> None:
         context = context_for(app)
         settings = context.settings
 
-        def requeue(uow: UnitOfWork) -> list[uuid.UUID]:
+        def requeue(uow: UnitOfWork) -> tuple[list[uuid.UUID], list[tuple[uuid.UUID, str, str]]]:
             run_ids = uow.runs.stale(requeue_after_s=settings.requeue_after_s, lease_s=settings.lease_s)
             for run_id in run_ids:
                 uow.enqueue_run(run_id)
-            return run_ids
+            follow_ups = uow.follow_ups.due(resend_after_s=settings.requeue_after_s)
+            for run_id, task, queue in follow_ups:
+                uow.send_task(task, run_id, queue, description=f"re-send {task} of run {run_id}")
+            return run_ids, follow_ups
 
-        run_ids = context.units_of_work.run(requeue, what="re-send stale runs")
+        run_ids, follow_ups = context.units_of_work.run(requeue, what="re-send stale runs and follow-ups")
         if run_ids:
             log.info("re-sent %d stale runs: %s", len(run_ids), ", ".join(map(str, run_ids)))
+        for run_id, task, _ in follow_ups:
+            log.info("re-sent %s of run %s (still pending)", task, run_id)
         return [str(run_id) for run_id in run_ids]

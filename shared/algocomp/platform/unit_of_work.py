@@ -11,9 +11,8 @@ The messages are sent once the transaction has committed and their failures are 
 transaction is committed and the row is the truth. Tasks are sent with retries through a broker outage within the
 factory's backoff (the worker's: Settings.retry_budget_s; the API's: none, a request does not wait for Redis).
 Each message has its repair: a run's task that was not sent is re-sent by the stale-run sweeper
-(algocomp.requeue_stale), and a client that missed an event reads the row. The aggregator's notice and the
-follow-up (plots, MLflow) have none beyond these retries: one still unsent after the budget is lost (logged), and
-the next notice of the same sweep recomputes the sweep's rows, but that run's own metrics and plots stay missing.
+(algocomp.requeue_stale), which also re-sends the follow-ups (the aggregator's notice, the plots) recorded pending
+with the finish (`send_follow_up`, algocomp.platform.db.follow_ups); a client that missed an event reads the row.
 
 Postgres faults: a unit of work takes its connection when it opens, retrying transient faults (a refused or
 reset connection, a server restarting: algocomp.platform.db.faults) within the factory's backoff, and raises
@@ -37,6 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from algocomp.platform.db.accounts import AccountRepository
 from algocomp.platform.db.faults import DatabaseUnavailable, db_transient
+from algocomp.platform.db.follow_ups import FollowUpRepository
 from algocomp.platform.db.idempotency import IdempotencyRepository
 from algocomp.platform.db.runs import RunRepository
 from algocomp.platform.db.scenarios import ScenarioRepository
@@ -152,6 +152,7 @@ class UnitOfWork:
         self.runs = RunRepository(session)
         self.sweeps = SweepRepository(session)
         self.idempotency = IdempotencyRepository(session)
+        self.follow_ups = FollowUpRepository(session)
         self._outbox: list[Message] = []
 
     # ------------------------------------------------------------------------------------------ messages
@@ -160,6 +161,12 @@ class UnitOfWork:
         """Send Celery task `name` for the run on `queue` once the transaction commits."""
         text = description or f"send task {name} of run {run_id}"
         self._outbox.append(Message("task", run_id, name, text, queue=queue))
+
+    def send_follow_up(self, name: str, run_id: uuid.UUID, queue: str) -> None:
+        """Record follow-up task `name` of the run as pending in this transaction and send it once it commits: a
+        send that fails is repaired by the sweeper, which re-sends pending follow-ups (db.follow_ups)."""
+        self.follow_ups.add(run_id, name, queue)
+        self.send_task(name, run_id, queue, description=f"send {name} of run {run_id}; the sweeper will resend it")
 
     def enqueue_run(self, run_id: uuid.UUID) -> None:
         """Send the run's task to the workers once the transaction commits (the sweeper re-sends it if this

@@ -4,13 +4,16 @@ Each of their S3 and Postgres operations already retries through a transient fau
 A fault that outlasts that (S3 or Postgres down for minutes) does not end the follow-up: the task is sent again
 (Celery's retry, a new message on the broker) after a wait that grows exponentially with full jitter, up to
 Settings.follow_up_max_retries times. An error that no retry can mend (a bug, a missing object, an S3 answer of
-403) fails the task at once; the log says so, with the error. The tasks acknowledge late and are rejected when
-their worker is lost (algocomp.platform.queue.create_celery), so a killed worker's follow-up is redelivered.
+403) fails the task at once, as do the retries running out: the follow-up's record says `failed` with the error
+(algocomp.platform.db.follow_ups), and the log says so. The tasks acknowledge late and are rejected when their
+worker is lost (algocomp.platform.queue.create_celery), so a killed worker's follow-up is redelivered; one whose
+message was lost is re-sent by the stale-run sweeper from its record.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import NoReturn
 
 from celery import Task
@@ -38,9 +41,11 @@ def transient_fault(error: BaseException) -> bool:
     return db_transient(error) or s3_transient(error) or broker_transient(error)
 
 
-def retry_or_fail(task: Task, error: Exception, *, what: str, max_retries: int) -> NoReturn:
+def retry_or_fail(
+    task: Task, error: Exception, *, what: str, max_retries: int, record_failure: Callable[[str], None]
+) -> NoReturn:
     """From a follow-up task's `except`: send the task again later if `error` is transient and retries are left,
-    else log that `what` failed for good and re-raise `error`."""
+    else record (`record_failure(error text)`) and log that `what` failed for good, and re-raise `error`."""
     retries = int(task.request.retries or 0)
     if transient_fault(error) and retries < max_retries:
         countdown = Backoff(budget_s=0, base_s=FOLLOW_UP_RETRY_BASE_S, max_delay_s=FOLLOW_UP_RETRY_MAX_S).delay(retries)
@@ -50,4 +55,8 @@ def retry_or_fail(task: Task, error: Exception, *, what: str, max_retries: int) 
         raise task.retry(exc=error, countdown=countdown, max_retries=max_retries)
     reason = "a transient fault outlasted every retry" if transient_fault(error) else "not a transient fault"
     log.error("%s failed for good (%s): %s", what, reason, describe(error))
+    try:
+        record_failure(describe(error))
+    except Exception:  # noqa: BLE001 - the record is repaired by the sweeper (still pending: sent again later)
+        log.warning("could not record that %s failed", what, exc_info=True)
     raise error
