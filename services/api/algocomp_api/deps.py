@@ -19,6 +19,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from algocomp.platform.db.faults import retry_connections
 from algocomp.platform.queue import create_celery
 from algocomp.platform.retry import backoff_from
 from algocomp.platform.settings import Settings
@@ -114,6 +115,8 @@ class ApiResources:
             pool_timeout=POOL_TIMEOUT_S,
             connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
         )
+        # a request waits out a short Postgres outage when it connects (then 503: algocomp_api.errors)
+        retry_connections(engine, backoff_from(settings, settings.api_db_retry_s))
         sessions = sessionmaker(engine, expire_on_commit=False)
         sync_redis = redis.Redis.from_url(
             settings.redis_url,
@@ -134,11 +137,7 @@ class ApiResources:
             sweep_fanout=SnapshotFanout(SWEEP_POLL_INTERVAL_S),
             storage=Storage(settings),
             celery=celery,
-            units_of_work=UnitOfWorkFactory(
-                sessions,
-                Messaging.from_settings(settings, celery, sync_redis),
-                backoff_from(settings, settings.api_db_retry_s),
-            ),
+            units_of_work=UnitOfWorkFactory(sessions, Messaging.from_settings(settings, celery, sync_redis)),
         )
 
     async def close(self) -> None:

@@ -14,11 +14,11 @@ Each message has its repair: a run's task that was not sent is re-sent by the st
 (algocomp.requeue_stale), which also re-sends the follow-ups (the aggregator's notice, the plots) recorded pending
 with the finish (`send_follow_up`, algocomp.platform.db.follow_ups); a client that missed an event reads the row.
 
-Postgres faults: a unit of work takes its connection when it opens, retrying transient faults (a refused or
-reset connection, a server restarting: algocomp.platform.db.faults) within the factory's backoff, and raises
-DatabaseUnavailable past it. `UnitOfWorkFactory.run(work)` goes further for short transactions: the whole
-transaction is run again in a fresh unit of work when it meets a transient fault, messages included (they are only
-sent after the commit that succeeded).
+Postgres faults: `UnitOfWorkFactory.run(work)` runs a short transaction again in a fresh unit of work when it meets
+a transient fault (a refused or reset connection, a server restarting: algocomp.platform.db.faults), within the
+factory's backoff, messages included (they are only sent after the commit that succeeded); past the budget it
+raises DatabaseUnavailable. (The API's requests, which cannot be run again, retry only their connect:
+db.faults.retry_connections.)
 """
 
 from __future__ import annotations
@@ -244,12 +244,12 @@ class UnitOfWorkFactory:
 
     sessions: sessionmaker[Session]
     messaging: Messaging
-    # how long to retry Postgres through a transient fault (none by default)
+    # how long run() retries Postgres through a transient fault (none by default)
     backoff: Backoff = field(default_factory=lambda: Backoff(budget_s=0))
 
     def __call__(self) -> UnitOfWork:
-        """A unit of work holding a connection, taken with retries (DatabaseUnavailable past the budget)."""
-        return self._retry(self._open, "connect to Postgres")
+        """A unit of work (it connects when first used)."""
+        return UnitOfWork(self.sessions(), self.messaging)
 
     def run(self, work: Callable[[UnitOfWork], T], *, what: str) -> T:
         """`work(uow)` in a unit of work, committed; run again in a fresh one when it meets a transient database
@@ -259,23 +259,11 @@ class UnitOfWorkFactory:
         earlier commit)."""
 
         def once() -> T:
-            with self._open() as uow:
+            with self() as uow:
                 return work(uow)
 
-        return self._retry(once, what)
-
-    def _open(self) -> UnitOfWork:
-        session = self.sessions()
         try:
-            session.connection()  # connect now: a fault shows here, where it can be retried, not mid-request
-        except BaseException:
-            session.close()
-            raise
-        return UnitOfWork(session, self.messaging)
-
-    def _retry(self, operation: Callable[[], T], what: str) -> T:
-        try:
-            return self.backoff.call(operation, transient=db_transient, what=what)
+            return self.backoff.call(once, transient=db_transient, what=what)
         except RetriesExhausted as exhausted:
             bind = self.sessions.kw.get("bind")
             raise DatabaseUnavailable.after(str(getattr(bind, "url", "")), exhausted) from exhausted.last
