@@ -30,6 +30,7 @@ TABLES = {
     "sweeps",
     "sweep_cell_metrics",
     "idempotency_keys",
+    "follow_ups",
 }
 
 

@@ -7,13 +7,16 @@ import uuid
 from functools import lru_cache
 from typing import Any
 
-from celery import Celery
+from celery import Celery, Task
 from sqlalchemy import Engine
 
 from algocomp.platform.db import Run, Sweep, get_engine, session_scope
 from algocomp.platform.db import sweep_metrics as sweep_aggregates
+from algocomp.platform.db.follow_ups import FollowUpRepository
 from algocomp.platform.logs import bind_run
 from algocomp.platform.queue import RUN_FINISHED_TASK
+from algocomp.platform.queue.retries import retry_or_fail
+from algocomp.platform.retry import backoff_from
 from algocomp.platform.settings import get_settings
 from algocomp.platform.storage import Storage
 from algocomp_aggregator.indicators import record_run_metrics
@@ -23,8 +26,10 @@ log = logging.getLogger(__name__)
 
 @lru_cache(maxsize=1)
 def storage() -> Storage:
-    """One S3 client per pool process, created on first use (after the fork)."""
-    return Storage(get_settings())
+    """One S3 client per pool process, created on first use (after the fork), retrying transient faults for
+    settings.retry_budget_s."""
+    settings = get_settings()
+    return Storage(settings, backoff_from(settings))
 
 
 def aggregate_sweep(engine: Engine, run_id: uuid.UUID | str) -> dict[str, Any] | None:
@@ -57,16 +62,38 @@ def aggregate_sweep(engine: Engine, run_id: uuid.UUID | str) -> dict[str, Any] |
     return outcome
 
 
+def record_follow_up(run_id: str, error: str | None) -> None:
+    """Mark the run's notice done (error None) or failed with `error` (algocomp.platform.db.follow_ups)."""
+    with session_scope(get_engine()) as session:
+        follow_ups = FollowUpRepository(session)
+        if error is None:
+            follow_ups.done(uuid.UUID(run_id), RUN_FINISHED_TASK)
+        else:
+            follow_ups.failed(uuid.UUID(run_id), RUN_FINISHED_TASK, error)
+
+
 def register_tasks(app: Celery) -> None:
     """Register the aggregator's tasks on `app` under the shared task names (algocomp.platform.queue)."""
 
-    @app.task(name=RUN_FINISHED_TASK)
-    def run_finished(run_id: str) -> dict[str, Any] | None:
+    @app.task(name=RUN_FINISHED_TASK, bind=True)
+    def run_finished(self: Task, run_id: str) -> dict[str, Any] | None:
         """Store the indicators of a run that reached a terminal status (sent by the worker once per outcome) and,
-        for a run of a sweep, the sweep's per-cell metrics (and its files once the sweep is over)."""
+        for a run of a sweep, the sweep's per-cell metrics (and its files once the sweep is over). Every step is
+        an upsert or rewrites the same keys, so the task is sent again when S3 or Postgres is out of reach
+        (algocomp.platform.queue.retries)."""
         with bind_run(run_id):
-            metrics = record_run_metrics(get_engine(), run_id)
-            if metrics is None:
-                return None
-            sweep = aggregate_sweep(get_engine(), run_id)
+            try:
+                metrics = record_run_metrics(get_engine(), run_id)
+                sweep = aggregate_sweep(get_engine(), run_id) if metrics is not None else None
+                record_follow_up(run_id, None)
+            except Exception as error:
+                retry_or_fail(
+                    self,
+                    error,
+                    what=f"aggregating run {run_id}",
+                    max_retries=get_settings().follow_up_max_retries,
+                    record_failure=lambda text: record_follow_up(run_id, text),
+                )
+        if metrics is None:
+            return None
         return {"run_id": run_id, "status": metrics.status, "profit_gain": metrics.profit_gain, "sweep": sweep}

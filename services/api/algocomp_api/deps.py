@@ -21,7 +21,9 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from algocomp.platform.db.faults import retry_connections
 from algocomp.platform.queue import create_celery
+from algocomp.platform.retry import backoff_from
 from algocomp.platform.settings import Settings
 from algocomp.platform.storage import Storage
 from algocomp.platform.unit_of_work import Messaging, UnitOfWork, UnitOfWorkFactory
@@ -116,6 +118,8 @@ class ApiResources:
             pool_timeout=POOL_TIMEOUT_S,
             connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
         )
+        # a request waits out a short Postgres outage when it connects (then 503: algocomp_api.errors)
+        retry_connections(engine, backoff_from(settings, settings.api_db_retry_s))
         sessions = sessionmaker(engine, expire_on_commit=False)
         event.listen(sessions, "after_begin", remember_connection)
         sync_redis = redis.Redis.from_url(

@@ -2,7 +2,9 @@
 
 Clients (the Python client, the CLI, a browser) then handle failures in one place, whatever raised them: a domain
 error (ApiError), a scenario that does not validate (ScenarioError), a malformed request (RequestValidationError),
-a routing error (HTTPException) or a bug (anything else: 500, logged with the run id, no traceback in the body).
+a routing error (HTTPException), a database out of reach (503 `database_unavailable` with Retry-After: no
+connection within api_db_retry_s, or one lost mid-request) or a bug (anything else: 500, logged with the run id,
+no traceback in the body).
 """
 
 from __future__ import annotations
@@ -15,11 +17,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from algocomp.platform.db.faults import DatabaseUnavailable, db_transient
 from algocomp.scenarios import ScenarioError
 
 log = logging.getLogger("algocomp.api")
+
+# Retry-After of a 503 for a database out of reach: a restart takes seconds
+DATABASE_RETRY_AFTER_S = 5
 
 _CODES_BY_STATUS = {
     400: "bad_request",
@@ -153,6 +160,23 @@ def internal_error_body() -> dict[str, Any]:
     return error_body("internal_error", "the server failed to handle this request; the error is in its logs")
 
 
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """503 with Retry-After for a database out of reach; any other database error is a bug (500)."""
+    if isinstance(exc, DBAPIError) and not db_transient(exc):
+        return await _unexpected_error(request, exc)
+    log.warning("%s %s: the database is out of reach: %s", request.method, request.url.path, exc)
+    return JSONResponse(
+        error_body(
+            "database_unavailable",
+            "the database is out of reach for the moment; retry after Retry-After (a POST with an Idempotency-Key "
+            "is safe to repeat)",
+            retry_after_s=DATABASE_RETRY_AFTER_S,
+        ),
+        status_code=503,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     # Reached only for an error outside algocomp_api.middleware.UnhandledErrors, which answers every other one.
     log_unexpected_error(request.method, request.url.path, request.path_params, exc)
@@ -165,6 +189,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ScenarioError, _scenario_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error_or_parse_failure)
+    app.add_exception_handler(DatabaseUnavailable, _database_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)
 
 

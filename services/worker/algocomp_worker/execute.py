@@ -32,6 +32,9 @@ from algocomp.output.writer import json_ready
 from algocomp.platform.db import RunStatus
 from algocomp.platform.db.runs import Claim, ClaimLost
 from algocomp.platform.queue import AGGREGATE_QUEUE, ARTIFACTS_QUEUE, FINISH_TASK, RUN_FINISHED_TASK
+from algocomp.platform.retry import Backoff
+from algocomp.platform.storage import StorageError
+from algocomp.platform.unit_of_work import UnitOfWork
 from algocomp.scenarios import load_scenario
 from algocomp_worker.context import WorkerContext
 from algocomp_worker.heartbeat import Heartbeat
@@ -40,6 +43,9 @@ from algocomp_worker.run_log import RunLogCapture, capturing_run_log
 from algocomp_worker.uploads import remove_partial_files, upload_log, upload_results
 
 log = logging.getLogger(__name__)
+
+# best-effort S3 work that must not wait out a retry budget
+ONE_TRY = Backoff(budget_s=0)
 
 # Summary entries repeated in the terminal "succeeded" event, so a client can show the outcome without a request.
 SUMMARY_HIGHLIGHTS = (
@@ -79,13 +85,18 @@ def describe_error(error: BaseException) -> str:
 
 
 def claim(context: WorkerContext, run_id: uuid.UUID, worker: str) -> Claim | None:
-    """Claim the run; announce `started` once the claim is committed."""
-    with context.units_of_work() as uow:
+    """Claim the run; announce `started` once the claim is committed. (A claim whose commit was lost to a
+    database fault and retried finds the run running under its own fresh lease: this delivery then gives up, and
+    the run is claimed again once that lease expires.)"""
+
+    def work(uow: UnitOfWork) -> Claim | None:
         claimed = uow.runs.claim(run_id, worker=worker, lease_s=context.settings.lease_s)
         if claimed is not None:
             data = {"status": RunStatus.running.value, "attempt": claimed.attempt, "worker": worker}
             uow.publish(run_id, "started", data)
-    return claimed
+        return claimed
+
+    return context.units_of_work.run(work, what=f"claim run {run_id}")
 
 
 def finish(
@@ -102,17 +113,21 @@ def finish(
     row: no other attempt can claim the run meanwhile, and a reader who sees the terminal status finds only the
     log. False when the claim was lost."""
     heartbeat.stop()
-    with context.units_of_work() as uow:
+
+    def work(uow: UnitOfWork) -> bool:
         if not uow.runs.finish(claim, status, **values):
             log.warning("run %s was taken over before it could be finished; the new owner decides", claim.run_id)
             return False
         if status != RunStatus.succeeded:
-            remove_partial_files(context.storage, claim.run_id, keep_log=True)
+            # one try: the row is locked meanwhile, and the files are unreferenced whatever happens to them
+            remove_partial_files(context.storage.with_backoff(ONE_TRY), claim.run_id, keep_log=True)
         uow.publish(claim.run_id, status.value, json_ready({"status": status.value, **event}))
-        uow.send_task(RUN_FINISHED_TASK, claim.run_id, AGGREGATE_QUEUE)
+        uow.send_follow_up(RUN_FINISHED_TASK, claim.run_id, AGGREGATE_QUEUE)
         if status == RunStatus.succeeded:
-            uow.send_task(FINISH_TASK, claim.run_id, ARTIFACTS_QUEUE)
-    return True
+            uow.send_follow_up(FINISH_TASK, claim.run_id, ARTIFACTS_QUEUE)
+        return True
+
+    return context.units_of_work.run(work, what=f"finish run {claim.run_id} as {status.value}")
 
 
 def execute_run(context: WorkerContext, run_id: uuid.UUID | str, *, worker: str) -> RunOutcome:
@@ -121,8 +136,9 @@ def execute_run(context: WorkerContext, run_id: uuid.UUID | str, *, worker: str)
     run_id = uuid.UUID(str(run_id))
     claimed = claim(context, run_id, worker)
     if claimed is None:
-        with context.units_of_work() as uow:
-            lease = uow.runs.lease(run_id, lease_s=context.settings.lease_s)
+        lease = context.units_of_work.run(
+            lambda uow: uow.runs.lease(run_id, lease_s=context.settings.lease_s), what=f"read the lease of run {run_id}"
+        )
         if lease is None:
             log.info("run %s is finished; nothing to do for this delivery", run_id)
             return RunOutcome(run_id, "skipped")
@@ -217,7 +233,10 @@ def _failed(
 ) -> RunOutcome:
     message = describe_error(error)
     log.error("run %s failed: %s", claim.run_id, message, exc_info=error)
-    upload_log(context.storage, claim, run_log)
+    # after S3 failed for a whole retry budget, the log gets one try, not another budget
+    upload_log(
+        context.storage.with_backoff(ONE_TRY) if isinstance(error, StorageError) else context.storage, claim, run_log
+    )
     if not finish(context, claim, heartbeat, RunStatus.failed, {"error": message}, error=message):
         return RunOutcome(claim.run_id, "skipped", attempt=claim.attempt, error=message)
     return RunOutcome(claim.run_id, RunStatus.failed.value, attempt=claim.attempt, error=message)

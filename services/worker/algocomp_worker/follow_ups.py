@@ -50,16 +50,16 @@ def render_and_track(context: WorkerContext, run_id: uuid.UUID | str) -> dict[st
     """Draw a succeeded run's plots, upload them, add them to its artifacts, then log the run to MLflow. Returns
     the plot artifacts ({} for a run that has no stored result)."""
     run_id = uuid.UUID(str(run_id))
-    with context.units_of_work() as uow:
-        row = uow.runs.succeeded_result(run_id)
+    row = context.units_of_work.run(lambda uow: uow.runs.succeeded_result(run_id), what=f"read the result of {run_id}")
     if row is None:
         log.info("run %s has no stored result; nothing to draw", run_id)
         return {}
     scenario = load_scenario(dict(row.spec))
     summary = dict(row.summary)
     plots = draw_and_upload(context, run_id, scenario, summary)
-    with context.units_of_work() as uow:
-        uow.runs.add_artifacts(run_id, plots)
+    context.units_of_work.run(
+        lambda uow: uow.runs.add_artifacts(run_id, plots), what=f"add the plots to the artifacts of run {run_id}"
+    )
     log.info("run %s: plots uploaded (%s)", run_id, ", ".join(sorted(plots)))
     track(context, run_id, row.attempt, row.scenario_hash, scenario, summary, {**dict(row.artifacts), **plots})
     return plots

@@ -19,6 +19,7 @@ from typing import Any
 from algocomp.engine.results import ProgressEvent
 from algocomp.output.writer import json_ready
 from algocomp.platform.db.runs import Claim
+from algocomp.platform.unit_of_work import UnitOfWork
 from algocomp_worker.context import WorkerContext
 from algocomp_worker.heartbeat import Heartbeat
 
@@ -64,7 +65,8 @@ class ProgressReporter:
         if not final and now - self._last_report < self.interval_s:
             return
         self._last_report = self._last_check = now
-        with self.context.units_of_work() as uow:
+
+        def report(uow: UnitOfWork) -> bool:
             requested = uow.runs.heartbeat(
                 self.claim,
                 progress=event.share_done,
@@ -72,6 +74,9 @@ class ProgressReporter:
                 periods_done=event.periods_done,
             )
             uow.publish(self.claim.run_id, "progress", progress_data(event))
+            return requested
+
+        requested = self.context.units_of_work.run(report, what=f"report the progress of run {self.claim.run_id}")
         self._cancel_requested = self._cancel_requested or requested
 
     def should_stop(self) -> bool:
@@ -83,8 +88,9 @@ class ProgressReporter:
         now = time.monotonic()
         if now - self._last_check >= CANCEL_CHECK_INTERVAL_S:
             self._last_check = now
-            with self.context.units_of_work() as uow:
-                self._cancel_requested = uow.runs.heartbeat(self.claim)
+            self._cancel_requested = self.context.units_of_work.run(
+                lambda uow: uow.runs.heartbeat(self.claim), what=f"check run {self.claim.run_id} for a cancel"
+            )
             if self._cancel_requested:
                 log.info("cancellation requested for run %s; stopping at the next chunk", self.claim.run_id)
         return self._cancel_requested

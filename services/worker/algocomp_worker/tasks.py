@@ -15,12 +15,16 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, Task
 
 from algocomp.platform.logs import bind_run
 from algocomp.platform.queue import FINISH_TASK, REQUEUE_TASK, RUN_TASK
+from algocomp.platform.queue.retries import retry_or_fail
+from algocomp.platform.unit_of_work import UnitOfWork
 from algocomp_worker.context import context_for
 from algocomp_worker.execute import RunOutcome, execute_run
 from algocomp_worker.follow_ups import render_and_track as draw_plots_and_track
@@ -68,21 +72,48 @@ def register_tasks(app: Celery) -> None:
                 raise self.retry(args=[run_id], kwargs={"watch_attempt": outcome.attempt}, countdown=countdown)
             return outcome.as_dict()
 
-    @app.task(name=FINISH_TASK)
-    def render_and_track(run_id: str) -> dict[str, str]:
-        """Draw a succeeded run's plots and log it to MLflow (after the run, so it never delays the next one)."""
+    @app.task(name=FINISH_TASK, bind=True)
+    def render_and_track(self: Task, run_id: str) -> dict[str, str]:
+        """Draw a succeeded run's plots and log it to MLflow (after the run, so it never delays the next one); sent
+        again later when S3 or Postgres stays out of reach (algocomp.platform.queue.retries)."""
         with bind_run(run_id):
-            return draw_plots_and_track(context_for(app), run_id)
+            context = context_for(app)
+            key = uuid.UUID(run_id), FINISH_TASK
+
+            def record(work: Callable[[UnitOfWork], None]) -> None:
+                context.units_of_work.run(work, what=f"record the follow-up of run {run_id}")
+
+            try:
+                plots = draw_plots_and_track(context, run_id)
+                record(lambda uow: uow.follow_ups.done(*key))
+                return plots
+            except Exception as error:
+                retry_or_fail(
+                    self,
+                    error,
+                    what=f"the follow-up of run {run_id}",
+                    max_retries=context.settings.follow_up_max_retries,
+                    record_failure=lambda text: record(lambda uow: uow.follow_ups.failed(*key, text)),
+                )
 
     @app.task(name=REQUEUE_TASK)
     def requeue_stale() -> list[str]:
         """Re-send the tasks of runs stuck queued (lost enqueue) or running without a heartbeat (dead worker)."""
         context = context_for(app)
         settings = context.settings
-        with context.units_of_work() as uow:
+
+        def requeue(uow: UnitOfWork) -> tuple[list[uuid.UUID], list[tuple[uuid.UUID, str, str]]]:
             run_ids = uow.runs.stale(requeue_after_s=settings.requeue_after_s, lease_s=settings.lease_s)
             for run_id in run_ids:
                 uow.enqueue_run(run_id)
+            follow_ups = uow.follow_ups.due(resend_after_s=settings.requeue_after_s)
+            for run_id, task, queue in follow_ups:
+                uow.send_task(task, run_id, queue, description=f"re-send {task} of run {run_id}")
+            return run_ids, follow_ups
+
+        run_ids, follow_ups = context.units_of_work.run(requeue, what="re-send stale runs and follow-ups")
         if run_ids:
             log.info("re-sent %d stale runs: %s", len(run_ids), ", ".join(map(str, run_ids)))
+        for run_id, task, _ in follow_ups:
+            log.info("re-sent %s of run %s (still pending)", task, run_id)
         return [str(run_id) for run_id in run_ids]

@@ -53,7 +53,7 @@ def remove_partial_files(storage: Storage, run_id: uuid.UUID, *, keep_log: bool)
     try:
         for key in storage.list(run_prefix(run_id)):
             if key not in keep:
-                storage.client.delete_object(Bucket=storage.bucket, Key=key)
+                storage.delete(key)
                 deleted.append(key)
     except Exception:
         log.exception("could not remove the partial files of run %s (removed: %s)", run_id, deleted or "none")

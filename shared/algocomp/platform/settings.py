@@ -104,6 +104,29 @@ class Settings(BaseSettings):
         description="/readyz reports `beat` failing when beat's last mark is older than this (0: not checked); "
         "more than sweep_interval_s",
     )
+    # Transient faults (a refused or reset connection, a server restarting, a 5xx of S3): retried with exponential
+    # backoff and full jitter (algocomp.platform.retry) until the budget is spent, then the operation fails.
+    retry_budget_s: float = Field(
+        60.0,
+        ge=0,
+        description="how long the worker and the aggregator keep retrying one operation on S3, Postgres or the "
+        "broker (Redis) through a transient fault before it fails (0: no retry); a run whose upload fails so ends "
+        "failed, naming S3",
+    )
+    retry_base_s: float = Field(0.2, gt=0, description="first backoff step of those retries (doubled at each)")
+    retry_max_delay_s: float = Field(5.0, gt=0, description="longest wait between two retries")
+    follow_up_max_retries: int = Field(
+        10,
+        ge=0,
+        description="how many times a follow-up (a run's plots and MLflow logging, the aggregator's notice) is sent "
+        "again after a transient fault outlasted retry_budget_s, waiting 2 s, 4 s, ... (at most 300 s, jittered)",
+    )
+    api_db_retry_s: float = Field(
+        5.0,
+        ge=0,
+        description="how long an API request retries getting a database connection through a transient fault; "
+        "then (or on a connection lost mid-request) it answers 503 with Retry-After",
+    )
     api_page_size_max: int = Field(500, ge=1, description="largest `limit` of a list endpoint's page")
     api_concurrency: int = Field(
         16,

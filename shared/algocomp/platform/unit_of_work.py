@@ -7,35 +7,48 @@ is queued with the change that causes it and sent after COMMIT, in the order que
 that a rollback could still undo: a worker never receives a run it cannot find, and a client that reacts to a
 terminal event finds the final row. A rollback drops the queued messages.
 
-The messages are sent at most once and their failures are logged, not raised: the transaction is committed and
-the row is the truth. Each message has its repair: a task that was not sent is re-sent by the stale-run sweeper
-(algocomp.requeue_stale), a follow-up or aggregator message that was lost is redone by the next one or
-rebuilt from the rows, and a client that missed an event reads the row.
+The messages are sent once the transaction has committed and their failures are logged, not raised: the
+transaction is committed and the row is the truth. Tasks are sent with retries through a broker outage within the
+factory's backoff (the worker's: Settings.retry_budget_s; the API's: none, a request does not wait for Redis).
+Each message has its repair: a run's task that was not sent is re-sent by the stale-run sweeper
+(algocomp.requeue_stale), which also re-sends the follow-ups (the aggregator's notice, the plots) recorded pending
+with the finish (`send_follow_up`, algocomp.platform.db.follow_ups); a client that missed an event reads the row.
+
+Postgres faults: `UnitOfWorkFactory.run(work)` runs a short transaction again in a fresh unit of work when it meets
+a transient fault (a refused or reset connection, a server restarting: algocomp.platform.db.faults), within the
+factory's backoff, messages included (they are only sent after the commit that succeeded); past the budget it
+raises DatabaseUnavailable. (The API's requests, which cannot be run again, retry only their connect:
+db.faults.retry_connections.)
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from celery import Celery
 from redis import Redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from algocomp.platform.db.accounts import AccountRepository
+from algocomp.platform.db.faults import DatabaseUnavailable, db_transient
+from algocomp.platform.db.follow_ups import FollowUpRepository
 from algocomp.platform.db.idempotency import IdempotencyRepository
 from algocomp.platform.db.runs import RunRepository
 from algocomp.platform.db.scenarios import ScenarioRepository
 from algocomp.platform.db.sweeps import SweepRepository
 from algocomp.platform.progress import publish_events
 from algocomp.platform.queue import RUN_TASK, RUNS_QUEUE
+from algocomp.platform.retry import Backoff, RetriesExhausted
 from algocomp.platform.settings import Settings
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -67,10 +80,14 @@ class Messaging:
     redis: Redis
     key_prefix: str
     progress_maxlen: int
+    # how long a batch of tasks is retried through a broker outage (none by default: the API's requests do not wait)
+    backoff: Backoff = field(default_factory=lambda: Backoff(budget_s=0))
 
     @classmethod
-    def from_settings(cls, settings: Settings, celery: Celery, client: Redis) -> Messaging:
-        return cls(celery, client, settings.key_prefix, settings.progress_maxlen)
+    def from_settings(
+        cls, settings: Settings, celery: Celery, client: Redis, backoff: Backoff | None = None
+    ) -> Messaging:
+        return cls(celery, client, settings.key_prefix, settings.progress_maxlen, backoff or Backoff(budget_s=0))
 
     def publish_events(self, events: Sequence[Message]) -> None:
         """All or none (one pipeline): on failure every event is unsent."""
@@ -85,16 +102,36 @@ class Messaging:
             raise DeliveryError(events) from error
 
     def send_tasks(self, tasks: Sequence[Message]) -> None:
-        """In order over one producer; the first failure stops the batch (the broker is likely down, and each
-        further try would wait for its own timeout), leaving it and the rest unsent."""
-        with self.celery.producer_or_acquire() as producer:
-            for index, message in enumerate(tasks):
-                try:
+        """In order over one producer; a failure is retried (what is left of the batch, on a fresh producer)
+        within the backoff's budget, then stops the batch, leaving the message that failed and the rest unsent."""
+        sent = 0
+
+        def send_rest() -> None:
+            nonlocal sent
+            with self.celery.producer_or_acquire() as producer:
+                for message in tasks[sent:]:
                     self.celery.send_task(
                         message.name, args=[str(message.run_id)], queue=message.queue, producer=producer
                     )
-                except Exception as error:
-                    raise DeliveryError(tasks[index:]) from error
+                    sent += 1
+
+        try:
+            self.backoff.call(
+                send_rest, transient=broker_transient, what=f"send {len(tasks) - sent} tasks to the broker"
+            )
+        except Exception as error:
+            raise DeliveryError(tasks[sent:]) from error
+
+
+def broker_transient(error: BaseException) -> bool:
+    """Whether sending to the broker may succeed later: a connection error of kombu or Redis, or a timeout."""
+    from kombu.exceptions import OperationalError as KombuOperationalError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return isinstance(
+        error, (KombuOperationalError, RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
+    )
 
 
 class UnitOfWork:
@@ -115,6 +152,7 @@ class UnitOfWork:
         self.runs = RunRepository(session)
         self.sweeps = SweepRepository(session)
         self.idempotency = IdempotencyRepository(session)
+        self.follow_ups = FollowUpRepository(session)
         self._outbox: list[Message] = []
 
     # ------------------------------------------------------------------------------------------ messages
@@ -123,6 +161,12 @@ class UnitOfWork:
         """Send Celery task `name` for the run on `queue` once the transaction commits."""
         text = description or f"send task {name} of run {run_id}"
         self._outbox.append(Message("task", run_id, name, text, queue=queue))
+
+    def send_follow_up(self, name: str, run_id: uuid.UUID, queue: str) -> None:
+        """Record follow-up task `name` of the run as pending in this transaction and send it once it commits: a
+        send that fails is repaired by the sweeper, which re-sends pending follow-ups (db.follow_ups)."""
+        self.follow_ups.add(run_id, name, queue)
+        self.send_task(name, run_id, queue, description=f"send {name} of run {run_id}; the sweeper will resend it")
 
     def enqueue_run(self, run_id: uuid.UUID) -> None:
         """Send the run's task to the workers once the transaction commits (the sweeper re-sends it if this
@@ -200,6 +244,26 @@ class UnitOfWorkFactory:
 
     sessions: sessionmaker[Session]
     messaging: Messaging
+    # how long run() retries Postgres through a transient fault (none by default)
+    backoff: Backoff = field(default_factory=lambda: Backoff(budget_s=0))
 
     def __call__(self) -> UnitOfWork:
+        """A unit of work (it connects when first used)."""
         return UnitOfWork(self.sessions(), self.messaging)
+
+    def run(self, work: Callable[[UnitOfWork], T], *, what: str) -> T:
+        """`work(uow)` in a unit of work, committed; run again in a fresh one when it meets a transient database
+        fault, within the budget (DatabaseUnavailable past it). For short transactions whose work may be
+        repeated: a commit whose answer was lost may have happened, so the work must be harmless when repeated
+        (every transition of algocomp.platform.db.runs is conditional, and RunRepository.finish recognises its own
+        earlier commit)."""
+
+        def once() -> T:
+            with self() as uow:
+                return work(uow)
+
+        try:
+            return self.backoff.call(once, transient=db_transient, what=what)
+        except RetriesExhausted as exhausted:
+            bind = self.sessions.kw.get("bind")
+            raise DatabaseUnavailable.after(str(getattr(bind, "url", "")), exhausted) from exhausted.last

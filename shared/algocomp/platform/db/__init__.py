@@ -6,6 +6,7 @@ try:
     from algocomp.platform.db.models import (
         TERMINAL_STATUSES,
         Base,
+        FollowUp,
         IdempotencyRecord,
         Result,
         Run,
@@ -27,6 +28,7 @@ except ImportError as _error:
 __all__ = [
     "TERMINAL_STATUSES",
     "Base",
+    "FollowUp",
     "IdempotencyRecord",
     "Result",
     "Run",

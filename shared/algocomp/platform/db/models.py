@@ -184,6 +184,23 @@ class Result(Base):
     run: Mapped[Run] = relationship(back_populates="result")
 
 
+class FollowUp(Base):
+    """One follow-up task of a finished run (the aggregator's notice, the plots and MLflow logging): recorded
+    `pending` in the transaction that finishes the run, `done` or `failed` (with its error) by the task, and re-sent
+    by the stale-run sweeper while it stays pending (algocomp.platform.db.follow_ups)."""
+
+    __tablename__ = "follow_ups"
+
+    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    task: Mapped[str] = mapped_column(String(64), primary_key=True)
+    queue: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    sends: Mapped[int] = mapped_column(Integer, server_default="1")
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now)
+
+
 class RunMetrics(Base):
     """One row of coordination indicators per finished run (written by the aggregator)."""
 

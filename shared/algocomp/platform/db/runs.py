@@ -306,7 +306,11 @@ class RunRepository:
         **values: Any,
     ) -> bool:
         """Set the run's terminal status and, for a success, insert its result, in the caller's transaction (so a
-        result row exists exactly when its run succeeded). False, writing nothing, when the claim was lost."""
+        result row exists exactly when its run succeeded). False, writing nothing, when the claim was lost.
+
+        True, writing nothing, when this attempt already finished the run with this status: a finish whose commit
+        happened but whose answer was lost to a database fault is run again (UnitOfWorkFactory.run), and must
+        still send the messages that announce it. Nobody else ends a run with its worker's attempt number."""
         if status not in TERMINAL_STATUSES:
             raise ValueError(f"{status} is not a terminal status")
         owned = self.session.execute(
@@ -316,7 +320,10 @@ class RunRepository:
             .returning(Run.id)
         ).one_or_none()
         if owned is None:
-            return False
+            already = self.session.execute(
+                select(Run.id).where(Run.id == claim.run_id, Run.attempt == claim.attempt, Run.status == status)
+            ).one_or_none()
+            return already is not None
         if status == RunStatus.succeeded:
             if summary is None or artifacts is None:
                 raise ValueError("a succeeded run needs its summary and artifacts")

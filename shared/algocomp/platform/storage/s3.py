@@ -1,24 +1,44 @@
 """The one S3 client of the project: boto3 against any endpoint (rclone, MinIO, AWS), path-style addressing.
 
-Timeouts and retries are modest so that a dead endpoint fails a readiness probe or an upload in seconds instead
-of hanging a worker; checksums are only sent when S3 requires them because small S3 implementations (rclone's
+Timeouts and botocore's own retries are modest so that a dead endpoint fails a readiness probe in seconds instead
+of hanging it. A Storage built with a Backoff (the worker's and the aggregator's: Settings.retry_budget_s) retries
+each operation through transient faults (refused or dropped connections, timeouts, 5xx answers) for that budget,
+then raises StorageError naming the operation, the object and the endpoint; one without (the API's) tries once.
+Checksums are only sent when S3 requires them because small S3 implementations (rclone's
 `serve s3`) do not all accept boto3's newer default trailing checksums.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import copy
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, HTTPClientError, ResponseStreamingError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from algocomp.platform.retry import Backoff, RetriesExhausted, describe
 from algocomp.platform.settings import Settings
+
+T = TypeVar("T")
 
 STREAM_CHUNK_BYTES = 1024 * 1024
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
+# answers of a server that is overloaded or failing for a moment: worth another try
+_TRANSIENT_CODES = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "Throttling"}
+
+
+def s3_transient(error: BaseException) -> bool:
+    """Whether an S3 error may go away by itself: no connection, a dropped or timed-out one, a 5xx answer."""
+    if isinstance(error, (BotoConnectionError, HTTPClientError, ResponseStreamingError)):
+        return True
+    if isinstance(error, ClientError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return int(status) >= 500 or error.response.get("Error", {}).get("Code") in _TRANSIENT_CODES
+    return False
 
 
 def _client(settings: Settings, endpoint_url: str | None) -> Any:
@@ -42,13 +62,23 @@ def _client(settings: Settings, endpoint_url: str | None) -> Any:
 
 
 class StorageError(RuntimeError):
-    """An S3 operation failed; the message names the bucket, key and endpoint."""
+    """An S3 operation failed; the message names the bucket, key and endpoint. `transient`: S3 did not answer
+    (down, unreachable, failing with 5xx), so the same operation may succeed later."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+    def __reduce__(self) -> tuple[type[StorageError], tuple[str], dict[str, bool]]:
+        return type(self), (str(self),), {"transient": self.transient}
 
 
 class Storage:
     """Objects of one bucket on one S3 endpoint, as configured in Settings."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, backoff: Backoff | None = None) -> None:
+        # no Backoff: one try (what a request of the API wants); the worker's retries for its budget
+        self.backoff = backoff or Backoff(budget_s=0)
         self.bucket = settings.s3_bucket
         self.endpoint_url = settings.s3_endpoint_url
         self.public_endpoint_url = settings.s3_public_endpoint_url or settings.s3_endpoint_url
@@ -70,16 +100,40 @@ class Storage:
         target = f"s3://{self.bucket}/{key}" if key is not None else f"s3://{self.bucket}"
         return f"{target} at {self.endpoint_url or 'AWS'}"
 
+    def with_backoff(self, backoff: Backoff) -> Storage:
+        """The same client and bucket, retrying with `backoff` (e.g. Backoff(0): one try, for best-effort work)."""
+        twin = copy.copy(self)
+        twin.backoff = backoff
+        return twin
+
+    def _call(self, action: str, key: str | None, operation: Callable[[], T]) -> T:
+        """`operation()` retried through transient faults within the backoff's budget. A transient fault that
+        outlasts it becomes a StorageError naming S3, the action, the object and the endpoint; other errors (a
+        ClientError such as NoSuchKey) go through for the caller to describe."""
+        try:
+            return self.backoff.call(operation, transient=s3_transient, what=f"S3 {action} {self._where(key)}")
+        except RetriesExhausted as exhausted:
+            raise StorageError(
+                f"cannot {action} {self._where(key)}: S3 did not answer ({exhausted.tries} tries over "
+                f"{exhausted.elapsed_s:.1f} s): {describe(exhausted.last)}",
+                transient=True,
+            ) from exhausted.last
+        except Exception as error:
+            if s3_transient(error):  # one try only (no budget)
+                message = f"cannot {action} {self._where(key)}: S3 did not answer: {describe(error)}"
+                raise StorageError(message, transient=True) from error
+            raise
+
     def ensure_bucket(self) -> None:
         """Create the bucket unless it exists (idempotent: safe for every process at start-up)."""
         try:
-            self._client.head_bucket(Bucket=self.bucket)
+            self._call("check the bucket", None, lambda: self._client.head_bucket(Bucket=self.bucket))
             return
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") not in _MISSING_CODES:
                 raise StorageError(f"cannot check bucket {self._where()}: {error}") from error
         try:
-            self._client.create_bucket(Bucket=self.bucket)
+            self._call("create the bucket", None, lambda: self._client.create_bucket(Bucket=self.bucket))
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code")
             if code not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
@@ -88,7 +142,11 @@ class Storage:
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         """Store `data` under `key` (overwriting: keys are deterministic, a retry writes the same object)."""
         try:
-            self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+            self._call(
+                "write",
+                key,
+                lambda: self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type),
+            )
         except ClientError as error:
             raise StorageError(f"cannot write {self._where(key)}: {error}") from error
 
@@ -97,7 +155,8 @@ class Storage:
         from algocomp.platform.storage.keys import content_type as content_type_of
 
         path = Path(path)
-        try:
+
+        def upload() -> None:  # the file is opened afresh for each try
             with path.open("rb") as body:
                 self._client.put_object(
                     Bucket=self.bucket,
@@ -106,18 +165,21 @@ class Storage:
                     ContentLength=path.stat().st_size,
                     ContentType=content_type or content_type_of(path.name),
                 )
+
+        try:
+            self._call(f"upload {path.name} to", key, upload)
         except ClientError as error:
             raise StorageError(f"cannot upload {path} to {self._where(key)}: {error}") from error
 
     def get_bytes(self, key: str) -> bytes:
         """The whole object; raises KeyError if it does not exist."""
         try:
-            response = self._client.get_object(Bucket=self.bucket, Key=key)
+            # the body is read inside the retried operation: a connection dropped mid-body is retried too
+            return self._call("read", key, lambda: self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in _MISSING_CODES:
                 raise KeyError(f"no object {self._where(key)}") from error
             raise StorageError(f"cannot read {self._where(key)}: {error}") from error
-        return response["Body"].read()
 
     def open_stream(self, key: str, chunk_size: int = STREAM_CHUNK_BYTES) -> tuple[Iterator[bytes], int, str]:
         """(chunks, content length, content type) of an object, to stream it without holding it in memory.
@@ -125,7 +187,7 @@ class Storage:
         Raises KeyError if the object does not exist (before any chunk is produced, so an API can answer 404).
         """
         try:
-            response = self._client.get_object(Bucket=self.bucket, Key=key)
+            response = self._call("read", key, lambda: self._client.get_object(Bucket=self.bucket, Key=key))
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in _MISSING_CODES:
                 raise KeyError(f"no object {self._where(key)}") from error
@@ -142,7 +204,7 @@ class Storage:
 
     def exists(self, key: str) -> bool:
         try:
-            self._client.head_object(Bucket=self.bucket, Key=key)
+            self._call("check", key, lambda: self._client.head_object(Bucket=self.bucket, Key=key))
             return True
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in _MISSING_CODES:
@@ -151,13 +213,22 @@ class Storage:
 
     def list(self, prefix: str = "") -> list[str]:
         """Every key under `prefix`, sorted."""
-        keys: list[str] = []
+
+        def list_all() -> list[str]:  # a listing cut short is started over
+            pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+            return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
         try:
-            for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-                keys.extend(item["Key"] for item in page.get("Contents", []))
+            return sorted(self._call("list", prefix, list_all))
         except ClientError as error:
             raise StorageError(f"cannot list {self._where(prefix)}: {error}") from error
-        return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        """Delete one object (nothing happens when it does not exist)."""
+        try:
+            self._call("delete", key, lambda: self._client.delete_object(Bucket=self.bucket, Key=key))
+        except ClientError as error:
+            raise StorageError(f"cannot delete {self._where(key)}: {error}") from error
 
     def presigned_url(self, key: str, expires_s: int = 3600) -> str:
         """A time-limited GET link to an object, for clients that download directly from S3: signed for the
@@ -171,14 +242,9 @@ class Storage:
         if not prefix:
             raise ValueError("refusing to delete with an empty prefix (that would empty the bucket)")
         keys = self.list(prefix)
-        for start in range(0, len(keys), 1000):
-            batch = keys[start : start + 1000]
-            try:
-                # one DeleteObject per key: DeleteObjects needs a Content-MD5 some endpoints are strict about
-                for key in batch:
-                    self._client.delete_object(Bucket=self.bucket, Key=key)
-            except ClientError as error:
-                raise StorageError(f"cannot delete under {self._where(prefix)}: {error}") from error
+        # one DeleteObject per key: DeleteObjects needs a Content-MD5 some endpoints are strict about
+        for key in keys:
+            self.delete(key)
         return len(keys)
 
     def ping(self) -> None:
