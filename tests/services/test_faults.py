@@ -3,8 +3,8 @@ folder, Postgres and Redis behind a TCP relay the test takes down (tests/service
 (and aggregator, and API) in front of them.
 
 - S3 down while a run uploads, back within the budget: the run succeeds, once.
-- S3 down past a short budget: the run ends failed with an error naming S3 and its endpoint; a new run of the same
-  scenario succeeds once S3 is back (there is no retry route: see docs/architecture.md, "Faults and retries").
+- S3 down past a short budget: the run ends failed with an error naming S3 and its endpoint; retried (the same run
+  queued again, as POST /runs/{id}/retry does) once S3 is back, it succeeds with one result.
 - A follow-up (plots) meeting S3 down past the budget is sent again until it is done; one that can never succeed
   (its run's panel is gone) fails at once, logged, without retries.
 - Postgres unreachable for seconds while a run reports progress: the run succeeds at its first attempt.
@@ -35,6 +35,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from algocomp.platform.db import FollowUp, Result, RunMetrics, RunStatus
+from algocomp.platform.db.runs import RunRepository
+from algocomp.platform.progress import ProgressChannel
 from algocomp.platform.queue import (
     ARTIFACTS_QUEUE,
     FINISH_TASK,
@@ -173,7 +175,7 @@ def test_a_run_whose_upload_meets_s3_down_succeeds_once_s3_is_back(
     )
 
 
-def test_s3_down_past_the_budget_fails_the_run_naming_s3_and_a_new_run_succeeds_once_it_is_back(
+def test_s3_down_past_the_budget_fails_the_run_naming_s3_and_retrying_it_succeeds_once_it_is_back(
     service_env: Settings,
     start_service: Callable[..., ServiceProcess],
     db_engine: Engine,
@@ -203,11 +205,18 @@ def test_s3_down_past_the_budget_fails_the_run_naming_s3_and_a_new_run_succeeds_
     assert load_result(db_engine, run_id) is None
 
     own_s3.start()
-    again = create_run(db_engine, spec)
-    send_run(settings, again)
-    events = follow_events(settings, redis_client, again, worker.output, timeout=RUN_TIMEOUT_S)
+    # retried as POST /runs/{id}/retry does: the same run queued again, its stream started afresh, its task sent
+    with Session(db_engine) as session:
+        assert RunRepository(session).retry(run_id)
+        session.commit()
+    ProgressChannel(redis_client, run_id, prefix=settings.key_prefix).delete()
+    send_run(settings, run_id)
+    events = follow_events(settings, redis_client, run_id, worker.output, timeout=RUN_TIMEOUT_S)
     assert terminal_events(events) == ["succeeded"], [event.event for event in events]
-    assert load_run(db_engine, again).attempt == 1
+    retried = load_run(db_engine, run_id)
+    assert retried.attempt == 2 and retried.error is None
+    with Session(db_engine) as session:
+        assert session.scalar(select(func.count()).select_from(Result).where(Result.run_id == run_id)) == 1
 
 
 def test_a_follow_up_that_meets_s3_down_is_sent_again_until_done_and_one_that_cannot_succeed_fails_once(

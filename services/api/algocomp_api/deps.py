@@ -179,7 +179,11 @@ def remember_connection(session: Session, transaction: object, connection: Conne
 
 class RequestTransaction:
     """A request's unit of work, which the request's client can abandon: its running query is cancelled (the
-    route then fails and the transaction rolls back), and its connection is closed rather than reused."""
+    route then fails and the transaction rolls back), and its connection is closed rather than reused.
+
+    The lock makes the cancel and the end of the transaction exclusive, so a cancel never reaches a connection that
+    went back to the pool. That holds because a request's transaction ends only in `end` (no route commits its
+    unit of work midway; a route that needs another transaction opens its own session)."""
 
     def __init__(self, uow: UnitOfWork) -> None:
         self.uow = uow
