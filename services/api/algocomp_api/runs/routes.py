@@ -15,6 +15,7 @@ from algocomp_api.deps import RedisDep, SettingsDep, UnitOfWorkDep
 from algocomp_api.errors import error_responses
 from algocomp_api.idempotency import IDEMPOTENCY_422, IDEMPOTENCY_RESPONSES, IdempotencyKey, claim_or_replay, remember
 from algocomp_api.pagination import Page, Pagination
+from algocomp_api.responses import model_json
 from algocomp_api.runs import service
 from algocomp_api.runs.schemas import RunAccepted, RunCreate, RunDetail, RunOut
 from algocomp_api.scenarios.schemas import EXAMPLE_INLINE_SCENARIO
@@ -82,11 +83,12 @@ def list_runs(
     page: Pagination,
     scenario_id: Annotated[uuid.UUID | None, Query(description="only runs of this scenario")] = None,
     status: Annotated[RunStatus | None, Query(description="only runs in this status")] = None,
-) -> Page[RunOut]:
+) -> Response:
     runs, total = uow.runs.page(
         team_id=caller.team_id, scenario_id=scenario_id, status=status, limit=page.limit, offset=page.offset
     )
-    return Page[RunOut](items=[service.run_out(r) for r in runs], total=total, limit=page.limit, offset=page.offset)
+    items = [service.run_out(r) for r in runs]
+    return model_json(Page[RunOut](items=items, total=total, limit=page.limit, offset=page.offset))
 
 
 @router.get(
@@ -95,9 +97,9 @@ def list_runs(
     responses=error_responses({404: {"description": "no run with this id"}}),
     summary="A run's status, progress and timestamps",
 )
-def get_run(uow: UnitOfWorkDep, caller: Caller, run_id: uuid.UUID) -> RunOut:
+def get_run(uow: UnitOfWorkDep, caller: Caller, run_id: uuid.UUID) -> Response:
     with bind_run(run_id):
-        return service.run_out(service.view_run(uow, caller, run_id), detail=True)
+        return model_json(service.run_out(service.view_run(uow, caller, run_id), detail=True))
 
 
 @router.post(

@@ -38,9 +38,13 @@ def run_links(run: Run | Row[Any]) -> RunLinks:
     )
 
 
+# what RunOut takes from a run (the rest, `links`, is built here)
+RUN_OUT_FIELDS = tuple(name for name in RunOut.model_fields if name != "links")
+
+
 def run_out(run: Run | Row[Any], *, detail: bool = False) -> RunOut:
     """The run as the API shows it, from its ORM object or its read-only row (RunRepository.view and .page)."""
-    fields: dict[str, Any] = {name: getattr(run, name) for name in RunOut.model_fields if name != "links"}
+    fields: dict[str, Any] = {name: getattr(run, name) for name in RUN_OUT_FIELDS}
     if detail:
         return RunDetail(**fields, spec=run.spec, links=run_links(run))
     return RunOut(**fields, links=run_links(run))
