@@ -728,8 +728,9 @@ def _outage(
 
 
 def scenario_s3_down(stack: Stack, options: Options) -> Outcome:
+    """Runs 3x longer than the other scenarios': the sweep must still be going for its fifth 30-s outage."""
     outcome = Outcome("s3-down")
-    sweep_id, run_ids = launch_sweep(stack, options.runs, options.periods)
+    sweep_id, run_ids = launch_sweep(stack, options.runs, options.periods * 3)
     wait_started(stack, run_ids)
     _outage(stack, outcome, options, run_ids, stack.s3.stop, stack.start_s3, options.s3_down_s, "s3-down")
     finish_sweep(stack, outcome, sweep_id, run_ids, options)
@@ -737,8 +738,9 @@ def scenario_s3_down(stack: Stack, options: Options) -> Outcome:
 
 
 def scenario_redis_down(stack: Stack, options: Options) -> Outcome:
+    """Runs 4x longer than the other scenarios': the sweep must still be going for its fifth outage."""
     outcome = Outcome("redis-down")
-    sweep_id, run_ids = launch_sweep(stack, options.runs, options.periods)
+    sweep_id, run_ids = launch_sweep(stack, options.runs, options.periods * 4)
     wait_started(stack, run_ids)
     _outage(stack, outcome, options, run_ids, stack.redis.stop, stack.start_redis, options.redis_down_s, "redis-down")
     finish_sweep(stack, outcome, sweep_id, run_ids, options)
