@@ -32,7 +32,8 @@ def baseline(*overrides: str):
 
 # Every preset but calvano-2020-n4 (and three set-ups no preset has) run 100,000 periods from sessions 0 and 1 of
 # seed 5: sha256 of the learned tables, greedy cache, exploration rates, prices, states, stream, clock, tail and
-# 40 periods of frozen greedy play. Recorded with the engine as it was before these options existed (59f1508).
+# 40 periods of frozen greedy play. Recorded with the engine as it was before these options existed (59f1508); a few
+# depend on the machine (below).
 CASES = {
     p: (p, [])
     for p in [
@@ -100,6 +101,20 @@ FINGERPRINTS = {
 }
 
 
+# The same engine (59f1508, checked out and run there) on another machine (AMD EPYC, numpy at its X86_V3 SIMD
+# level, 2026-12-03): three cases come out different in their last bits, through the floating point of the
+# libraries below the engine (numba compiling for a generic CPU changed nothing); either fingerprint is the engine
+# of before on its machine.
+OTHER_MACHINE_FINGERPRINTS = {
+    "calvano-2020-n3/0": "5d28e7d3c3200b54a265a4c68b68f94555beaf2ace274df8f5896fcea479f5ca",
+    "calvano-2020-n3/1": "e5a59405c28e87c9fd28b2f5dee0275a3db6fa70d70567c7d8cb347dee5eee85",
+    "actor-critic/0": "4ae2c6617b74fa3a4500a71ad33cc8fb01709cfc20baa08587c684de93c713c2",
+    "actor-critic/1": "874a246e738d9e98587a5a2344e0c40a2fcd30cb6152308a116e73701f789410",
+    "qlearning-zero-general/0": "3cfaf1ffb9222191a58e8d3bdd44c69692368db4d4e71eb9ee644d7621d189fd",
+    "qlearning-zero-general/1": "915c831b33965bdcd1e435fdcc443cfcba7537851621f40d65afc5064f59a27f",
+}
+
+
 def _fingerprint(case: str, index: int, periods: int = 100_000) -> str:
     preset, overrides = CASES[case]
     cs = compile_scenario(apply_overrides(load_scenario(preset), ["seed=5", *overrides]))
@@ -115,7 +130,7 @@ def _fingerprint(case: str, index: int, periods: int = 100_000) -> str:
 @pytest.mark.parametrize("key", sorted(FINGERPRINTS))
 def test_existing_scenarios_are_bit_identical_with_the_new_options_off(key):
     case, index = key.rsplit("/", 1)
-    assert _fingerprint(case, int(index)) == FINGERPRINTS[key]
+    assert _fingerprint(case, int(index)) in {FINGERPRINTS[key], OTHER_MACHINE_FINGERPRINTS.get(key)}
 
 
 def test_only_the_new_kernel_options_leave_the_fast_loop():

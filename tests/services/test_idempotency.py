@@ -432,7 +432,10 @@ def test_runs_posted_with_keys_during_a_kill_are_created_once_when_retried(
     keys = {member.user_id: [str(uuid.uuid4()) for _ in range(6)] for member in (committed, pending)}
     bodies = {key: run_body(seed=index) for member_keys in keys.values() for index, key in enumerate(member_keys)}
     try:
-        process, base_url = own_api.start(ALGOCOMP_REDIS_URL=f"redis://127.0.0.1:{blackhole.port}/0")
+        # twelve requests in flight at once (six waiting on the lock, six hanging on Redis after their commit)
+        process, base_url = own_api.start(
+            ALGOCOMP_REDIS_URL=f"redis://127.0.0.1:{blackhole.port}/0", ALGOCOMP_API_CONCURRENCY="16"
+        )
         for member in (committed, pending):  # the scenario stored first, so no request waits for another's
             stored = httpx.post(f"{base_url}/scenarios", json={"preset": PRESET}, headers=member.headers, timeout=30)
             assert stored.status_code in (200, 201), stored.text

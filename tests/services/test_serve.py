@@ -55,6 +55,13 @@ def socket_inodes(pid: int, *, state: str | None = None, port: int | None = None
     return matching
 
 
+def healthz_ok(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+    except httpx.HTTPError:  # not up yet, or slow on a loaded machine
+        return False
+
+
 @pytest.fixture
 def served(service_env: Settings, tmp_path: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
@@ -69,7 +76,7 @@ def served(service_env: Settings, tmp_path: Path) -> tuple[subprocess.Popen[byte
     )
     try:
         wait_until(lambda: len(api_processes(process.pid)) == 2, "two API processes listening", 60)
-        wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200, "healthz", 30)
+        wait_until(lambda: healthz_ok(port), "/healthz answering", 60)
         yield process, port
     finally:
         if process.poll() is None:
@@ -106,7 +113,7 @@ def test_a_dead_process_is_replaced_and_sigterm_stops_the_server(served: tuple[s
     )
     assert second in api_processes(process.pid)
     for _ in range(10):
-        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30).status_code == 200
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
     time.sleep(0.5)
