@@ -230,7 +230,7 @@ class AdmissionLimit:
         abandonment = Abandonment()
         scope[ABANDONMENT] = abandonment
         working = True  # holds its slot, and work the client's leaving should stop
-        streams = scope["path"].startswith(self.until_response) if self.until_response else False
+        streams = scope["path"].startswith(self.until_response)  # False for no prefixes
 
         def done_working() -> None:
             nonlocal working

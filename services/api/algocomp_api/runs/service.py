@@ -160,34 +160,26 @@ def retry_run(uow: UnitOfWork, caller: Principal, run_id: uuid.UUID, settings: S
     run = get_run(uow, caller, run_id)
     forbid_unless_manager(caller, run.owner_id, f"run {run_id}")
     if run.status not in (RunStatus.failed, RunStatus.cancelled):
-        raise ApiError(
-            409,
-            "run_not_retryable",
-            f"run {run_id} is {run.status.value}; only a failed or cancelled run can be retried",
-            status=run.status.value,
-        )
+        raise not_retryable(run, "only a failed or cancelled run can be retried")
     if run.sweep_id is not None:
         sweep = uow.sweeps.get(run.sweep_id, team_id=caller.team_id)
         if sweep is not None and sweep.cancel_requested:
-            raise ApiError(
-                409,
-                "run_not_retryable",
-                f"run {run_id} belongs to sweep {run.sweep_id}, which was cancelled",
-                status=run.status.value,
-            )
+            raise not_retryable(run, f"it belongs to sweep {run.sweep_id}, which was cancelled")
     check_active_runs(uow, caller, settings, 1)
-    if not uow.runs.retry(run_id):  # its status changed since it was read
-        run = get_run(uow, caller, run_id)
-        raise ApiError(409, "run_not_retryable", f"run {run_id} is {run.status.value}", status=run.status.value)
+    if not uow.runs.retry(run_id):  # its status changed since it was read (retry reloads `run`)
+        raise not_retryable(run, "only a failed or cancelled run can be retried")
     if run.sweep_id is not None:
         uow.sweeps.reopen(run.sweep_id)
     try:
         ProgressChannel(redis, run_id, prefix=settings.key_prefix).delete()
     except RedisError:  # followers replaying from the start then stop at the old terminal event; the run still goes
         log.warning("could not clear the event stream of retried run %s", run_id, exc_info=True)
-    run = get_run(uow, caller, run_id)
     announce_queued(uow, run)
     return run
+
+
+def not_retryable(run: Run, why: str) -> ApiError:
+    return ApiError(409, "run_not_retryable", f"run {run.id} is {run.status.value}; {why}", status=run.status.value)
 
 
 def announce_cancelled(uow: UnitOfWork, run: Run) -> None:
