@@ -313,6 +313,14 @@ def test_run_list_filters_and_paginates(api: httpx.Client) -> None:
     assert {run["id"] for run in queued["items"]} == {ids[1], ids[2]} and queued["total"] == 2
     cancelled = api.get("/runs", params={"scenario_id": scenario["id"], "status": "cancelled"}).json()
     assert [run["id"] for run in cancelled["items"]] == [ids[0]]
+    all_cancelled = api.get("/runs", params={"status": "cancelled"}).json()
+    assert ids[0] in [run["id"] for run in all_cancelled["items"]] and all_cancelled["total"] >= 1
+
+    # past the last page: no rows, and the total still counted
+    beyond = api.get("/runs", params={"scenario_id": scenario["id"], "limit": 2, "offset": 5}).json()
+    assert beyond["items"] == [] and beyond["total"] == 3
+    nothing = api.get("/runs", params={"scenario_id": scenario["id"], "status": "running"}).json()
+    assert nothing == {"items": [], "total": 0, "limit": nothing["limit"], "offset": 0}
 
     bad_status = api.get("/runs", params={"status": "sleeping"})
     assert bad_status.status_code == 422 and bad_status.json()["error"]["field"] == "status"

@@ -11,6 +11,7 @@ from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from algocomp.platform.db.accounts import Principal
+from algocomp.platform.unit_of_work import UnitOfWork
 from algocomp_api.deps import UnitOfWorkDep
 from algocomp_api.errors import ApiError
 
@@ -26,17 +27,29 @@ def _unauthorized(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": 'Bearer realm="algocomp"'})
 
 
-def current_principal(
-    uow: UnitOfWorkDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-) -> Principal:
-    """The caller, from a live token; 401 otherwise (missing, malformed, unknown, revoked or expired)."""
-    if credentials is None or not credentials.credentials.strip():
-        raise _unauthorized("this route needs an API token: send the header 'Authorization: Bearer TOKEN'")
-    principal = uow.accounts.authenticate(credentials.credentials.strip())
+def authenticate(uow: UnitOfWork, token: str) -> Principal:
+    """The principal of a live token; 401 otherwise (unknown, revoked or expired)."""
+    principal = uow.accounts.authenticate(token)
     if principal is None:
         raise _unauthorized("the API token is unknown, revoked or expired; ask an operator for a new one")
     return principal
+
+
+async def bearer_token(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> str:
+    """The request's token as sent (not yet checked against the database); 401 when there is none."""
+    if credentials is None or not credentials.credentials.strip():
+        raise _unauthorized("this route needs an API token: send the header 'Authorization: Bearer TOKEN'")
+    return credentials.credentials.strip()
+
+
+BearerToken = Annotated[str, Depends(bearer_token)]
+
+
+def current_principal(uow: UnitOfWorkDep, token: BearerToken) -> Principal:
+    """The caller, from a live token; 401 otherwise (missing, malformed, unknown, revoked or expired)."""
+    return authenticate(uow, token)
 
 
 Caller = Annotated[Principal, Depends(current_principal)]

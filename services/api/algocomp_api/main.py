@@ -15,12 +15,13 @@ from fastapi import Depends, FastAPI
 from algocomp.platform.logs import configure_logging
 from algocomp.platform.settings import Settings, get_settings
 from algocomp_api.aggregates.routes import router as aggregates_router
-from algocomp_api.auth import current_principal
+from algocomp_api.auth import bearer_token, current_principal
 from algocomp_api.deps import ApiResources, size_thread_pool
 from algocomp_api.errors import install_error_handlers
 from algocomp_api.health.routes import router as health_router
 from algocomp_api.middleware import AdmissionLimit, RequestBodyLimit, UnhandledErrors
 from algocomp_api.results.routes import router as results_router
+from algocomp_api.runs.routes import read_router as runs_read_router
 from algocomp_api.runs.routes import router as runs_router
 from algocomp_api.scenarios.routes import router as scenarios_router
 from algocomp_api.security import install_security
@@ -102,7 +103,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestBodyLimit, limit=lambda: (settings or get_settings()).max_request_bytes)
     # around everything (errors included): the security headers, and CORS when origins are configured
     install_security(app, settings)
-    # every route behind a token (the routes that act on the caller's objects also take it as `Caller`)
+    # every route behind a token (the routes that act on the caller's objects also take it as `Caller`; those
+    # that read in one trip to a thread check it there, see runs.routes.read_router)
+    app.include_router(runs_read_router, dependencies=[Depends(bearer_token)])
     for router in (scenarios_router, runs_router, sweeps_router, aggregates_router, results_router, streams_router):
         app.include_router(router, dependencies=[Depends(current_principal)])
     app.include_router(health_router)

@@ -10,8 +10,9 @@ from fastapi.responses import JSONResponse
 
 from algocomp.platform.db import RunStatus
 from algocomp.platform.logs import bind_run
-from algocomp_api.auth import Caller
-from algocomp_api.deps import RedisDep, SettingsDep, UnitOfWorkDep
+from algocomp.platform.unit_of_work import UnitOfWork
+from algocomp_api.auth import BearerToken, Caller, authenticate
+from algocomp_api.deps import OneTripDep, RedisDep, SettingsDep, UnitOfWorkDep
 from algocomp_api.errors import error_responses
 from algocomp_api.idempotency import IDEMPOTENCY_422, IDEMPOTENCY_RESPONSES, IdempotencyKey, claim_or_replay, remember
 from algocomp_api.pagination import Page, Pagination
@@ -21,6 +22,10 @@ from algocomp_api.runs.schemas import RunAccepted, RunCreate, RunDetail, RunOut
 from algocomp_api.scenarios.schemas import EXAMPLE_INLINE_SCENARIO
 
 router = APIRouter(prefix="/runs", tags=["runs"])
+# GET /runs and GET /runs/{id}, the routes read most, authenticate the caller inside their one trip to a worker
+# thread (deps.OneTrip), so main.py includes them behind bearer_token (a token must be sent; it is checked in the
+# trip) rather than behind current_principal (which checks it in a trip of its own).
+read_router = APIRouter(prefix="/runs", tags=["runs"])
 
 RUN_EXAMPLES: dict[str, Any] = {
     "preset": {
@@ -76,30 +81,38 @@ def create_run(
     return accepted
 
 
-@router.get("", response_model=Page[RunOut], responses=error_responses(), summary="List runs, newest first")
-def list_runs(
-    uow: UnitOfWorkDep,
-    caller: Caller,
+@read_router.get("", response_model=Page[RunOut], responses=error_responses(), summary="List runs, newest first")
+async def list_runs(
+    trip: OneTripDep,
+    token: BearerToken,
     page: Pagination,
     scenario_id: Annotated[uuid.UUID | None, Query(description="only runs of this scenario")] = None,
     status: Annotated[RunStatus | None, Query(description="only runs in this status")] = None,
 ) -> Response:
-    runs, total = uow.runs.page(
-        team_id=caller.team_id, scenario_id=scenario_id, status=status, limit=page.limit, offset=page.offset
-    )
-    items = [service.run_out(r) for r in runs]
-    return model_json(Page[RunOut](items=items, total=total, limit=page.limit, offset=page.offset))
+    def read(uow: UnitOfWork) -> Response:
+        caller = authenticate(uow, token)
+        runs, total = uow.runs.page(
+            team_id=caller.team_id, scenario_id=scenario_id, status=status, limit=page.limit, offset=page.offset
+        )
+        items = [service.run_out(r) for r in runs]
+        return model_json(Page[RunOut](items=items, total=total, limit=page.limit, offset=page.offset))
+
+    return await trip(read)
 
 
-@router.get(
+@read_router.get(
     "/{run_id}",
     response_model=RunDetail,
     responses=error_responses({404: {"description": "no run with this id"}}),
     summary="A run's status, progress and timestamps",
 )
-def get_run(uow: UnitOfWorkDep, caller: Caller, run_id: uuid.UUID) -> Response:
-    with bind_run(run_id):
-        return model_json(service.run_out(service.view_run(uow, caller, run_id), detail=True))
+async def get_run(trip: OneTripDep, token: BearerToken, run_id: uuid.UUID) -> Response:
+    def read(uow: UnitOfWork) -> Response:
+        caller = authenticate(uow, token)
+        with bind_run(run_id):
+            return model_json(service.run_out(service.view_run(uow, caller, run_id), detail=True))
+
+    return await trip(read)
 
 
 @router.post(

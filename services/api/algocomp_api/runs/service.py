@@ -29,7 +29,7 @@ log = logging.getLogger("algocomp.api")
 
 
 def run_links(run: Run | Row[Any]) -> RunLinks:
-    return RunLinks(
+    return RunLinks.model_construct(
         self=f"/runs/{run.id}",
         stream=f"/streams/{run.id}",
         results=f"/results/{run.id}",
@@ -43,11 +43,15 @@ RUN_OUT_FIELDS = tuple(name for name in RunOut.model_fields if name != "links")
 
 
 def run_out(run: Run | Row[Any], *, detail: bool = False) -> RunOut:
-    """The run as the API shows it, from its ORM object or its read-only row (RunRepository.view and .page)."""
+    """The run as the API shows it, from its ORM object or its read-only row (RunRepository.view and .page).
+
+    Built without validation (model_construct): every field comes from a column of the runs table, whose types are
+    the model's, and validating them again was a tenth of an API process's CPU on GET /runs (py-spy, issue 11).
+    tests/services/test_fuzz.py checks the answers against the OpenAPI schema."""
     fields: dict[str, Any] = {name: getattr(run, name) for name in RUN_OUT_FIELDS}
     if detail:
-        return RunDetail(**fields, spec=run.spec, links=run_links(run))
-    return RunOut(**fields, links=run_links(run))
+        return RunDetail.model_construct(**fields, spec=run.spec, links=run_links(run))
+    return RunOut.model_construct(**fields, links=run_links(run))
 
 
 def check_request(request: RunCreate, settings: Settings) -> None:
