@@ -186,3 +186,72 @@ def test_the_aggregator_stores_sweep_metrics_writes_its_files_and_recomputes_the
     recomputed = stored_cells(db_engine, sweep_id)
     assert recomputed == rows
     assert storage.get_bytes(sweep_key(sweep_id, "delta_heatmap")).startswith(PNG_MAGIC)
+
+
+# sessions of 20 million periods (about a second each): a cancel sent at once finds the run queued, or running
+# with a session left, and stops it
+LONG_SESSIONS = ["horizon.max_periods=20000000", "horizon.stop_at_convergence=false", "logging.interval=100000"]
+
+
+def test_a_cancelled_run_of_a_sweep_retried_reopens_the_sweep_and_completes_its_metrics(
+    api: httpx.Client,
+    db_engine: Engine,
+    storage: Storage,
+    worker_process: Any,
+    start_aggregator: Callable[[], ServiceProcess],
+) -> None:
+    aggregator = start_aggregator()
+    response = api.post(
+        "/sweeps",
+        json={
+            "preset": "calvano-2020-baseline",
+            "name": "retried cell",
+            "sessions": 2,
+            "seeds": [0],
+            "overrides": LONG_SESSIONS,
+            "grid": {"agents.alpha": [0.1, 0.15]},
+        },
+    )
+    assert response.status_code == 202, response.text
+    sweep_id = response.json()["id"]
+    cells = api.get(f"/sweeps/{sweep_id}").json()["per_cell"]
+    retried = cells[0]["run_ids"][0]
+    assert api.post(f"/runs/{retried}/cancel").status_code in (200, 202)
+
+    def sweep_over() -> bool:
+        return api.get(f"/sweeps/{sweep_id}").json()["finished_at"] is not None
+
+    wait_until(sweep_over, "the sweep's end with one run cancelled", WAIT_TIMEOUT_S, interval_s=0.5)
+    assert api.get(f"/runs/{retried}").json()["status"] == "cancelled"
+    assert api.get(f"/runs/{cells[1]['run_ids'][0]}").json()["status"] == "succeeded"
+    assert [row["runs_done"] for row in stored_cells(db_engine, sweep_id) if row["cell"] == 0] in ([], [0])
+
+    again = api.post(f"/runs/{retried}/retry")
+    assert again.status_code == 202, again.text
+    reopened = api.get(f"/sweeps/{sweep_id}").json()
+    assert reopened["finished_at"] is None and reopened["status"] == "running", reopened
+
+    wait_until(
+        lambda: complete(db_engine, storage, sweep_id, 2),
+        "both cells' metrics after the retry",
+        WAIT_TIMEOUT_S,
+        interval_s=0.5,
+        detail=lambda: f"aggregator output:\n{aggregator.output()}",
+    )
+    wait_until(sweep_over, "the sweep's second end", WAIT_TIMEOUT_S, interval_s=0.5)
+    sweep = api.get(f"/sweeps/{sweep_id}").json()
+    assert sweep["status"] == "succeeded", sweep
+    assert api.get(f"/runs/{retried}").json()["status"] == "succeeded"
+    retried_cell = next(row for row in stored_cells(db_engine, sweep_id) if row["cell"] == 0)
+    summary = json.loads(storage.get_bytes(run_key(retried, "summary")))["sessions"]
+    assert retried_cell["metrics"] == json.loads(json.dumps(cell_metrics(summary)))
+    assert retried_cell["metrics"]["sessions"] == 2
+
+    # the sweep's files are written again after its second end, with the retried cell
+    def retried_cell_in_csv() -> bool:
+        table = list(csv.DictReader(io.StringIO(storage.get_bytes(sweep_key(sweep_id, "metrics_csv")).decode())))
+        return [row["cell"] for row in table] == ["0", "1"] and table[0]["profit_gain_mean"] != ""
+
+    wait_until(retried_cell_in_csv, "metrics.csv with the retried cell", 60, interval_s=0.5)
+    table = list(csv.DictReader(io.StringIO(storage.get_bytes(sweep_key(sweep_id, "metrics_csv")).decode())))
+    assert float(table[0]["profit_gain_mean"]) == pytest.approx(retried_cell["metrics"]["profit_gain_mean"])
