@@ -85,6 +85,23 @@ def stored_cells(db_engine: Engine, sweep_id: str) -> list[dict[str, Any]]:
     return [dict(row) for row in rows]
 
 
+def launch_sweep(api: httpx.Client, name: str, sessions: int, overrides: list[str], grid: dict[str, Any]) -> str:
+    """The id of a new sweep of the Calvano baseline (seed 0)."""
+    response = api.post(
+        "/sweeps",
+        json={
+            "preset": "calvano-2020-baseline",
+            "name": name,
+            "sessions": sessions,
+            "seeds": [0],
+            "overrides": overrides,
+            "grid": grid,
+        },
+    )
+    assert response.status_code == 202, response.text
+    return str(response.json()["id"])
+
+
 def complete(db_engine: Engine, storage: Storage, sweep_id: str, cells: int) -> bool:
     """Every cell stored from its one succeeded run, and the sweep's files written."""
     rows = stored_cells(db_engine, sweep_id)
@@ -104,19 +121,7 @@ def test_the_aggregator_stores_sweep_metrics_writes_its_files_and_recomputes_the
     start_aggregator: Callable[[], ServiceProcess],
 ) -> None:
     aggregator = start_aggregator()
-    response = api.post(
-        "/sweeps",
-        json={
-            "preset": "calvano-2020-baseline",
-            "name": "aggregation",
-            "sessions": 3,
-            "seeds": [0],
-            "overrides": TINY_OVERRIDES,
-            "grid": GRID,
-        },
-    )
-    assert response.status_code == 202, response.text
-    sweep_id = response.json()["id"]
+    sweep_id = launch_sweep(api, "aggregation", 3, TINY_OVERRIDES, GRID)
 
     wait_until(
         lambda: complete(db_engine, storage, sweep_id, 4),
@@ -201,19 +206,7 @@ def test_a_cancelled_run_of_a_sweep_retried_reopens_the_sweep_and_completes_its_
     start_aggregator: Callable[[], ServiceProcess],
 ) -> None:
     aggregator = start_aggregator()
-    response = api.post(
-        "/sweeps",
-        json={
-            "preset": "calvano-2020-baseline",
-            "name": "retried cell",
-            "sessions": 2,
-            "seeds": [0],
-            "overrides": LONG_SESSIONS,
-            "grid": {"agents.alpha": [0.1, 0.15]},
-        },
-    )
-    assert response.status_code == 202, response.text
-    sweep_id = response.json()["id"]
+    sweep_id = launch_sweep(api, "retried cell", 2, LONG_SESSIONS, {"agents.alpha": [0.1, 0.15]})
     cells = api.get(f"/sweeps/{sweep_id}").json()["per_cell"]
     retried = cells[0]["run_ids"][0]
     assert api.post(f"/runs/{retried}/cancel").status_code in (200, 202)
