@@ -265,6 +265,7 @@ def build_agents(
             adapted.append(False)
         elif kind in _ADAPTERS:
             agents.append(_ADAPTERS[kind](cs, st, i))
+            adapted.append(True)
         else:
             raise ValueError(f"firm {i}'s agent kind {kind} has no adapter on the Python path")
             adapted.append(True)
