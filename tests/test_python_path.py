@@ -4,7 +4,14 @@ classes named by import path are checked before anything runs and refused with t
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from algocomp.agents.python import class_allowed, resolve_agents
@@ -261,3 +268,50 @@ def test_an_agent_returning_a_forbidden_price_is_held_to_the_regulation():
     result = run_experiment(scenario)
     tail = result.panel.query("kind == 'tail' and firm == 1")
     assert np.allclose(tail.price, cs.grid[1, top])
+
+
+# --------------------------------------------------------------------------------------------- the docs' example
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "python-agents.md"
+
+
+def _block(language: str) -> str:
+    """The first fenced block of `language` in docs/python-agents.md."""
+    match = re.search(rf"```{language}\n(.*?)```", DOCS.read_text(encoding="utf-8"), flags=re.S)
+    assert match, f"no {language} block in {DOCS}"
+    return match.group(1)
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "algocomp.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+        check=False,
+    )
+
+
+def test_the_docs_example_agent_runs_from_the_cli(tmp_path):
+    (tmp_path / "my_agents.py").write_text(_block("python"), encoding="utf-8")
+    (tmp_path / "my-scenario.yaml").write_text(_block("yaml"), encoding="utf-8")
+    completed = _cli("simulate", "my-scenario.yaml", "--out", "runs/tabular-q", "--json", cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    summary = json.loads(completed.stdout)
+    assert summary["sessions"] == 2 and summary["scenario"] == "tabular-q-against-calvano"
+    out = tmp_path / "runs" / "tabular-q"
+    panel = pd.read_parquet(out / "panel.parquet")
+    impulse = pd.read_parquet(out / "impulse.parquet")
+    assert list(panel.columns) == PANEL_COLUMNS and list(impulse.columns) == IMPULSE_COLUMNS
+    assert set(panel.session) == {0, 1} and set(panel.firm) == {0, 1}
+
+
+def test_the_cli_refuses_a_class_missing_a_method_naming_the_field(tmp_path):
+    source = _block("python").replace("    def freeze(self):\n        self.frozen = True\n", "")
+    (tmp_path / "my_agents.py").write_text(source, encoding="utf-8")
+    (tmp_path / "my-scenario.yaml").write_text(_block("yaml"), encoding="utf-8")
+    completed = _cli("simulate", "my-scenario.yaml", "--out", "runs/x", cwd=tmp_path)
+    assert completed.returncode == 2
+    assert "agents.0.class: my_agents:TabularQ lacks the protocol method freeze" in completed.stderr
+    assert not (tmp_path / "runs").exists()  # refused before anything ran or was written
