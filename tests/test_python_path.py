@@ -315,3 +315,62 @@ def test_the_cli_refuses_a_class_missing_a_method_naming_the_field(tmp_path):
     assert completed.returncode == 2
     assert "agents.0.class: my_agents:TabularQ lacks the protocol method freeze" in completed.stderr
     assert not (tmp_path / "runs").exists()  # refused before anything ran or was written
+
+
+# --------------------------------------------------------------------------------------------- the deep Q-network
+
+
+def _dqn_against_fixed(rival: str, seed: int, sessions: int = 3):
+    return apply_overrides(
+        load_scenario("calvano-2020-baseline"),
+        {
+            "agents": [{"type": "dqn", "beta": 3e-4}, {"type": "fixed", "price": rival}],
+            "horizon.max_periods": 15000,
+            "horizon.convergence_periods": 5000,
+            "logging.interval": 1000,
+            "sessions": sessions,
+            "seed": seed,
+        },
+    )
+
+
+@pytest.mark.parametrize("rival", ["nash", "monopoly"])
+def test_the_dqn_learns_to_beat_a_random_policy_against_a_fixed_rival(rival):
+    """Over several seeds, the DQN's greedy policy after 15,000 periods earns more against a rival who always
+    charges one price than a uniformly random policy over the allowed prices would."""
+    scenario = _dqn_against_fixed(rival, seed=11)
+    cs = compile_scenario(scenario)
+    rival_price = int(cs.ipar[1, 1])
+    own = cs.allowed[0, : int(cs.n_allowed[0])]
+    random_policy = float(cs.profit[own + rival_price * cs.powers[1], 0].mean())
+    best = float(cs.profit[own + rival_price * cs.powers[1], 0].max())
+    result = run_experiment(scenario, workers=2)
+    earned = [s.metrics["mean_profit_by_firm"][0] for s in result.sessions]
+    assert len(earned) == 3
+    assert all(e > random_policy for e in earned), (earned, random_policy)
+    assert np.mean(earned) > random_policy + 0.8 * (best - random_policy)  # close to the best response
+
+
+def test_dqn_sessions_are_reproducible_from_their_seeds():
+    scenario = apply_overrides(_dqn_against_fixed("nash", seed=3, sessions=2), {"horizon.max_periods": 3000})
+    one, two = run_experiment(scenario, workers=1), run_experiment(scenario, workers=2)
+    for x, y in zip(one.sessions, two.sessions, strict=True):
+        _same_session(x, y)
+    a, b = one.sessions
+    assert not np.array_equal(a.panel_columns["price"], b.panel_columns["price"])  # seeds differ, so do sessions
+
+
+@pytest.mark.parametrize("preset", ["dqn-vs-qlearning", "dqn-vs-dqn"])
+def test_dqn_outputs_have_every_runs_schema(preset):
+    """Panel, impulse table, session metrics and summary: the same columns and keys, with the same types, as a
+    compiled run's."""
+    short = {"horizon.max_periods": 2000, "logging.interval": 500, "sessions": 2}
+    dqn = run_experiment(apply_overrides(load_scenario(preset), short))
+    compiled = run_experiment(apply_overrides(load_scenario("calvano-2020-baseline"), short))
+    assert dqn.panel.dtypes.to_dict() == compiled.panel.dtypes.to_dict()
+    assert dqn.impulse.dtypes.to_dict() == compiled.impulse.dtypes.to_dict()
+    assert len(dqn.panel) > 0 and len(dqn.impulse) > 0
+    assert set(dqn.summary) == set(compiled.summary)
+    for x, y in zip(dqn.session_summaries, compiled.session_summaries, strict=True):
+        assert set(x) == set(y)
+    assert dqn.summary["sessions"] == 2

@@ -10,8 +10,9 @@ epsilon_end + (1 - epsilon_end) exp(-beta t), choosing uniformly among the allow
 
 Every random number (initial weights, exploration, minibatches) comes from a generator seeded with one draw from
 the session's stream, so a session is reproducible from its seed. Convergence: at each refresh of the target
-network the greedy price of every possible input is compared with the last refresh's (when the inputs number at
-most GREEDY_TABLE_LIMIT); learn() reports a change then, and never between refreshes.
+network the greedy price of every input seen since the last refresh is compared with the greedy price it had then
+(when the possible inputs number at most GREEDY_TABLE_LIMIT; otherwise every refresh counts as a change); learn()
+reports a change then, and never between refreshes.
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ class DQNAgent:
         self.learning = True
         self.inputs = self._all_inputs(market)
         self.greedy_table = self._greedy_table()
+        lag_weights = (self.m**self.n) ** np.arange(self.lags)[:, None]
+        self.code_weights = (market.powers[None, :] * lag_weights).astype(np.int64)
+        self.visited = np.zeros(0 if self.inputs is None else self.inputs.shape[0], dtype=bool)
 
     def act(self, observation: Observation) -> int:
         if self.learning:
@@ -94,6 +98,8 @@ class DQNAgent:
         self.cursor = (k + 1) % spec.buffer
         self.filled = min(self.filled + 1, spec.buffer)
         self.steps += 1
+        if self.visited.size:
+            self.visited[self._code(observation.prices)] = True
         if self.filled >= spec.warmup and self.steps % spec.train_every == 0:
             self._train()
         if self.steps % spec.target_every == 0:
@@ -102,8 +108,9 @@ class DQNAgent:
                 return True
             table = self._greedy_table()
             assert table is not None and self.greedy_table is not None
-            changed = not np.array_equal(table, self.greedy_table)
+            changed = bool(np.any(table[self.visited] != self.greedy_table[self.visited]))
             self.greedy_table = table
+            self.visited[:] = False
             return changed
         return False
 
@@ -122,6 +129,13 @@ class DQNAgent:
         if self.hidden:
             x[x < 0] = 0.0
         return x.reshape(-1)
+
+    def _code(self, prices: np.ndarray) -> int:
+        """The index of an observation's input among _all_inputs' rows."""
+        lagged = prices[: self.lags]
+        if self.hidden:
+            lagged = np.where(lagged < 0, 0, lagged)
+        return int((lagged * self.code_weights).sum())
 
     def _all_inputs(self, market: MarketFacts) -> np.ndarray | None:
         """Every possible input (for the greedy table), or None when there are too many."""
