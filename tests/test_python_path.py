@@ -21,7 +21,7 @@ from algocomp.engine.python_session import run_python_session, uses_python_path
 from algocomp.engine.results import IMPULSE_COLUMNS, PANEL_COLUMNS
 from algocomp.engine.seeds import session_seeds
 from algocomp.engine.session import run_session
-from algocomp.scenarios import ScenarioError, apply_overrides, load_scenario
+from algocomp.scenarios import ScenarioError, apply_overrides, dump_scenario, load_scenario, scenario_hash
 
 DEVIATION_CHECK_KEYS = {
     "equilibrium_on_path",
@@ -374,3 +374,14 @@ def test_dqn_outputs_have_every_runs_schema(preset):
     for x, y in zip(dqn.session_summaries, compiled.session_summaries, strict=True):
         assert set(x) == set(y)
     assert dqn.summary["sessions"] == 2
+
+
+def test_python_agent_specs_round_trip_and_override(tmp_path):
+    scenario = _mixed({"type": "python", "class": "a.b:C", "params": {"x": 1}})
+    document = scenario.model_dump(mode="json")
+    assert document["agents"][1] == {"type": "python", "class": "a.b:C", "params": {"x": 1}, "history": 1}
+    path = dump_scenario(scenario, tmp_path / "scenario.yaml")
+    again = load_scenario(path)
+    assert again == scenario and scenario_hash(again) == scenario_hash(scenario)
+    changed = apply_overrides(scenario, ["agents.1.class=x.y:Z", "agents.1.params.x=2"])
+    assert (changed.agents[1].class_, changed.agents[1].params) == ("x.y:Z", {"x": 2})
