@@ -385,3 +385,25 @@ def test_python_agent_specs_round_trip_and_override(tmp_path):
     assert again == scenario and scenario_hash(again) == scenario_hash(scenario)
     changed = apply_overrides(scenario, ["agents.1.class=x.y:Z", "agents.1.params.x=2"])
     assert (changed.agents[1].class_, changed.agents[1].params) == ("x.y:Z", {"x": 2})
+
+
+def test_spawned_workers_build_python_agents_with_the_same_results():
+    """Workers started with spawn import the user's class and the DQN afresh and give the same sessions."""
+    scenario = apply_overrides(
+        _mixed({"type": "python", "class": f"{__name__}:FixedIndex", "params": {"index": 5}}),
+        {"agents.0": {"type": "dqn", "warmup": 100}, "horizon.max_periods": 1500},
+    )
+    one = run_experiment(scenario, workers=1)
+    spawned = run_experiment(scenario, workers=2, start_method="spawn")
+    for x, y in zip(one.sessions, spawned.sessions, strict=True):
+        _same_session(x, y)
+
+
+def test_sequential_timing_is_refused_for_python_agents():
+    scenario = apply_overrides(
+        load_scenario("klein-2021-sequential"),
+        {"agents": [{"type": "fixed", "price": "nash"}, {"type": "python", "class": f"{__name__}:FixedIndex"}]},
+    )
+    with pytest.raises(ScenarioError) as caught:
+        run_experiment(scenario)
+    assert caught.value.field == "market.timing"
