@@ -17,7 +17,7 @@ import pytest
 from algocomp.agents.python import class_allowed, resolve_agents
 from algocomp.engine.build import compile_scenario
 from algocomp.engine.experiment import run_experiment
-from algocomp.engine.python_session import run_python_session, uses_python_path
+from algocomp.engine.python_session import STOP_CHECK_PERIODS, PythonSession, run_python_session, uses_python_path
 from algocomp.engine.results import IMPULSE_COLUMNS, PANEL_COLUMNS
 from algocomp.engine.seeds import session_seeds
 from algocomp.engine.session import run_session
@@ -407,3 +407,20 @@ def test_sequential_timing_is_refused_for_python_agents():
     with pytest.raises(ScenarioError) as caught:
         run_experiment(scenario)
     assert caught.value.field == "market.timing"
+
+
+def test_a_python_session_stops_within_a_thousand_periods_of_being_asked():
+    scenario = apply_overrides(
+        _mixed({"type": "python", "class": f"{__name__}:FixedIndex"}), {"horizon.max_periods": 10**8}
+    )
+    cs = compile_scenario(scenario)
+    asked = []
+
+    def should_stop() -> bool:
+        asked.append(True)
+        return len(asked) >= 3
+
+    session = PythonSession(cs, 1)
+    assert session.learn(should_stop=should_stop) is False
+    assert session.st.period == 3 * STOP_CHECK_PERIODS
+    assert run_python_session(cs, 0, 1, should_stop=lambda: True) is None

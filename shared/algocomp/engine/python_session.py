@@ -66,6 +66,8 @@ ADAPTED_KINDS = (QLEARNING, FIXED, MYOPIC)
 # The frozen strategies are tabulated for Calvano et al.'s deviation checks when the histories they depend on
 # number at most this many (a Python agent is asked for its price in each).
 MAX_TABULATED_STATES = 1 << 14
+# Learning polls should_stop this often (periods), so a Python-path session stops within about a second.
+STOP_CHECK_PERIODS = 1024
 
 
 def uses_python_path(cs: CompiledScenario) -> bool:
@@ -268,7 +270,6 @@ def build_agents(
             adapted.append(True)
         else:
             raise ValueError(f"firm {i}'s agent kind {kind} has no adapter on the Python path")
-            adapted.append(True)
     return agents, adapted
 
 
@@ -315,6 +316,7 @@ class PythonSession:
             agent.reset(i, market_facts(cs, specs[i]), self.stream)
         self.history = np.ascontiguousarray(st.history, dtype=np.int64)
         self.history.setflags(write=False)
+        self.stopped = False
         self.allowed_sets = [
             frozenset(int(a) for a in cs.allowed[i, : int(cs.n_allowed[i])]) for i in range(cs.n_firms)
         ]
@@ -349,8 +351,11 @@ class PythonSession:
 
     # -- learning
 
-    def advance(self, periods: int) -> int:
-        """Learn for up to `periods` periods (the kernel's learning step, period by period); returns how many ran."""
+    def advance(self, periods: int, should_stop: Callable[[], bool] | None = None) -> int:
+        """Learn for up to `periods` periods (the kernel's learning step, period by period); returns how many ran.
+
+        should_stop() is polled every STOP_CHECK_PERIODS periods (a chunk of the compiled path's length takes
+        minutes here); when it answers True the call returns at once with self.stopped set."""
         cs, st, stream, agents = self.cs, self.st, self.stream, self.agents
         n = cs.n_firms
         h = cs.scenario.horizon
@@ -370,6 +375,9 @@ class PythonSession:
         done = 0
         history = self.history
         for _ in range(periods):
+            if should_stop is not None and done and done % STOP_CHECK_PERIODS == 0 and should_stop():
+                self.stopped = True
+                break
             stream.start_period(n)
             obs = self.observations(history, t)
             for i in range(n):
@@ -466,7 +474,9 @@ class PythonSession:
         h = self.cs.scenario.horizon
         st = self.st
         while st.period < h.max_periods:
-            self.advance(min(chunk, h.max_periods - st.period))
+            self.advance(min(chunk, h.max_periods - st.period), should_stop)
+            if self.stopped:
+                return False
             if h.stop_at_convergence and st.converged_at >= 0:
                 break
             if should_stop is not None and should_stop():
