@@ -424,3 +424,19 @@ def test_a_python_session_stops_within_a_thousand_periods_of_being_asked():
     assert session.learn(should_stop=should_stop) is False
     assert session.st.period == 3 * STOP_CHECK_PERIODS
     assert run_python_session(cs, 0, 1, should_stop=lambda: True) is None
+
+
+@pytest.mark.parametrize("rival", [{"type": "myopic"}, {"type": "nash"}, {"type": "fixed", "price": 1.8}])
+def test_the_rule_adapters_equal_the_general_loop(rival):
+    """A Q-learner against the compiled rules that run beside Python agents: both paths give the same sessions."""
+    scenario = apply_overrides(
+        load_scenario("calvano-2020-baseline"),
+        {
+            "agents": [{"type": "qlearning", "beta": 1e-3}, rival],
+            "horizon.convergence_periods": 500,
+            "horizon.max_periods": 20000,
+            "logging.interval": 1000,
+        },
+    )
+    for compiled, python in _both_paths(scenario, sessions=2):
+        _same_session(compiled, python)
