@@ -229,7 +229,7 @@ def test_populations_the_python_path_cannot_hold_are_refused_with_the_field():
         resolve_agents(
             apply_overrides(
                 load_scenario("calvano-2020-baseline"),
-                {"agents": [{"type": "ucb1"}, {"type": "python", "class": f"{__name__}:FixedIndex"}]},
+                {"agents": [{"type": "actor_critic"}, {"type": "python", "class": f"{__name__}:FixedIndex"}]},
             )
         )
     assert caught.value.field == "agents.0.type"
@@ -435,6 +435,32 @@ def test_the_rule_adapters_equal_the_general_loop(rival):
             "agents": [{"type": "qlearning", "beta": 1e-3}, rival],
             "horizon.convergence_periods": 500,
             "horizon.max_periods": 20000,
+            "logging.interval": 1000,
+        },
+    )
+    for compiled, python in _both_paths(scenario, sessions=2):
+        _same_session(compiled, python)
+
+
+@pytest.mark.parametrize(
+    "bandit",
+    [
+        {"type": "epsilon_greedy", "epsilon": 0.2, "beta": 1e-4},
+        {"type": "epsilon_greedy", "epsilon": 0.2, "beta": 1e-3, "schedule": "polynomial", "tie_break": "random"},
+        {"type": "ucb1"},
+        {"type": "ucb_tuned", "scale_rewards": False},
+        {"type": "thompson"},
+    ],
+)
+def test_the_bandit_adapters_equal_the_general_loop(bandit):
+    """The kernel's bandits beside a Q-learner, with demand noise: both paths give the same sessions."""
+    scenario = apply_overrides(
+        load_scenario("calvano-2020-baseline"),
+        {
+            "agents": [{"type": "qlearning", "beta": 1e-3}, bandit],
+            "market.noise": {"kind": "profit_uniform", "snr": 20.0},
+            "horizon.convergence_periods": 500,
+            "horizon.max_periods": 10000,
             "logging.interval": 1000,
         },
     )

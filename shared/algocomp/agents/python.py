@@ -98,7 +98,17 @@ def resolve_agents(
 
 
 # Compiled kinds that can run beside Python-path agents (through engine.python_session's adapters).
-ADAPTED_TYPES = ("qlearning", "fixed", "nash", "monopoly", "myopic")
+ADAPTED_TYPES = (
+    "qlearning",
+    "fixed",
+    "nash",
+    "monopoly",
+    "myopic",
+    "epsilon_greedy",
+    "ucb1",
+    "ucb_tuned",
+    "thompson",
+)
 
 
 def check_population(scenario: Scenario) -> None:

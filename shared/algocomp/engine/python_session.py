@@ -12,22 +12,31 @@ convergence, impulse responses and outputs are the same on both paths.
 Compiled kinds run inside this loop through adapters that do what the kernel does with the same state arrays
 and the same draws from the session's stream: a Calvano Q-learner (asynchronous updates) on this path gives
 exactly the compiled path's results on the same seeds (tests/test_python_path.py holds it), and it can face a
-Python agent. Adapted kinds: qlearning (asynchronous), fixed, nash, monopoly, myopic. Simultaneous moves only.
+Python agent. Adapted kinds: qlearning (asynchronous), fixed, nash, monopoly, myopic, epsilon_greedy, ucb1,
+ucb_tuned and thompson (tests/test_python_path.py holds each to the kernel's general loop). Simultaneous moves
+only.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 
 import numpy as np
 
 from algocomp.agents.catalog import (
+    EPSILON_GREEDY,
     F_ALPHA,
     F_BETA,
     F_DECAY,
     F_DELTA,
+    F_EPS0,
+    F_P1,
+    F_P2,
+    F_P3,
     F_POWER,
+    F_SCALE,
     FIXED,
     I_BASE,
     I_KIND,
@@ -42,6 +51,9 @@ from algocomp.agents.catalog import (
     N_IPAR,
     PYTHON_POLICY,
     QLEARNING,
+    THOMPSON,
+    UCB1,
+    UCB_TUNED,
 )
 from algocomp.engine import kernel as K
 from algocomp.engine.build import NOISE_PROFIT_UNIFORM, CompiledScenario
@@ -61,8 +73,6 @@ from algocomp.engine.session import (
     tail_outcomes,
 )
 
-# Compiled kinds that run on this path through an adapter.
-ADAPTED_KINDS = (QLEARNING, FIXED, MYOPIC)
 # The frozen strategies are tabulated for Calvano et al.'s deviation checks when the histories they depend on
 # number at most this many (a Python agent is asked for its price in each).
 MAX_TABULATED_STATES = 1 << 14
@@ -240,10 +250,111 @@ class CompiledMyopic:
         pass
 
 
+class CompiledBandit:
+    """The kernel's bandits (epsilon_greedy, ucb1, ucb_tuned, thompson: run_periods' bandit branches) on the
+    session's own arrays: one row of sample-average profits per firm, the same choices, draws and updates."""
+
+    def __init__(self, cs: CompiledScenario, st: SessionState, firm: int) -> None:
+        self.cs, self.st, self.i = cs, st, firm
+        i = firm
+        self.kind = int(cs.ipar[i, I_KIND])
+        self.q_off, self.s_off = int(cs.ipar[i, I_QOFF]), int(cs.ipar[i, I_SOFF])
+        self.allowed = [int(a) for a in cs.allowed[i, : int(cs.n_allowed[i])]]
+        self.random_ties = bool(cs.ipar[i, I_TIE])
+        self.f = cs.fpar[i]
+        self.learning = True
+        self.rng: SessionStream | None = None
+
+    def reset(self, firm: int, market: MarketFacts, rng: SessionStream) -> None:
+        self.rng = rng
+        self.learning = True
+
+    def act(self, observation: Observation) -> int:
+        st, i, qo, f = self.st, self.i, self.q_off, self.f
+        greedy = int(st.G[self.s_off])
+        if not self.learning:
+            return greedy
+        rng = self.rng
+        assert rng is not None
+        if self.kind == EPSILON_GREEDY:
+            if rng.coin(i) < st.eps[i]:
+                return self.allowed[rng.below(len(self.allowed))]
+            return greedy
+        N, Q = st.N, st.Q
+        if self.kind in (UCB1, UCB_TUNED):
+            a = -1
+            total = 0.0
+            for c in self.allowed:  # every allowed price once (lowest first), then the largest index
+                total += N[qo + c]
+                if N[qo + c] == 0.0 and a < 0:
+                    a = c
+            if a >= 0:
+                return a
+            log_total = math.log(total)
+            best_v = -np.inf
+            for c in self.allowed:
+                plays = N[qo + c]
+                if self.kind == UCB1:
+                    v = Q[qo + c] + f[F_EPS0] * np.sqrt(log_total / plays)
+                else:
+                    v = K.ucb_tuned_index(Q[qo + c], st.S2[qo + c] / plays, plays, log_total)
+                if v > best_v:
+                    best_v, a = v, c
+            return a
+        # THOMPSON: a normal draw per allowed price, in order
+        prior_prec = 1.0 / (f[F_P2] * f[F_P2])
+        noise_prec = 1.0 / (f[F_P3] * f[F_P3])
+        best_v = -np.inf
+        a = self.allowed[0]
+        for c in self.allowed:
+            prec = prior_prec + N[qo + c] * noise_prec
+            mean = (f[F_P1] * prior_prec + Q[qo + c] * N[qo + c] * noise_prec) / prec
+            v = mean + rng.normal() / np.sqrt(prec)
+            if v > best_v:
+                best_v, a = v, c
+        return a
+
+    def learn(self, observation: Observation, action: int, reward: float, next_observation: Observation) -> bool:
+        cs, st, i, qo, so, f = self.cs, self.st, self.i, self.q_off, self.s_off, self.f
+        cell = qo + action
+        st.N[cell] += 1.0
+        r = reward
+        if self.kind != EPSILON_GREEDY:
+            r = r / f[F_SCALE]
+        st.Q[cell] += (r - st.Q[cell]) / st.N[cell]
+        if self.kind == UCB_TUNED:
+            st.S2[cell] += r * r
+        if self.random_ties:
+            assert self.rng is not None
+            rs, changed = K._greedy_after_update_random(
+                st.Q, qo, cs.allowed, cs.n_allowed, i, st.G, st.V, so, action, st.Q[cell], np.uint64(self.rng.state)
+            )
+            self.rng.state = int(rs)
+        else:
+            g = st.G[so]
+            g2, gv = K._row_argmax(st.Q, qo, cs.allowed, cs.n_allowed, i)
+            st.G[so] = g2
+            st.V[so] = gv
+            changed = g2 != g
+        if f[F_POWER] > 0.0:
+            start = f[F_EPS0] if self.kind == EPSILON_GREEDY else 1.0
+            st.eps[i] = start * (1.0 + f[F_BETA] * (observation.period + 1)) ** (-f[F_POWER])
+        else:
+            st.eps[i] *= f[F_DECAY]
+        return bool(changed)
+
+    def freeze(self) -> None:
+        self.learning = False
+
+
 _ADAPTERS: dict[int, Callable[[CompiledScenario, SessionState, int], PolicyAgent]] = {
     QLEARNING: CompiledQLearning,
     FIXED: CompiledFixed,
     MYOPIC: CompiledMyopic,
+    EPSILON_GREEDY: CompiledBandit,
+    UCB1: CompiledBandit,
+    UCB_TUNED: CompiledBandit,
+    THOMPSON: CompiledBandit,
 }
 
 
