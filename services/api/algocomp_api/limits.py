@@ -29,6 +29,30 @@ def limit_exceeded(field: str, message: str, limit: int, *, code: str = LIMIT_EX
     return ApiError(422, code, message, field=field, limit=limit, **extra)
 
 
+def check_agent_classes(scenario: Scenario, settings: Settings, field_prefix: str = "") -> None:
+    """Every `type: python` agent class is one the allow-list admits (setting python_agent_classes; checked before
+    anything is imported: importing runs code), and every Python-path agent can run (its class imports, has the
+    protocol's methods and accepts its params). 422 `agent_class_not_allowed` or `invalid_scenario` naming the
+    field (agents.1.class)."""
+    from algocomp.agents.python import resolve_agents
+    from algocomp.scenarios.python_agents import PYTHON_PATH_TYPES, PythonAgent
+
+    specs = scenario.agent_list()
+    if not any(spec.type in PYTHON_PATH_TYPES for spec in specs):
+        return
+    for i, spec in enumerate(specs):
+        if isinstance(spec, PythonAgent) and not settings.python_agent_allowed(spec.class_):
+            where = f"agents.{i}.class" if isinstance(scenario.agents, list) else "agents.class"
+            raise ApiError(
+                422,
+                "agent_class_not_allowed",
+                f"{spec.class_} is not among the agent classes this service runs (setting python_agent_classes "
+                f"admits {', '.join(settings.python_agent_classes) or 'none'}); run it with the algocomp CLI instead",
+                field=field_prefix + where,
+            )
+    resolve_agents(scenario, allowed=settings.python_agent_allowed)
+
+
 def check_at_most(value: int, limit: int, field: str, what: str, setting: str) -> None:
     if value > limit:
         raise limit_exceeded(field, f"{what} is at most {limit:,} (got {value:,}; setting {setting})", limit)

@@ -164,7 +164,13 @@ def execute_run(context: WorkerContext, run_id: uuid.UUID | str, *, worker: str)
                 scenario.sessions,
                 scenario.seed,
             )
-            result = run_experiment(scenario, workers=1, progress=reporter.progress, should_stop=reporter.should_stop)
+            result = run_experiment(
+                scenario,
+                workers=1,
+                progress=reporter.progress,
+                should_stop=reporter.should_stop,
+                agent_classes_allowed=context.settings.python_agent_allowed,  # checked again: the API's may differ
+            )
             heartbeat.check()
             if result.cancelled:
                 return _cancelled(context, claimed, heartbeat, run_log, result)

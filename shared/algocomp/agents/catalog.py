@@ -30,6 +30,7 @@ ACTOR_CRITIC = 9
 GRIM_TRIGGER = 10
 TIT_FOR_TAT = 11
 UCB_TUNED = 12
+PYTHON_POLICY = 13  # an agent on the Python path (engine.python_session); the kernel never runs it
 
 # Columns of the int parameter matrix. I_TIE: 1 if ties among maximal values are broken at random (tie_break).
 I_KIND, I_PRICE, I_PUNISH, I_STATES, I_QOFF, I_SOFF, I_BASE, I_MODK1, I_MEMORY, I_TIE = range(10)
@@ -117,6 +118,9 @@ def pack_agents(
         elif kind == "thompson":
             row_i[I_KIND] = THOMPSON
             row_f[F_P1], row_f[F_P2], row_f[F_P3] = agent.prior_mean, agent.prior_sd, agent.noise_sd
+        elif kind in ("dqn", "python"):
+            row_i[I_KIND] = PYTHON_POLICY  # no table: only the depth of the price history it observes
+            memory = agent.history_depth
         elif kind == "klein_qlearning":
             row_i[I_KIND] = KLEIN
             row_f[F_ALPHA], row_f[F_DELTA], row_f[F_BETA] = agent.alpha, agent.delta, agent.beta

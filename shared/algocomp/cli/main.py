@@ -272,6 +272,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     # Solving the benchmarks and the grid takes milliseconds and catches a market without a usable price grid
     # before the output folder is made and the engine compiled.
     market_benchmarks(scenario)
+    check_python_agents(scenario)
     out_dir = Path(args.out) if args.out else default_out_dir(scenario.name)
 
     # From the moment the output folder exists, a Ctrl-C is a polite stop: one that came while the engine was still
@@ -341,6 +342,21 @@ def load_with_overrides(source: str, overrides: Sequence[str]) -> Scenario:
     from algocomp.scenarios import apply_overrides, load_scenario
 
     return apply_overrides(load_scenario(source), list(overrides))
+
+
+def check_python_agents(scenario: Scenario) -> None:
+    """Import and check the classes of `type: python` agents (and the population around them) before anything
+    runs: a ScenarioError names the field (agents.1.class). The CLI runs any class the user names, importable
+    from the Python path or the directory algocomp runs in."""
+    from algocomp.scenarios.python_agents import PYTHON_PATH_TYPES
+
+    if not any(spec.type in PYTHON_PATH_TYPES for spec in scenario.agent_list()):
+        return
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    from algocomp.agents.python import resolve_agents
+
+    resolve_agents(scenario)
 
 
 def market_benchmarks(scenario: Scenario) -> tuple[Benchmarks, Any]:

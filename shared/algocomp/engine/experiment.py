@@ -29,6 +29,7 @@ import numpy as np
 
 from algocomp.engine.build import CompiledScenario, compile_scenario
 from algocomp.engine.processes import mp_context, resolve_start_method
+from algocomp.engine.python_session import run_python_session, uses_python_path
 from algocomp.engine.results import ExperimentResult, ProgressEvent, SessionResult
 from algocomp.engine.seeds import session_seeds
 from algocomp.engine.session import run_session
@@ -55,7 +56,28 @@ def warm_up(scenario: Scenario) -> None:
             ),
         }
     )
-    run_session(compile_scenario(tiny), 0, 1)
+    simulate_session(compile_scenario(tiny), 0, 1)
+
+
+def simulate_session(
+    cs: CompiledScenario, index: int, seed: int, *, should_stop: Callable[[], bool] | None = None
+) -> SessionResult | None:
+    """One session on the compiled path, or on the Python path (engine.python_session) when any firm's agent is a
+    Python-path agent (dqn, python)."""
+    if uses_python_path(cs):
+        return run_python_session(cs, index, seed, should_stop=should_stop)
+    return run_session(cs, index, seed, should_stop=should_stop)
+
+
+def check_agents(cs: CompiledScenario, allowed: Callable[[str], bool] | None = None) -> None:
+    """Refuse, before anything runs, Python-path agents that cannot run: a population the Python path cannot
+    hold, a class that does not import or lacks a protocol method, params its constructor refuses, or (with
+    `allowed`, a service's allow-list) a class not admitted. ScenarioError naming the field."""
+    if not uses_python_path(cs):
+        return
+    from algocomp.agents.python import resolve_agents
+
+    resolve_agents(cs.scenario, allowed=allowed)
 
 
 def _init_worker(compiled: CompiledScenario) -> None:
@@ -74,7 +96,7 @@ def _init_worker(compiled: CompiledScenario) -> None:
 
 def _run_in_worker(index: int, seed: int) -> SessionResult | None:
     assert _worker_compiled is not None, "worker not initialised"
-    return run_session(_worker_compiled, index, seed)
+    return simulate_session(_worker_compiled, index, seed)
 
 
 @contextmanager
@@ -130,6 +152,7 @@ def run_experiment(
     should_stop: Callable[[], bool] | None = None,
     compiled: CompiledScenario | None = None,
     start_method: str | None = None,
+    agent_classes_allowed: Callable[[str], bool] | None = None,
 ) -> ExperimentResult:
     """Simulate scenario.sessions sessions seeded from scenario.seed and summarise them.
 
@@ -140,9 +163,13 @@ def run_experiment(
 
     start_method (fork, spawn or forkserver) says how worker processes start when workers > 1; None means
     ALGOCOMP_START_METHOD or the platform's default (engine.processes). It changes only the start-up time.
+
+    Sessions with a Python-path agent (dqn, python) run on the Python path (engine.python_session); its agents
+    are checked first (check_agents; agent_classes_allowed is a service's allow-list of `type: python` classes).
     """
     started = time.perf_counter()
     cs = compiled if compiled is not None else compile_scenario(scenario)
+    check_agents(cs, agent_classes_allowed)
     n_workers = min(resolve_workers(workers), scenario.sessions)
     if sys.platform == "win32":
         n_workers = min(n_workers, WINDOWS_MAX_WORKERS)
@@ -177,7 +204,7 @@ def run_experiment(
             if should_stop is not None and should_stop():
                 cancelled = True
                 break
-            result = run_session(cs, index, seed, should_stop=should_stop)
+            result = simulate_session(cs, index, seed, should_stop=should_stop)
             if result is None:
                 cancelled = True
                 break

@@ -74,13 +74,15 @@ class SessionState:
     tail_q: np.ndarray
     tail_pi: np.ndarray
     visits: np.ndarray  # per price profile visit counts of the open interval (Q-learning loop only)
+    history: np.ndarray  # (depth, n) the random initial price profiles, newest first (the Python path's start)
 
     def copy(self) -> SessionState:
         return SessionState(**{f.name: getattr(self, f.name).copy() for f in fields(self)})
 
     def general_arguments(self) -> tuple:
-        """The state arrays in kernel.run_periods' argument order (U2 and visits serve only run_qlearning)."""
-        return tuple(getattr(self, f.name) for f in fields(self) if f.name not in ("U2", "visits"))
+        """The state arrays in kernel.run_periods' argument order (U2 and visits serve only run_qlearning,
+        history only engine.python_session)."""
+        return tuple(getattr(self, f.name) for f in fields(self) if f.name not in ("U2", "visits", "history"))
 
     @property
     def period(self) -> int:
@@ -227,6 +229,7 @@ def new_state(cs: CompiledScenario, seed: int) -> SessionState:
         tail_q=np.zeros((lg.tail, n)),
         tail_pi=np.zeros((lg.tail, n)),
         visits=np.zeros(cs.n_profiles if _count_visits(cs) else 0, dtype=np.int64),
+        history=history,
     )
 
 
@@ -420,17 +423,19 @@ class Shock(NamedTuple):
     rival_relative_change: float  # the other firms' mean relative price change from the deviation period to the next
 
 
-def cycle_starts(cs: CompiledScenario, on_cycle: SessionState, cycle_length: int) -> list[SessionState]:
-    """Copies of the session at each state of the limit cycle, in order, starting from `on_cycle` (not changed)."""
+def cycle_starts(cs: CompiledScenario, on_cycle, cycle_length: int, *, play: Callable = play_greedy) -> list:
+    """Copies of the session at each state of the limit cycle, in order, starting from `on_cycle` (not changed).
+
+    `play` plays a frozen session on (play_greedy; engine.python_session passes its own for Python agents)."""
     walker = on_cycle.copy()
-    starts: list[SessionState] = []
+    starts = []
     for _ in range(max(cycle_length, 0)):
         starts.append(walker.copy())
-        play_greedy(cs, walker, 1)
+        play(cs, walker, 1)
     return starts
 
 
-def shock_lengths(cs: CompiledScenario, starts: list[SessionState]) -> list[Shock]:
+def shock_lengths(cs: CompiledScenario, starts: list, *, play: Callable = play_greedy) -> list[Shock]:
     """Calvano et al.'s punishment length and impulse response: from every state of the limit cycle, every firm
     in turn deviates for one period to its static best response and all play greedily after; the shock lasts
     until the state is back in the pre-deviation cycle (the deviation period counts as one). A path that settles
@@ -438,7 +443,7 @@ def shock_lengths(cs: CompiledScenario, starts: list[SessionState]) -> list[Shoc
     price change from the deviation period to the next, as in the paper's Table A11 ("IR").
 
     `starts` are the session at each state of the cycle (cycle_starts; not changed); simultaneous moves only
-    (empty otherwise).
+    (empty otherwise). `play` as in cycle_starts; a frozen session's `state` is what the next profile depends on.
     """
     if cs.sequential or not starts:
         return []
@@ -449,10 +454,10 @@ def shock_lengths(cs: CompiledScenario, starts: list[SessionState]) -> list[Shoc
     for start in starts:
         for firm in range(cs.n_firms):
             path = start.copy()
-            play_greedy(cs, path, 1, deviate_firm=firm)
+            play(cs, path, 1, deviate_firm=firm)
             rivals = firms[firms != firm]
             at_deviation = cs.grid[rivals, path.act[rivals]]
-            after = play_greedy(cs, path.copy(), 1)[0]
+            after = play(cs, path.copy(), 1)[0]
             with np.errstate(divide="ignore", invalid="ignore"):
                 change = np.where(at_deviation > 0, cs.grid[rivals, after[rivals]] / at_deviation - 1.0, np.nan)
             response = float(np.mean(change)) if np.isfinite(change).all() else float("nan")
@@ -466,7 +471,7 @@ def shock_lengths(cs: CompiledScenario, starts: list[SessionState]) -> list[Shoc
                     out.append(Shock(seen[key], False, response))
                     break
                 seen[key] = period
-                play_greedy(cs, path, 1)
+                play(cs, path, 1)
             else:
                 out.append(Shock(horizon, False, response))
     return out

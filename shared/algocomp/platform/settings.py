@@ -199,6 +199,31 @@ class Settings(BaseSettings):
         "list or comma-separated; empty (the default): no cross-origin access",
     )
 
+    python_agent_classes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["algocomp.agents."],
+        description="the `type: python` agent classes runs may name (importing a class runs its module's code): "
+        "exact module:Class paths, or prefixes ending in '.' or ':' (the default, algocomp.agents., admits "
+        "algocomp's own agents only; '*' admits every class); a JSON list or comma-separated",
+    )
+
+    @field_validator("python_agent_classes", mode="before")
+    @classmethod
+    def _classes_from_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [entry.strip() for entry in text.split(",") if entry.strip()]
+        return value
+
+    def python_agent_allowed(self, path: str) -> bool:
+        """Whether runs may name the agent class at `path` (module:Class): python_agent_classes admits it."""
+        from algocomp.agents.python import class_allowed
+
+        return class_allowed(path, self.python_agent_classes)
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _origins_from_text(cls, value: Any) -> Any:

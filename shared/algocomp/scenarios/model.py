@@ -25,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 
+from algocomp.scenarios.python_agents import DQN, PythonAgent
+
 
 class Spec(BaseModel):
     """Base for every section: unknown keys are errors, so a typo never silently keeps a default."""
@@ -455,7 +457,9 @@ AgentSpec = Annotated[
     | ExpectedSarsa
     | ActorCritic
     | GrimTrigger
-    | TitForTat,
+    | TitForTat
+    | DQN
+    | PythonAgent,
     Field(discriminator="type"),
 ]
 

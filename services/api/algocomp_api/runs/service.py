@@ -96,6 +96,7 @@ def effective_scenario(
         recorded.append(f"logging.interval={request.log_interval}")
     scenario = apply_overrides(scenario, explicit)
     limits.check_run_size(scenario, settings)
+    limits.check_agent_classes(scenario, settings)
     return record.id, scenario, recorded
 
 

@@ -172,6 +172,8 @@ def create_sweep(uow: UnitOfWork, caller: Principal, settings: Settings, request
     planned = plan_runs(base, request.grid, seeds, sessions, list(request.overrides))
     for plan in planned:  # a grid over horizon.max_periods changes a run's size
         limits.check_run_size(plan.scenario, settings)
+    for plan in planned[:: max(len(seeds), 1)]:  # one run per cell: a grid over agents changes its classes
+        limits.check_agent_classes(plan.scenario, settings)
 
     check_active_runs(uow, caller, settings, len(planned))
     owner = {"team_id": caller.team_id, "owner_id": caller.user_id}
