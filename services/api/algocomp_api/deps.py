@@ -27,6 +27,7 @@ from algocomp.platform.retry import backoff_from
 from algocomp.platform.settings import Settings
 from algocomp.platform.storage import Storage
 from algocomp.platform.unit_of_work import Messaging, UnitOfWork, UnitOfWorkFactory
+from algocomp_api.errors import RequestAbandonedError
 from algocomp_api.middleware import ABANDONMENT, Abandonment
 from algocomp_api.streams.fanout import RunFanout, SnapshotFanout
 from algocomp_api.streams.service import BLOCK_MS
@@ -215,10 +216,6 @@ class RequestTransaction:
         self.uow.__exit__(type(error) if error else None, error, error.__traceback__ if error else None)
 
 
-class RequestAbandonedError(Exception):
-    """The request's client left before its answer; its transaction is rolled back."""
-
-
 async def get_unit_of_work(request: Request, resources: Resources) -> AsyncIterator[UnitOfWork]:
     """A unit of work per request: committed when the route returns (then its messages are sent), rolled back
     when it raises, or when the client leaves before the answer (its running query is then cancelled, see
@@ -236,6 +233,8 @@ async def get_unit_of_work(request: Request, resources: Resources) -> AsyncItera
         yield transaction.uow
     except BaseException as error:
         await run_in_threadpool(transaction.end, error)
+        if transaction.abandoned:  # the error is the cancelled query's: the client left, nothing failed
+            raise RequestAbandonedError() from error
         raise
     await run_in_threadpool(transaction.end, None)
 
@@ -265,6 +264,8 @@ class OneTrip:
                 result = work(transaction.uow)
             except BaseException as error:
                 transaction.end(error)
+                if transaction.abandoned:  # the error is the cancelled query's: the client left, nothing failed
+                    raise RequestAbandonedError() from error
                 raise
             transaction.end(None)
             return result

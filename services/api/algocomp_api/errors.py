@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -160,6 +160,19 @@ def internal_error_body() -> dict[str, Any]:
     return error_body("internal_error", "the server failed to handle this request; the error is in its logs")
 
 
+class RequestAbandonedError(Exception):
+    """The request's client left before its answer: its query was cancelled and its transaction rolled back."""
+
+
+# nginx's "client closed request": never seen by the client, which has gone; it marks the access log's line
+CLIENT_CLOSED_REQUEST = 499
+
+
+async def _abandoned(request: Request, exc: Exception) -> Response:
+    log.info("%s %s: stopped, its client left", request.method, request.url.path)
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     """503 with Retry-After for a database out of reach; any other database error is a bug (500)."""
     if isinstance(exc, DBAPIError) and not db_transient(exc):
@@ -189,6 +202,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ScenarioError, _scenario_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error_or_parse_failure)
+    app.add_exception_handler(RequestAbandonedError, _abandoned)
     app.add_exception_handler(DatabaseUnavailable, _database_error)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)
