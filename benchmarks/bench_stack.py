@@ -6,7 +6,10 @@ Three measurements, each against a target:
 
   throughput  N tiny runs (the Calvano baseline cut to 1 session of 1,000 periods, a panel row every 100)
               submitted as fast as the API takes them; runs per second from the first submission until all
-              have succeeded (target >= 20 runs/s with two worker processes).
+              have succeeded (target >= 20 runs/s with two worker processes). Then every artifact of every run
+              is asked for: both plots of each run through the API (drawn on that first request, by the
+              workers) are fetched and checked to be PNGs, and the time that took is printed; and the time until
+              the runs' MLflow records (a follow-up after each run) are all done.
   scaleout    the 1,000-session Calvano baseline as 10 runs x 100 sessions (seeds 1..10) through the API,
               against `algocomp simulate calvano-2020-baseline --sessions 1000 --workers 2` on this machine:
               the ratio of the wall times (target <= 1.25: the stack's overhead is small).
@@ -36,7 +39,8 @@ import redis
 
 from algocomp.client import ApiError, Client
 from algocomp.client.api import DEFAULT_BASE_URL, TERMINAL_STATUSES
-from algocomp.platform.queue import ARTIFACTS_QUEUE, RUNS_QUEUE
+from algocomp.client.credentials import find_token
+from algocomp.platform.queue import ARTIFACTS_QUEUE, PLOTS_QUEUE, RUNS_QUEUE
 from algocomp.platform.settings import get_settings
 
 API_URL_ENV = "ALGOCOMP_API_URL"
@@ -48,6 +52,10 @@ POLL_INTERVAL_S = 0.1
 TIMEOUT_S = 1800
 
 THROUGHPUT_TARGET_RUNS_PER_S = 20.0
+PLOTS = ("prices_plot", "impulse_plot")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# a plot request answered 503 plot_pending (not drawn within the API's plot_wait_s) is asked again, at most so often
+PLOT_ASKS = 20
 SCALEOUT_TARGET_RATIO = 1.25
 
 
@@ -125,14 +133,71 @@ def bench_throughput(api: str, runs: int) -> Measurement:
         # Spot-check that the runs counted are the ones submitted here.
         statuses = {client.get_run(run_id)["status"] for run_id in run_ids[:: max(1, runs // 10)]}
     rate = runs / elapsed
+    plots = fetch_plots(api, run_ids)
     return Measurement(
         "throughput (tiny runs)",
         f"{rate:.1f} runs/s",
         f">= {THROUGHPUT_TARGET_RUNS_PER_S:.0f} runs/s",
-        rate >= THROUGHPUT_TARGET_RUNS_PER_S and failed == 0,
+        rate >= THROUGHPUT_TARGET_RUNS_PER_S and failed == 0 and plots.missing == 0,
         f"{runs} runs in {elapsed:.1f} s (submitted in {submitted:.2f} s, {runs / submitted:.0f} POST/s); "
-        f"{failed} failed; sampled statuses {sorted(statuses)}",
+        f"{failed} failed; sampled statuses {sorted(statuses)}; then every plot asked for: {plots.describe()}",
     )
+
+
+@dataclass
+class PlotFetch:
+    pngs: int
+    missing: int
+    pending_answers: int
+    elapsed_s: float
+    first_error: str = ""
+
+    def describe(self) -> str:
+        text = (
+            f"{self.pngs} PNGs of {self.pngs + self.missing} in {self.elapsed_s:.1f} s "
+            f"({self.pngs / self.elapsed_s:.1f} plots/s, drawn on first request; "
+            f"{self.pending_answers} answers 503 plot_pending asked again)"
+        )
+        return text + (f"; first failure: {self.first_error}" if self.first_error else "")
+
+
+def fetch_plots(api: str, run_ids: list[str]) -> PlotFetch:
+    """GET both plots of every run through the API (SUBMIT_THREADS at a time, run after run, as a client
+    browsing the results would), each checked to be a PNG; a 503 plot_pending is asked again after its
+    Retry-After."""
+    headers = {"Authorization": f"Bearer {find_token(api)}"}
+    local = threading.local()
+    pending = 0
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def fetch(job: tuple[str, str]) -> bool:
+        nonlocal pending
+        run_id, name = job
+        if not hasattr(local, "http"):
+            local.http = httpx.Client(base_url=api, headers=headers, timeout=60)
+        for _ in range(PLOT_ASKS):
+            response = local.http.get(f"/results/{run_id}/artifacts/{name}")
+            if response.status_code == 503 and response.json()["error"]["code"] == "plot_pending":
+                with lock:
+                    pending += 1
+                time.sleep(float(response.headers.get("retry-after", "1")))
+                continue
+            if response.status_code == 200 and response.content.startswith(PNG_MAGIC):
+                return True
+            with lock:
+                failures.append(f"{name} of {run_id}: {response.status_code} {response.text[:200]}")
+            return False
+        with lock:
+            failures.append(f"{name} of {run_id}: still pending after {PLOT_ASKS} asks")
+        return False
+
+    jobs = [(run_id, name) for run_id in run_ids for name in PLOTS]
+    started = time.monotonic()
+    with ThreadPoolExecutor(SUBMIT_THREADS) as pool:
+        fetched = list(pool.map(fetch, jobs))
+    elapsed = time.monotonic() - started
+    return PlotFetch(sum(fetched), len(fetched) - sum(fetched), pending, elapsed, failures[0] if failures else "")
 
 
 # ---------------------------------------------------------------------------------------------- (b) scale-out
@@ -149,7 +214,7 @@ def bench_scaleout(api: str, runs: int, sessions_per_run: int) -> Measurement:
         finals = wait_for_runs(client, run_ids)
         api_wall = time.monotonic() - started
     failed = [run_id for run_id, run in finals.items() if run["status"] != "succeeded"]
-    wait_until_idle()  # the API runs' plots are drawn before the CLI gets the cores
+    wait_until_idle()  # the API runs' follow-ups are done before the CLI gets the cores
 
     out_dir = tempfile.mkdtemp(prefix="algocomp-bench-cli-")
     try:
@@ -285,11 +350,11 @@ def bench_sweep(api: str, side: int, sessions: int, max_periods: int) -> Measure
 
 
 def wait_until_idle(timeout_s: float = 600.0) -> float:
-    """Wait until the workers' queues are empty (runs and their follow-up plots), so that one measurement's
+    """Wait until the workers' queues are empty (runs, plots and the runs' follow-ups), so that one measurement's
     leftover work does not slow the next; returns how long that took."""
     settings = get_settings()
     broker = redis.Redis.from_url(settings.redis_url)
-    keys = [f"{settings.key_prefix}{RUNS_QUEUE}", f"{settings.key_prefix}{ARTIFACTS_QUEUE}"]
+    keys = [f"{settings.key_prefix}{queue}" for queue in (RUNS_QUEUE, PLOTS_QUEUE, ARTIFACTS_QUEUE)]
     started = time.perf_counter()
     quiet = 0
     while time.perf_counter() - started < timeout_s:
@@ -320,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         print("throughput: submitting tiny runs ...", file=sys.stderr, flush=True)
         measurements.append(bench_throughput(args.api, 50 if args.quick else 200))
         drained = wait_until_idle()
-        measurements[-1].detail += f"; their plots and MLflow records were done {drained:.1f} s later"
+        measurements[-1].detail += f"; their MLflow records were all done {drained:.1f} s after that"
     if "scaleout" in chosen:
         print("scale-out: API runs, then the CLI ...", file=sys.stderr, flush=True)
         measurements.append(bench_scaleout(args.api, 10, 10 if args.quick else 100))

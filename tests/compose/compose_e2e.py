@@ -307,13 +307,19 @@ def result_files(api: Api, run: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def check_presigned_downloads(api: Api, run: dict[str, Any], s3_port: int) -> dict[str, str]:
     """Every file of the run: streamed by the API, and fetched from this machine through its presigned URL (and
     through the ?redirect=true answer for one of them); the bytes must be equal. Returns {name: sha256}."""
-    files = result_files(api, run)
     public = f"http://localhost:{s3_port}/"
     digests: dict[str, str] = {}
+    contents: dict[str, bytes] = {}
+    for name, link in sorted(result_files(api, run).items()):
+        streamed = api.get(link["url"])
+        check(streamed.status_code == 200, f"GET {link['url']}: {streamed.status_code} {streamed.text[:300]}")
+        contents[name] = streamed.content
+    # listed again: the plots, drawn on their first request just above, now have presigned URLs too
+    files = result_files(api, run)
+    check(set(files) == set(contents), f"the run's files changed from {sorted(contents)} to {sorted(files)}")
     with httpx.Client(timeout=60.0, follow_redirects=False) as outside:
         for name, link in sorted(files.items()):
-            streamed = api.get(link["url"])
-            check(streamed.status_code == 200, f"GET {link['url']}: {streamed.status_code} {streamed.text[:300]}")
+            streamed_content = contents[name]
             presigned = link.get("presigned_url") or ""
             check(
                 presigned.startswith(public),
@@ -325,9 +331,9 @@ def check_presigned_downloads(api: Api, run: dict[str, Any], s3_port: int) -> di
                 f"GET {presigned[:100]}… from the host: {direct.status_code} {direct.text[:300]}",
             )
             check(
-                direct.content == streamed.content,
+                direct.content == streamed_content,
                 f"{name}: the presigned download ({len(direct.content)} bytes) differs from the API's stream "
-                f"({len(streamed.content)} bytes)",
+                f"({len(streamed_content)} bytes)",
             )
             digests[name] = sha256(direct.content)
         name, link = sorted(files.items())[0]
@@ -519,7 +525,7 @@ def scenario(stack: Stack, ports: dict[str, int], timings: dict[str, float]) -> 
     log(f"  sweep {sweep['id']} succeeded: {sweep_state['runs']} runs, counts {sweep_state['counts']}")
     done()
 
-    # MLflow first: the worker's follow-up task adds the plots to the run's files, then logs the run to MLflow
+    # MLflow first: the worker's follow-up task logs the run to MLflow (its plots are drawn when first asked for)
     done = step("MLflow recorded the run; Flower lists the workers; both need their credentials")
     log(f"  MLflow run {check_mlflow(mlflow_url, run['id'], mlflow_auth)} for algocomp run {run['id']}")
     names = wait_flower_lists(flower_url, stack.worker_hostnames(), flower_auth)

@@ -5,8 +5,9 @@ folder, Postgres and Redis behind a TCP relay the test takes down (tests/service
 - S3 down while a run uploads, back within the budget: the run succeeds, once.
 - S3 down past a short budget: the run ends failed with an error naming S3 and its endpoint; retried (the same run
   queued again, as POST /runs/{id}/retry does) once S3 is back, it succeeds with one result.
-- A follow-up (plots) meeting S3 down past the budget is sent again until it is done; one that can never succeed
-  (its run's panel is gone) fails at once, logged, without retries.
+- The drawing of a run's plots (asked for as the API does on a first request) meeting S3 down past the budget is
+  sent again until it is done; one that can never succeed (its run's panel is gone) fails at once, logged, without
+  retries.
 - Postgres unreachable for seconds while a run reports progress: the run succeeds at its first attempt.
 - Redis unreachable for 15 s across a run's finish: the run's completion and its aggregator notice both arrive.
 - The API: a request waits out a short Postgres outage; a longer one answers 503 with Retry-After.
@@ -38,8 +39,9 @@ from algocomp.platform.db import FollowUp, Result, RunMetrics, RunStatus
 from algocomp.platform.db.runs import RunRepository
 from algocomp.platform.progress import ProgressChannel
 from algocomp.platform.queue import (
-    ARTIFACTS_QUEUE,
+    DRAW_TASK,
     FINISH_TASK,
+    PLOTS_QUEUE,
     REQUEUE_TASK,
     RUN_FINISHED_TASK,
     SWEEP_QUEUE,
@@ -60,7 +62,7 @@ from .conftest import (
     wait_until,
 )
 from .faults import RcloneS3, TcpRelay
-from .test_worker import baseline, create_run, follow_events, load_result, load_run, send_run
+from .test_worker import ask_for_plots, baseline, create_run, follow_events, load_result, load_run, send_run
 
 # generous: the machine is shared, a run of a few sessions may take a while
 RUN_TIMEOUT_S = 180.0
@@ -168,8 +170,8 @@ def test_a_run_whose_upload_meets_s3_down_succeeds_once_s3_is_back(
     assert set(result.artifacts.values()) <= stored
     assert storage.get_bytes(run_key(run_id, "panel"))[:4] == b"PAR1"
     wait_until(
-        lambda: "prices_plot" in (load_result(db_engine, run_id) or result).artifacts,
-        "the follow-up's plots",
+        lambda: (row := follow_up(db_engine, run_id, FINISH_TASK)) is not None and row.status == "done",
+        "the follow-up (MLflow)",
         RUN_TIMEOUT_S,
         detail=worker.output,
     )
@@ -219,7 +221,7 @@ def test_s3_down_past_the_budget_fails_the_run_naming_s3_and_retrying_it_succeed
         assert session.scalar(select(func.count()).select_from(Result).where(Result.run_id == run_id)) == 1
 
 
-def test_a_follow_up_that_meets_s3_down_is_sent_again_until_done_and_one_that_cannot_succeed_fails_once(
+def test_plots_that_meet_s3_down_are_sent_again_until_drawn_and_a_drawing_that_cannot_succeed_fails_once(
     service_env: Settings,
     start_service: Callable[..., ServiceProcess],
     db_engine: Engine,
@@ -239,55 +241,55 @@ def test_a_follow_up_that_meets_s3_down_is_sent_again_until_done_and_one_that_ca
     events = follow_events(settings, redis_client, run_id, worker.output, timeout=RUN_TIMEOUT_S)
     assert terminal_events(events) == ["succeeded"]
     plots = [run_key(run_id, "prices_plot"), run_key(run_id, "impulse_plot")]
-    wait_until(lambda: all(storage.exists(key) for key in plots), "the first follow-up's plots", RUN_TIMEOUT_S)
+    assert ask_for_plots(settings, db_engine, run_id)
+    wait_until(lambda: all(storage.exists(key) for key in plots), "the first drawing's plots", RUN_TIMEOUT_S)
     wait_until(
-        lambda: (row := follow_up(db_engine, run_id, FINISH_TASK)) is not None and row.status == "done",
-        "the follow-up's record to say done",
+        lambda: (row := follow_up(db_engine, run_id, DRAW_TASK)) is not None and row.status == "done",
+        "the drawing's record to say done",
         RUN_TIMEOUT_S,
     )
     notice = follow_up(db_engine, run_id, RUN_FINISHED_TASK)  # no aggregator runs here: it waits
     assert notice is not None and notice.status == "pending"
 
-    # the plots are drawn again by a follow-up sent while S3 is down, past the 1 s budget of each try
+    # the plots are drawn again by a drawing sent while S3 is down, past the 1 s budget of each try
     for key in plots:
         storage.delete(key)
     own_s3.stop()
-    task_id = celery.send_task(FINISH_TASK, args=[str(run_id)], queue=ARTIFACTS_QUEUE).id
+    task_id = celery.send_task(DRAW_TASK, args=[str(run_id)], queue=PLOTS_QUEUE).id
     wait_until(
         lambda: logged(
-            worker, rf"the follow-up of run {run_id} failed \(StorageError: .*S3 did not answer.*\); retry 2 of"
+            worker, rf"the plots of run {run_id} failed \(StorageError: .*S3 did not answer.*\); retry 2 of"
         ),
-        "the follow-up to be sent again twice",
+        "the drawing to be sent again twice",
         RUN_TIMEOUT_S,
         detail=worker.output,
     )
     own_s3.start()
     wait_until(
         lambda: all(storage.exists(key) for key in plots),
-        "the follow-up to draw the plots once S3 is back",
+        "the drawing to draw the plots once S3 is back",
         RUN_TIMEOUT_S,
         detail=worker.output,
     )
-    wait_until(lambda: logged(worker, rf"\[{task_id}\] succeeded in"), "the follow-up to succeed", RUN_TIMEOUT_S)
-    assert not logged(worker, rf"the follow-up of run {run_id} failed for good"), worker.output()
+    wait_until(lambda: logged(worker, rf"\[{task_id}\] succeeded in"), "the drawing to succeed", RUN_TIMEOUT_S)
+    assert not logged(worker, rf"the plots of run {run_id} failed for good"), worker.output()
 
-    # a follow-up that no retry can mend: the run's panel is gone (and its record pending again, as if it had never
-    # been done: a failure does not overwrite `done`)
-    storage.delete(run_key(run_id, "panel"))
+    # a drawing that no retry can mend: the run's panel is gone (and the plots too, so it must draw; its record
+    # pending again, as if it had never been done: a failure does not overwrite `done`)
+    for key in [*plots, run_key(run_id, "panel")]:
+        storage.delete(key)
     with Session(db_engine) as session:
         session.execute(
-            update(FollowUp).where(FollowUp.run_id == run_id, FollowUp.task == FINISH_TASK).values(status="pending")
+            update(FollowUp).where(FollowUp.run_id == run_id, FollowUp.task == DRAW_TASK).values(status="pending")
         )
         session.commit()
-    doomed = celery.send_task(FINISH_TASK, args=[str(run_id)], queue=ARTIFACTS_QUEUE).id
-    wait_until(
-        lambda: task_finished(worker, doomed), "the doomed follow-up to end", RUN_TIMEOUT_S, detail=worker.output
-    )
+    doomed = celery.send_task(DRAW_TASK, args=[str(run_id)], queue=PLOTS_QUEUE).id
+    wait_until(lambda: task_finished(worker, doomed), "the doomed drawing to end", RUN_TIMEOUT_S, detail=worker.output)
     output = worker.output(tail_chars=10**9)
-    assert re.search(rf"the follow-up of run {run_id} failed for good \(not a transient fault\): KeyError", output)
+    assert re.search(rf"the plots of run {run_id} failed for good \(not a transient fault\): KeyError", output)
     assert re.search(rf"\[{doomed}\] raised unexpected", output), output[-3000:]
     assert not re.search(rf"\[{doomed}\] retry:", output)
-    record = follow_up(db_engine, run_id, FINISH_TASK)
+    record = follow_up(db_engine, run_id, DRAW_TASK)
     assert record is not None and record.status == "failed", record.status if record else None
     assert record.error is not None and record.error.startswith("KeyError: "), record.error
 
@@ -431,12 +433,6 @@ def test_a_redis_outage_across_a_run_s_finish_loses_neither_its_completion_nor_i
         assert row.status == RunStatus.succeeded.value
         run = load_run(db_engine, run_id)
         assert run.status == RunStatus.succeeded and run.attempt == 1
-        wait_until(
-            lambda: "prices_plot" in (load_result(db_engine, run_id) or Result(artifacts={})).artifacts,
-            "the follow-up's plots",
-            RUN_TIMEOUT_S,
-            detail=worker.output,
-        )
         assert not logged(worker, r"after commit, could not send"), worker.output()
         for task in (RUN_FINISHED_TASK, FINISH_TASK):
             record = wait_until(
@@ -508,8 +504,6 @@ def test_a_notice_and_a_follow_up_lost_to_a_redis_outage_past_the_budget_are_re_
         with Session(db_engine) as session:
             metrics = session.get(RunMetrics, run_id)
             assert metrics is not None and metrics.status == RunStatus.succeeded.value, aggregator.output()
-        result = load_result(db_engine, run_id)
-        assert result is not None and "prices_plot" in result.artifacts
         for task in (RUN_FINISHED_TASK, FINISH_TASK):
             record = follow_up(db_engine, run_id, task)
             assert record is not None and record.sends >= 2, (task, record.sends if record else None)

@@ -21,10 +21,20 @@ from sqlalchemy.orm import Session
 
 from algocomp.engine.experiment import run_experiment
 from algocomp.output.writer import json_ready
-from algocomp.platform.db import Result, Run, RunMetrics, RunStatus, ScenarioRecord
+from algocomp.platform.db import FollowUp, Result, Run, RunMetrics, RunStatus, ScenarioRecord
+from algocomp.platform.db.follow_ups import FollowUpRepository
 from algocomp.platform.db.runs import RunRepository
 from algocomp.platform.progress import STREAM_START, ProgressChannel, ProgressEvent
-from algocomp.platform.queue import REQUEUE_TASK, RUN_TASK, RUNS_QUEUE, SWEEP_QUEUE, create_celery
+from algocomp.platform.queue import (
+    DRAW_TASK,
+    FINISH_TASK,
+    PLOTS_QUEUE,
+    REQUEUE_TASK,
+    RUN_TASK,
+    RUNS_QUEUE,
+    SWEEP_QUEUE,
+    create_celery,
+)
 from algocomp.platform.settings import Settings
 from algocomp.platform.storage import ARTIFACTS, run_key
 from algocomp.scenarios import load_scenario, scenario_hash
@@ -132,6 +142,20 @@ def leave_partial_files(storage: Any, run_id: uuid.UUID) -> None:
     storage.put_bytes(run_key(run_id, "summary"), b"{")
 
 
+def ask_for_plots(settings: Settings, db_engine: Engine, run_id: uuid.UUID) -> bool:
+    """What the API does on a first request for a run's plot: record the drawing (claimed once) and send it."""
+    with Session(db_engine) as session, session.begin():
+        claimed = FollowUpRepository(session).claim(run_id, DRAW_TASK, PLOTS_QUEUE, retry_failed_after_s=0)
+    if claimed:
+        create_celery(settings).send_task(DRAW_TASK, args=[str(run_id)], queue=PLOTS_QUEUE)
+    return claimed
+
+
+def follow_up_record(db_engine: Engine, run_id: uuid.UUID, task: str) -> FollowUp | None:
+    with Session(db_engine) as session:
+        return session.get(FollowUp, (run_id, task))
+
+
 def as_stored_json(document: dict[str, Any]) -> dict[str, Any]:
     """A summary as it reads back from JSON (write_json's rules: NumPy to Python, NaN and infinities to null)."""
     return json.loads(json.dumps(json_ready(document), allow_nan=False))
@@ -178,16 +202,26 @@ def test_a_run_goes_from_queued_to_succeeded_with_events_files_and_the_library_s
     result = load_result(db_engine, run_id)
     assert result is not None
     plots = {"prices_plot", "impulse_plot"}
-    # The tables, summary and log are stored when the run succeeds; the plots follow from the follow-up task.
-    assert set(result.artifacts) >= set(ARTIFACTS) - plots
+    # The tables, summary and log are stored when the run succeeds; the follow-up logs it to MLflow, and draws
+    # nothing: the plots are drawn when first asked for.
+    assert set(result.artifacts) == set(ARTIFACTS) - plots
+    wait_until(
+        lambda: (record := follow_up_record(db_engine, run_id, FINISH_TASK)) is not None and record.status == "done",
+        "the follow-up (MLflow) to be done",
+        60,
+        detail=lambda: worker_process.output()[-2000:],
+    )
+    assert set(load_result(db_engine, run_id).artifacts) == set(ARTIFACTS) - plots
+    assert ask_for_plots(service_env, db_engine, run_id)
+    assert not ask_for_plots(service_env, db_engine, run_id)  # asked once: a second ask sends nothing
 
     def with_plots() -> Result | None:
         latest = load_result(db_engine, run_id)
         return latest if latest is not None and plots <= set(latest.artifacts) else None
 
-    result = wait_until(
-        with_plots, "the plots of the follow-up task", 60, detail=lambda: worker_process.output()[-2000:]
-    )
+    result = wait_until(with_plots, "the plots drawn on request", 60, detail=lambda: worker_process.output()[-2000:])
+    drawing = follow_up_record(db_engine, run_id, DRAW_TASK)
+    assert drawing is not None and drawing.sends == 1
     assert result.artifacts == {name: run_key(run_id, name) for name in ARTIFACTS}, worker_process.output()[-2000:]
     stored_keys = set(storage.list(f"runs/{run_id}/"))
     assert stored_keys == set(result.artifacts.values())

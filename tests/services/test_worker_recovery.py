@@ -30,7 +30,16 @@ from algocomp.platform.settings import Settings
 from algocomp.platform.storage import run_key, run_prefix
 
 from .conftest import ServiceProcess, _celery_ping, wait_until
-from .test_worker import baseline, channel_of, create_run, follow_events, load_result, load_run, send_run
+from .test_worker import (
+    ask_for_plots,
+    baseline,
+    channel_of,
+    create_run,
+    follow_events,
+    load_result,
+    load_run,
+    send_run,
+)
 
 HEARTBEAT_INTERVAL_S = 1.0
 LEASE_S = 5
@@ -162,11 +171,13 @@ def test_a_killed_pool_process_s_run_is_claimed_again_when_its_lease_expires_and
     # the redelivered message waited for the lease (a retry) rather than giving up
     assert "trying again in" in worker.output(tail_chars=10**9)
 
+    assert ask_for_plots(settings, db_engine, run_id)
+
     def with_plots() -> Result | None:
         result = load_result(db_engine, run_id)
         return result if result is not None and "prices_plot" in result.artifacts else None
 
-    result = wait_until(with_plots, "the plots of the follow-up task", 60, detail=lambda: worker.output()[-3000:])
+    result = wait_until(with_plots, "the plots drawn on request", 60, detail=lambda: worker.output()[-3000:])
     assert set(storage.list(run_prefix(run_id))) == set(result.artifacts.values())
     assert (
         storage.get_bytes(run_key(run_id, "panel"))[:4] == b"PAR1"

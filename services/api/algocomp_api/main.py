@@ -21,6 +21,7 @@ from algocomp_api.deps import ApiResources, size_thread_pool
 from algocomp_api.errors import install_error_handlers
 from algocomp_api.health.routes import router as health_router
 from algocomp_api.middleware import AdmissionLimit, RequestBodyLimit, UnhandledErrors
+from algocomp_api.results.routes import read_router as results_read_router
 from algocomp_api.results.routes import router as results_router
 from algocomp_api.runs.routes import read_router as runs_read_router
 from algocomp_api.runs.routes import router as runs_router
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # every route behind a token (the routes that act on the caller's objects also take it as `Caller`; those
     # that read in one trip to a thread check it there, see runs.routes.read_router)
     app.include_router(runs_read_router, dependencies=[Depends(bearer_token)])
+    app.include_router(results_read_router, dependencies=[Depends(bearer_token)])
     for router in (scenarios_router, runs_router, sweeps_router, aggregates_router, results_router, streams_router):
         app.include_router(router, dependencies=[Depends(current_principal)])
     app.include_router(health_router)

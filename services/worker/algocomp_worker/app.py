@@ -1,4 +1,4 @@
-"""The worker's Celery application: `celery -A algocomp_worker.app:celery_app worker -Q sweep,runs,artifacts`, and
+"""The worker's Celery application: `celery -A algocomp_worker.app:celery_app worker -Q sweep,plots,runs,artifacts`, and
 `celery -A algocomp_worker.app:celery_app beat` (the sweeper's schedule; its scheduler marks beat's liveness).
 
 Configured by the shared factory (algocomp.platform.queue.create_celery: late acknowledgement, prefetch 1, reject on

@@ -14,7 +14,7 @@ over a run first removes the files its predecessor left; a run that ends failed 
 run.log (removed while its row is locked by the finish, before the terminal event).
 
 Each transition is a unit of work whose messages go out after its commit: the `started` event after the claim,
-the terminal event, the aggregator's message and the follow-up (plots, MLflow) after the finish, so a client
+the terminal event, the aggregator's message and the follow-up (MLflow) after the finish, so a client
 that reacts to an event finds the row. Files are uploaded before the run is marked succeeded, so a reader who
 sees the status finds them.
 """
@@ -108,10 +108,10 @@ def finish(
     **values: Any,
 ) -> bool:
     """Stop the heartbeat, set the terminal status (RunRepository.finish) and, once committed, publish the
-    terminal event, tell the aggregator, and for a success ask for the follow-up (plots, MLflow). A failed or
-    cancelled run's partial files (all but run.log) are removed before the commit, while the finish holds the
-    row: no other attempt can claim the run meanwhile, and a reader who sees the terminal status finds only the
-    log. False when the claim was lost."""
+    terminal event, tell the aggregator, and for a success ask for the follow-up (MLflow logging; the plots are drawn
+    when first asked for, algocomp_worker.follow_ups). A failed or cancelled run's partial files (all but run.log) are
+    removed before the commit, while the finish holds the row: no other attempt can claim the run meanwhile, and a
+    reader who sees the terminal status finds only the log. False when the claim was lost."""
     heartbeat.stop()
 
     def work(uow: UnitOfWork) -> bool:

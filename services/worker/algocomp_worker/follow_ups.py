@@ -1,6 +1,12 @@
-"""After a run succeeded, off its critical path (the `artifacts` queue, consumed only when no run waits): draw its
-plots from its stored tables, add them to its artifacts, and log the run to MLflow. Idempotent: a repeat redraws
-the same keys, and the artifacts are merged in one statement."""
+"""Work on a succeeded run off its critical path.
+
+- `track`: log the run to MLflow (the durable follow-up every success sends, on the `artifacts` queue, consumed only
+  when no run waits). It links the files stored so far: the plots only once drawn.
+- `draw_plots`: draw its two PNG plots from its stored tables, upload them and add them to its artifacts. Sent by
+  the API when a client first asks for a plot (on the `plots` queue, taken before runs): drawing costs ~0.3 s, far
+  more than a tiny run, so runs never pay for plots nobody looks at. A repeat finds the plots recorded and draws
+  nothing; a redraw (both recorded but one missing from S3) writes the same keys, and the artifacts are merged in
+  one statement."""
 
 from __future__ import annotations
 
@@ -46,23 +52,40 @@ TRACKED_METRICS = (
 )
 
 
-def render_and_track(context: WorkerContext, run_id: uuid.UUID | str) -> dict[str, str]:
-    """Draw a succeeded run's plots, upload them, add them to its artifacts, then log the run to MLflow. Returns
-    the plot artifacts ({} for a run that has no stored result)."""
+# The artifacts drawn on request (names of algocomp.platform.storage.ARTIFACTS).
+PLOTS = ("prices_plot", "impulse_plot")
+
+
+def draw_run_plots(context: WorkerContext, run_id: uuid.UUID | str) -> dict[str, str]:
+    """Draw a succeeded run's plots, upload them and add them to its artifacts, unless they are recorded and stored
+    already. Returns the plot artifacts ({} for a run that has no stored result)."""
     run_id = uuid.UUID(str(run_id))
     row = context.units_of_work.run(lambda uow: uow.runs.succeeded_result(run_id), what=f"read the result of {run_id}")
     if row is None:
         log.info("run %s has no stored result; nothing to draw", run_id)
         return {}
-    scenario = load_scenario(dict(row.spec))
-    summary = dict(row.summary)
-    plots = draw_and_upload(context, run_id, scenario, summary)
+    recorded = {name: row.artifacts[name] for name in PLOTS if name in row.artifacts}
+    if len(recorded) == len(PLOTS) and all(context.storage.exists(key) for key in recorded.values()):
+        log.info("run %s: plots drawn already", run_id)
+        return recorded
+    plots = draw_and_upload(context, run_id, load_scenario(dict(row.spec)), dict(row.summary))
     context.units_of_work.run(
         lambda uow: uow.runs.add_artifacts(run_id, plots), what=f"add the plots to the artifacts of run {run_id}"
     )
-    log.info("run %s: plots uploaded (%s)", run_id, ", ".join(sorted(plots)))
-    track(context, run_id, row.attempt, row.scenario_hash, scenario, summary, {**dict(row.artifacts), **plots})
+    log.info("run %s: plots drawn and uploaded (%s)", run_id, ", ".join(sorted(plots)))
     return plots
+
+
+def track_run(context: WorkerContext, run_id: uuid.UUID | str) -> bool:
+    """Log a succeeded run to MLflow with links to its stored files; False for a run that has no stored result."""
+    run_id = uuid.UUID(str(run_id))
+    row = context.units_of_work.run(lambda uow: uow.runs.succeeded_result(run_id), what=f"read the result of {run_id}")
+    if row is None:
+        log.info("run %s has no stored result; nothing to track", run_id)
+        return False
+    scenario = load_scenario(dict(row.spec))
+    track(context, run_id, row.attempt, row.scenario_hash, scenario, dict(row.summary), dict(row.artifacts))
+    return True
 
 
 def draw_and_upload(

@@ -1,6 +1,6 @@
-"""The worker's Celery tasks, registered explicitly on the app: the run, its follow-up (plots, MLflow) and the
-stale-run sweeper (Celery beat). Each is a few lines over this package's modules, which can be called without
-Celery: execute (the run), follow_ups, and the run repository's stale().
+"""The worker's Celery tasks, registered explicitly on the app: the run, its follow-up (MLflow), its plots (drawn
+when a client first asks for one) and the stale-run sweeper (Celery beat). Each is a few lines over this package's
+modules, which can be called without Celery: execute (the run), follow_ups, and the run repository's stale().
 
 A run's task that finds its run held under a live lease ("leased") either gives up (a duplicate: the owner is
 another delivery, and the sweeper re-sends the run if that owner dies) or, when its own message was redelivered
@@ -22,12 +22,12 @@ from typing import Any
 from celery import Celery, Task
 
 from algocomp.platform.logs import bind_run
-from algocomp.platform.queue import FINISH_TASK, REQUEUE_TASK, RUN_TASK
+from algocomp.platform.queue import DRAW_TASK, FINISH_TASK, LEGACY_FINISH_TASK, REQUEUE_TASK, RUN_TASK
 from algocomp.platform.queue.retries import retry_or_fail
 from algocomp.platform.unit_of_work import UnitOfWork
-from algocomp_worker.context import context_for
+from algocomp_worker.context import WorkerContext, context_for
 from algocomp_worker.execute import RunOutcome, execute_run
-from algocomp_worker.follow_ups import render_and_track as draw_plots_and_track
+from algocomp_worker.follow_ups import draw_run_plots, track_run
 
 log = logging.getLogger(__name__)
 
@@ -72,29 +72,38 @@ def register_tasks(app: Celery) -> None:
                 raise self.retry(args=[run_id], kwargs={"watch_attempt": outcome.attempt}, countdown=countdown)
             return outcome.as_dict()
 
-    @app.task(name=FINISH_TASK, bind=True)
-    def render_and_track(self: Task, run_id: str) -> dict[str, str]:
-        """Draw a succeeded run's plots and log it to MLflow (after the run, so it never delays the next one); sent
-        again later when S3 or Postgres stays out of reach (algocomp.platform.queue.retries)."""
-        with bind_run(run_id):
-            context = context_for(app)
-            key = uuid.UUID(run_id), FINISH_TASK
+    def follow_up(name: str, what: str, work: Callable[[WorkerContext, str], Any]) -> None:
+        """Register follow-up task `name`: it does `work` for a run and records its follow-up done, or failed when
+        it meets an error no retry mends or a fault outlasting its retries (sent again later meanwhile)."""
 
-            def record(work: Callable[[UnitOfWork], None]) -> None:
-                context.units_of_work.run(work, what=f"record the follow-up of run {run_id}")
+        @app.task(name=name, bind=True)
+        def task(self: Task, run_id: str) -> Any:
+            with bind_run(run_id):
+                context = context_for(app)
+                key = uuid.UUID(run_id), name
 
-            try:
-                plots = draw_plots_and_track(context, run_id)
-                record(lambda uow: uow.follow_ups.done(*key))
-                return plots
-            except Exception as error:
-                retry_or_fail(
-                    self,
-                    error,
-                    what=f"the follow-up of run {run_id}",
-                    max_retries=context.settings.follow_up_max_retries,
-                    record_failure=lambda text: record(lambda uow: uow.follow_ups.failed(*key, text)),
-                )
+                def record(change: Callable[[UnitOfWork], None]) -> None:
+                    context.units_of_work.run(change, what=f"record the {what} of run {run_id}")
+
+                try:
+                    outcome = work(context, run_id)
+                    record(lambda uow: uow.follow_ups.done(*key))
+                    return outcome
+                except Exception as error:
+                    retry_or_fail(
+                        self,
+                        error,
+                        what=f"the {what} of run {run_id}",
+                        max_retries=context.settings.follow_up_max_retries,
+                        record_failure=lambda text: record(lambda uow: uow.follow_ups.failed(*key, text)),
+                    )
+
+    # Log a succeeded run to MLflow (after the run, so it never delays the next one); sent again later when S3 or
+    # Postgres stays out of reach (algocomp.platform.queue.retries).
+    follow_up(FINISH_TASK, "follow-up", track_run)
+    follow_up(LEGACY_FINISH_TASK, "follow-up", track_run)
+    # Draw a succeeded run's plots, asked for by the API on a client's first request for one.
+    follow_up(DRAW_TASK, "plots", draw_run_plots)
 
     @app.task(name=REQUEUE_TASK)
     def requeue_stale() -> list[str]:

@@ -118,8 +118,22 @@ class Settings(BaseSettings):
     follow_up_max_retries: int = Field(
         10,
         ge=0,
-        description="how many times a follow-up (a run's plots and MLflow logging, the aggregator's notice) is sent "
+        description="how many times a follow-up (a run's plots, its MLflow logging, the aggregator's notice) is sent "
         "again after a transient fault outlasted retry_budget_s, waiting 2 s, 4 s, ... (at most 300 s, jittered)",
+    )
+    plot_wait_s: float = Field(
+        10.0,
+        gt=0,
+        le=60,
+        description="how long a request for a run's plot not drawn yet waits for a worker to draw it (without "
+        "holding a thread or a database connection) before a 503 `plot_pending` with Retry-After",
+    )
+    plot_retry_after_s: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="after a run's plots failed to draw, how long requests answer 503 `plot_failed` with the error "
+        "before the next one sends the drawing again",
     )
     api_db_retry_s: float = Field(
         5.0,

@@ -11,8 +11,9 @@ The messages are sent once the transaction has committed and their failures are 
 transaction is committed and the row is the truth. Tasks are sent with retries through a broker outage within the
 factory's backoff (the worker's: Settings.retry_budget_s; the API's: none, a request does not wait for Redis).
 Each message has its repair: a run's task that was not sent is re-sent by the stale-run sweeper
-(algocomp.requeue_stale), which also re-sends the follow-ups (the aggregator's notice, the plots) recorded pending
-with the finish (`send_follow_up`, algocomp.platform.db.follow_ups); a client that missed an event reads the row.
+(algocomp.requeue_stale), which also re-sends the follow-ups (the aggregator's notice, MLflow logging) recorded
+pending with the finish (`send_follow_up`, algocomp.platform.db.follow_ups) and the plots the API asked for; a
+client that missed an event reads the row.
 
 Postgres faults: `UnitOfWorkFactory.run(work)` runs a short transaction again in a fresh unit of work when it meets
 a transient fault (a refused or reset connection, a server restarting: algocomp.platform.db.faults), within the

@@ -12,7 +12,10 @@ from pydantic import BaseModel, Field
 class ArtifactLink(BaseModel):
     key: str = Field(description="the object's key in the bucket")
     url: str = Field(description="download through the API")
-    presigned_url: str = Field(description="time-limited direct download from S3")
+    presigned_url: str | None = Field(
+        description="time-limited direct download from S3; null for a plot not drawn yet (its `url` draws it on "
+        "first request, then it is stored and linked here)"
+    )
     content_type: str
 
 

@@ -1,5 +1,6 @@
-"""The record of a finished run's follow-up tasks, so none is lost: the aggregator's notice (`algocomp.run_finished`)
-and, for a success, the plots and MLflow logging (`algocomp.render_and_track`).
+"""The record of a finished run's follow-up tasks, so none is lost: the aggregator's notice (`algocomp.run_finished`),
+for a success its MLflow logging (`algocomp.track`), and its plots once a client asked for them
+(`algocomp.draw_plots`, recorded by the API's `claim`, so concurrent first requests send it once).
 
 A follow-up is recorded `pending` in the transaction that finishes its run (the unit of work's `send_follow_up`,
 which also sends the task after the commit). The task marks it `done`, or `failed` with its error when it meets an
@@ -43,6 +44,22 @@ class FollowUpRepository:
             .values(run_id=run_id, task=task, queue=queue, status=PENDING)
             .on_conflict_do_nothing(index_elements=[FollowUp.run_id, FollowUp.task])
         )
+
+    def claim(self, run_id: uuid.UUID, task: str, queue: str, *, retry_failed_after_s: float) -> bool:
+        """Record an on-demand follow-up pending, counted as sent now; True when the caller must send it: the record
+        is new, or it failed more than `retry_failed_after_s` ago (tried afresh, its sends counted from one). False
+        when it is pending (someone sent it), done, or failed recently (its error stands until then). One statement:
+        of concurrent callers, exactly one gets True."""
+        inserted = insert(FollowUp).values(run_id=run_id, task=task, queue=queue, status=PENDING, sends=1)
+        claimed = self.session.execute(
+            inserted.on_conflict_do_update(
+                index_elements=[FollowUp.run_id, FollowUp.task],
+                set_={"status": PENDING, "error": None, "sends": 1, "queue": queue, "updated_at": func.now()},
+                where=(FollowUp.status == FAILED)
+                & (FollowUp.updated_at < func.now() - timedelta(seconds=retry_failed_after_s)),
+            ).returning(FollowUp.run_id)
+        ).scalar_one_or_none()
+        return claimed is not None
 
     def done(self, run_id: uuid.UUID, task: str) -> None:
         self.session.execute(

@@ -185,9 +185,10 @@ class Result(Base):
 
 
 class FollowUp(Base):
-    """One follow-up task of a finished run (the aggregator's notice, the plots and MLflow logging): recorded
-    `pending` in the transaction that finishes the run, `done` or `failed` (with its error) by the task, and re-sent
-    by the stale-run sweeper while it stays pending (algocomp.platform.db.follow_ups)."""
+    """One follow-up task of a finished run (the aggregator's notice, MLflow logging, and the plots once asked for):
+    recorded `pending` in the transaction that finishes the run (the plots: in the API's request that first asks),
+    `done` or `failed` (with its error) by the task, and re-sent by the stale-run sweeper while it stays pending
+    (algocomp.platform.db.follow_ups)."""
 
     __tablename__ = "follow_ups"
 

@@ -20,17 +20,26 @@ except ImportError as _error:
 RUN_TASK = "algocomp.run"
 RUN_FINISHED_TASK = "algocomp.run_finished"
 REQUEUE_TASK = "algocomp.requeue_stale"
-# Plots and MLflow tracking of a succeeded run: off the run's critical path, so a run is done (and the next one
-# starts) as soon as its tables and summary are stored.
-FINISH_TASK = "algocomp.render_and_track"
+# MLflow tracking of a succeeded run: a durable follow-up off the run's critical path, so a run is done (and the next
+# one starts) as soon as its tables and summary are stored.
+FINISH_TASK = "algocomp.track"
+# The name the follow-up had when it drew the plots too: still registered, so a record pending from before the
+# change (re-sent by the sweeper) is tracked and marked done instead of meeting an unknown task.
+LEGACY_FINISH_TASK = "algocomp.render_and_track"
+# A run's two PNG plots, drawn on first request (the API sends it when a client asks for a plot not drawn yet):
+# ~0.3 s a run, far more than a tiny run, so no run pays for plots nobody looks at.
+DRAW_TASK = "algocomp.draw_plots"
 RUNS_QUEUE = "runs"
-# Follow-up work (plots, tracking): consumed by the same workers, but only when no run is waiting.
+# Follow-up work (tracking): consumed by the same workers, but only when no run is waiting.
 ARTIFACTS_QUEUE = "artifacts"
+# Plots a client is waiting for: taken before runs (a request waits on it, with a bound), bounded by what clients
+# ask for.
+PLOTS_QUEUE = "plots"
 # The stale-run sweeper, alone on its queue and first in the workers' order: it never waits behind a backlog of
 # runs (only for a pool process to be free).
 SWEEP_QUEUE = "sweep"
 # The queues a run worker consumes, in priority order (see queue_order_strategy below).
-WORKER_QUEUES = f"{SWEEP_QUEUE},{RUNS_QUEUE},{ARTIFACTS_QUEUE}"
+WORKER_QUEUES = f"{SWEEP_QUEUE},{PLOTS_QUEUE},{RUNS_QUEUE},{ARTIFACTS_QUEUE}"
 AGGREGATE_QUEUE = "aggregate"
 
 
@@ -64,9 +73,9 @@ def create_celery(settings: Settings | None = None, *, name: str = "algocomp") -
         broker_transport_options={
             "visibility_timeout": settings.run_time_limit_s + 600,
             "global_keyprefix": prefix,
-            # A worker listening on "sweep,runs,artifacts" takes from "artifacts" only when "runs" is empty: results
-            # first, then their plots (the default round robin would let a backlog of plots delay new runs); and a
-            # sweep before either.
+            # A worker listening on "sweep,plots,runs,artifacts" takes from "artifacts" only when "runs" is empty:
+            # results first, then their tracking (the default round robin would let a backlog of follow-ups delay
+            # new runs); a sweep before any, and a plot a client waits for before a run.
             "queue_order_strategy": "priority",
         },
         broker_connection_retry_on_startup=True,
@@ -78,6 +87,8 @@ def create_celery(settings: Settings | None = None, *, name: str = "algocomp") -
             RUN_TASK: {"queue": RUNS_QUEUE},
             REQUEUE_TASK: {"queue": SWEEP_QUEUE},
             FINISH_TASK: {"queue": ARTIFACTS_QUEUE},
+            LEGACY_FINISH_TASK: {"queue": ARTIFACTS_QUEUE},
+            DRAW_TASK: {"queue": PLOTS_QUEUE},
             RUN_FINISHED_TASK: {"queue": AGGREGATE_QUEUE},
         },
         beat_schedule={

@@ -31,6 +31,8 @@ METRICS_PER_BATCH = 1000
 RUN_ID_TAG = "algocomp.run_id"
 _UNSAFE_KEY_CHARACTERS = re.compile(r"[^A-Za-z0-9_\-. /:]")
 _MLFLOW_STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "cancelled": "KILLED"}
+# experiment id by (tracking URI, experiment name), looked up once per process instead of once per run
+_EXPERIMENT_IDS: dict[tuple[str, str], str] = {}
 
 
 def flatten(values: Mapping[str, Any], parent: str = "") -> dict[str, Any]:
@@ -115,17 +117,21 @@ def _log(
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
-    experiment = client.get_experiment_by_name(settings.mlflow_experiment)
-    if experiment is not None:
-        experiment_id = experiment.experiment_id
-    else:
-        try:
-            experiment_id = client.create_experiment(settings.mlflow_experiment)
-        except MlflowException:  # another worker created it in between
-            found = client.get_experiment_by_name(settings.mlflow_experiment)
-            if found is None:
-                raise
-            experiment_id = found.experiment_id
+    cache_key = (settings.mlflow_tracking_uri, settings.mlflow_experiment)
+    experiment_id = _EXPERIMENT_IDS.get(cache_key)
+    if experiment_id is None:
+        experiment = client.get_experiment_by_name(settings.mlflow_experiment)
+        if experiment is not None:
+            experiment_id = experiment.experiment_id
+        else:
+            try:
+                experiment_id = client.create_experiment(settings.mlflow_experiment)
+            except MlflowException:  # another worker created it in between
+                found = client.get_experiment_by_name(settings.mlflow_experiment)
+                if found is None:
+                    raise
+                experiment_id = found.experiment_id
+        _EXPERIMENT_IDS[cache_key] = experiment_id
 
     # a redelivered run task logs into the MLflow run of its first attempt instead of adding a second one
     existing = client.search_runs([experiment_id], filter_string=f"tags.`{RUN_ID_TAG}` = '{run_id}'", max_results=1)
@@ -144,15 +150,23 @@ def _log(
 
     # MLflow refuses to change a logged parameter, so a retry only adds the ones it does not have yet
     param_items = [Param(k, v) for k, v in mlflow_params(params).items() if k not in logged_params]
-    for start in range(0, len(param_items), PARAMS_PER_BATCH):
-        client.log_batch(mlflow_run_id, params=param_items[start : start + PARAMS_PER_BATCH])
     tag_items = [RunTag(k, v) for k, v in all_tags.items()]
-    for start in range(0, len(tag_items), PARAMS_PER_BATCH):
-        client.log_batch(mlflow_run_id, tags=tag_items[start : start + PARAMS_PER_BATCH])
     timestamp_ms = int(time.time() * 1000)
     metric_items = [Metric(k, v, timestamp_ms, 0) for k, v in mlflow_metrics(metrics).items()]
-    for start in range(0, len(metric_items), METRICS_PER_BATCH):
-        client.log_batch(mlflow_run_id, metrics=metric_items[start : start + METRICS_PER_BATCH])
+    # params, tags and metrics together, as few requests as MLflow's per-request limits allow (one for a run's
+    # usual record): each request costs the tracking server more than the data it carries
+    batches = max(
+        math.ceil(len(param_items) / PARAMS_PER_BATCH),
+        math.ceil(len(tag_items) / PARAMS_PER_BATCH),
+        math.ceil(len(metric_items) / METRICS_PER_BATCH),
+    )
+    for batch in range(batches):
+        client.log_batch(
+            mlflow_run_id,
+            params=param_items[batch * PARAMS_PER_BATCH : (batch + 1) * PARAMS_PER_BATCH],
+            tags=tag_items[batch * PARAMS_PER_BATCH : (batch + 1) * PARAMS_PER_BATCH],
+            metrics=metric_items[batch * METRICS_PER_BATCH : (batch + 1) * METRICS_PER_BATCH],
+        )
     client.set_terminated(mlflow_run_id, status=_MLFLOW_STATUS.get(status, "FINISHED"))
     return mlflow_run_id
 
@@ -184,6 +198,7 @@ def log_run(
                 settings, run_id, scenario_name, params, metrics, artifacts or {}, tags or {}, status
             )
         except BaseException as error:  # noqa: BLE001 - tracking must never fail a run, whatever went wrong
+            _EXPERIMENT_IDS.clear()  # the experiment may be gone (deleted, another server): look it up next time
             outcome["error"] = error
 
     try:
