@@ -1,0 +1,250 @@
+"""Issue 12, the agent registry: a new tabular agent is one module, registered from here alone and run by the engine
+(run_experiment, worker processes and the command-line tool), and the registry's derived pieces (scenario union,
+parameter columns, generated dispatch) follow.
+
+The agent defined below is Q-learning with a visit-count learning rate: each (state, price) cell moves towards its
+target by max(1 / visits, min_alpha), so with min_alpha 0 a cell holds the plain average of its targets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+import numpy as np
+import pytest
+from numba import njit
+from pydantic import Field
+
+from algocomp.agents import registry
+from algocomp.agents.base import AgentKind, PackContext, PackedFirm
+from algocomp.agents.catalog import I_KIND, I_QOFF, I_SOFF, kind_param
+from algocomp.agents.layout import F_DELTA
+from algocomp.agents.tabular import greedy_or_explore, refresh_greedy
+from algocomp.engine import dispatch
+from algocomp.engine.build import compile_scenario
+from algocomp.engine.experiment import run_experiment
+from algocomp.engine.kernel import best_response
+from algocomp.engine.session import advance, new_state
+from algocomp.scenarios import ScenarioError, apply_overrides, load_scenario
+from algocomp.scenarios.model import Scenario
+from algocomp.spec import Spec
+
+HERE = Path(__file__).resolve().parent
+
+# --------------------------------------------------------------------------------------------- the new agent
+
+
+class CountingQLearning(Spec):
+    """Q-learning whose learning rate in a cell is max(1 / visits of the cell, min_alpha)."""
+
+    type: Literal["counting_qlearning"] = "counting_qlearning"
+    min_alpha: float = Field(0.0, ge=0.0, le=1.0, description="the learning rate never goes below it")
+    delta: float = Field(0.95, ge=0.0, lt=1.0)
+    beta: float = Field(1e-5, ge=0.0)
+    memory: int = Field(1, ge=0, le=2)
+
+
+class Params(NamedTuple):
+    min_alpha: float
+
+
+def pack(agent, ctx: PackContext) -> PackedFirm:
+    base, states = ctx.history_states(agent.memory)
+    return PackedFirm(
+        params=Params(min_alpha=agent.min_alpha),
+        states=states,
+        memory=agent.memory,
+        base=base,
+        delta=agent.delta,
+        beta=agent.beta,
+        explore0=1.0,
+    )
+
+
+@njit(inline="always")
+def choose(i, p, mk, st, learn, u, rs):
+    return greedy_or_explore(i, mk, st, learn, u, rs, mk.ipar[i, I_SOFF] + st.state[i])
+
+
+@njit(inline="always")
+def learn(i, p, mk, st, a, r, j, s, s2, shock, audited, rs):
+    m = mk.grid.shape[1]
+    base = mk.ipar[i, I_QOFF] + s * m
+    so = mk.ipar[i, I_SOFF]
+    cell = base + a
+    st.N[cell] += 1.0
+    step = max(1.0 / st.N[cell], p.min_alpha)
+    target = r + mk.fpar[i, F_DELTA] * st.V[so + s2]
+    st.Q[cell] += step * (target - st.Q[cell])
+    return refresh_greedy(i, mk, st, base, so + s, a, st.Q[cell], rs)
+
+
+KIND = registry.register(
+    AgentKind(
+        name="counting_qlearning",
+        specs=(CountingQLearning,),
+        params=Params,
+        pack=pack,
+        choose=choose,
+        learn=learn,
+        timings=("simultaneous",),
+        greedy_by_state=True,
+    )
+)
+
+# --------------------------------------------------------------------------------------------- tests
+
+
+def baseline(*overrides: str) -> Scenario:
+    return apply_overrides(load_scenario("calvano-2020-baseline"), list(overrides))
+
+
+SHORT = ("sessions=3", "seed=4", "horizon.max_periods=60000", "logging.interval=2000", "logging.cycle_search=100")
+
+
+def test_the_scenario_format_takes_the_new_type_and_its_validation():
+    scenario = baseline("agents={type: counting_qlearning, min_alpha: 0.1}")
+    assert isinstance(scenario.agents, CountingQLearning) and scenario.agents.min_alpha == 0.1
+    with pytest.raises(ScenarioError) as too_large:
+        baseline("agents={type: counting_qlearning, min_alpha: 2}")
+    assert too_large.value.field == "agents.min_alpha"
+    with pytest.raises(ScenarioError, match="counting_qlearning needs market.timing = simultaneous"):
+        baseline("market.timing=sequential", "agents={type: counting_qlearning}")
+
+
+def test_its_parameters_get_columns_of_their_own():
+    cs = compile_scenario(baseline("agents=[{type: counting_qlearning, min_alpha: 0.25}, {type: qlearning}]"))
+    assert int(cs.ipar[0, I_KIND]) == KIND.code != int(cs.ipar[1, I_KIND])
+    assert kind_param(cs.ipar, cs.fpar, 0, "min_alpha") == 0.25
+    # no other kind, and no common column, means anything else by it
+    assert KIND.columns["min_alpha"] == ("float", cs.fpar.shape[1] - 1)
+    owners = [kind.name for kind in registry.kinds() if ("float", cs.fpar.shape[1] - 1) in kind.columns.values()]
+    assert owners == ["counting_qlearning"]
+
+
+def test_the_generated_dispatch_has_a_branch_for_it():
+    text = dispatch.source()
+    assert f"kind == {KIND.code}:  # counting_qlearning" in text
+    assert f"from {__name__} import Params as _P{KIND.code}, choose as _choose{KIND.code}" in text
+
+
+def test_it_learns_the_best_response_to_a_fixed_rival():
+    """Stateless and myopic (memory 0, delta 0) against a rival fixed at the Nash price: every cell is the average
+    profit of its price, so once every price has been tried often the greedy price is the static best response."""
+    cs = compile_scenario(
+        baseline(
+            "agents=[{type: counting_qlearning, memory: 0, delta: 0, beta: 0.0002}, {type: nash}]",
+            "horizon.stop_at_convergence=false",
+        )
+    )
+    st = new_state(cs, 7)
+    periods = 40_000
+    advance(cs, st, periods)
+    m = cs.n_prices
+    # every period adds one visit to firm 0's table, none to the fixed rival's
+    assert st.N[:m].sum() == periods and st.N[m:].sum() == 0
+    nash = int(cs.ipar[1, KIND_COLUMNS_FIXED])
+    rival = np.array([0, nash], dtype=np.int64)
+    expected = best_response(0, rival, cs.profit, cs.expected_fine, cs.powers, cs.allowed, cs.n_allowed)
+    assert int(st.G[0]) == expected
+    # the table is the sample average of the profits each price earned
+    for a in range(m):
+        if st.N[a] > 0:
+            assert st.Q[a] == pytest.approx(cs.profit[a + nash * m, 0], rel=1e-12)
+
+
+KIND_COLUMNS_FIXED = registry.kind_of("nash").columns["price"][1]
+
+
+def test_it_runs_in_experiments_whatever_the_workers():
+    scenario = baseline("agents={type: counting_qlearning, min_alpha: 0.05}", *SHORT)
+    one = run_experiment(scenario, workers=1)
+    two = run_experiment(scenario, workers=2)
+    keys = set(one.summary) - {"elapsed_s", "periods_per_second"}
+    assert {k: one.summary[k] for k in keys} == {k: two.summary[k] for k in keys}
+    assert one.summary["sessions"] == 3 and np.isfinite(one.summary["profit_gain"])
+    # min_alpha reaches the hook
+    other = run_experiment(baseline("agents={type: counting_qlearning, min_alpha: 0.5}", *SHORT), workers=1)
+    assert not one.panel["price"].equals(other.panel["price"])
+
+
+def test_it_plays_against_the_built_in_kinds_without_changing_them():
+    mixed = run_experiment(baseline("agents=[{type: counting_qlearning}, {type: qlearning}]", *SHORT), workers=1)
+    assert mixed.summary["sessions"] == 3
+
+
+def test_the_command_line_tool_runs_it(tmp_path):
+    scenario = tmp_path / "counting.yaml"
+    scenario.write_text(
+        "name: counting\nagents: {type: counting_qlearning, min_alpha: 0.1}\nsessions: 2\n"
+        "horizon: {max_periods: 20000}\nlogging: {interval: 1000}\n",
+        encoding="utf-8",
+    )
+    env = dict(os.environ, ALGOCOMP_AGENTS=__name__)
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
+    command = [sys.executable, "-m", "algocomp.cli.main", "simulate", str(scenario), "--json", "--out"]
+    done = subprocess.run(
+        [*command, str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["sessions"] == 2 and summary["periods_total"] == 40000
+    # without the module the type is unknown, and the error names the field
+    env.pop("ALGOCOMP_AGENTS")
+    refused = subprocess.run(
+        [*command, str(tmp_path / "out2")], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+    assert refused.returncode != 0 and "agents" in refused.stderr and "counting_qlearning" in refused.stderr
+
+
+# --------------------------------------------------------------------------------------------- Python-path kinds
+
+
+class ScriptedAgent(Spec):
+    """An agent with no compiled hooks (it would run on a Python session loop)."""
+
+    type: Literal["scripted_for_registry_test"] = "scripted_for_registry_test"
+
+
+class NoParams(NamedTuple):
+    pass
+
+
+SCRIPTED = registry.register(
+    AgentKind(
+        name="scripted_for_registry_test",
+        specs=(ScriptedAgent,),
+        params=NoParams,
+        pack=lambda agent, ctx: PackedFirm(params=NoParams()),
+    )
+)
+
+
+def test_a_kind_without_compiled_hooks_is_accepted_by_the_format_and_refused_by_the_compiled_engine():
+    scenario = baseline("agents=[{type: scripted_for_registry_test}, {type: qlearning}]")
+    assert not SCRIPTED.compiled
+    with pytest.raises(ScenarioError) as refused:
+        compile_scenario(scenario)
+    assert refused.value.field == "agents.0.type" and "Python path" in refused.value.problem
+    assert "scripted_for_registry_test" not in dispatch.source()
+
+
+def test_registration_refuses_a_second_owner_of_a_type_and_hooks_that_are_not_compiled():
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register(
+            AgentKind(name="another", specs=(CountingQLearning,), params=Params, pack=pack, choose=choose)
+        )
+
+    class Other(Spec):
+        type: Literal["not_compiled_for_registry_test"] = "not_compiled_for_registry_test"
+
+    with pytest.raises(TypeError, match="njit"):
+        registry.register(
+            AgentKind(name="not_compiled", specs=(Other,), params=Params, pack=pack, choose=choose.py_func)
+        )
+    assert "not_compiled_for_registry_test" not in {t for kind in registry.kinds() for t in kind.types}
