@@ -67,21 +67,20 @@ def pack(agent, ctx: PackContext) -> PackedFirm:
 
 
 @njit(inline="always")
-def choose(i, p, mk, st, learn, u, rs):
-    return greedy_or_explore(i, mk, st, learn, u, rs, mk.ipar[i, I_SOFF] + st.state[i])
+def choose(i, learn, u, rs, ipar, state, G, allowed, eps, n_allowed):
+    return greedy_or_explore(i, learn, u, rs, ipar[i, I_SOFF] + state[i], G, allowed, eps, n_allowed)
 
 
 @njit(inline="always")
-def learn(i, p, mk, st, a, r, j, s, s2, shock, audited, rs):
-    m = mk.grid.shape[1]
-    base = mk.ipar[i, I_QOFF] + s * m
-    so = mk.ipar[i, I_SOFF]
+def learn(i, p, a, r, s, s2, rs, m, ipar, fpar, N, Q, V, G, allowed, n_allowed):
+    base = ipar[i, I_QOFF] + s * m
+    so = ipar[i, I_SOFF]
     cell = base + a
-    st.N[cell] += 1.0
-    step = max(1.0 / st.N[cell], p.min_alpha)
-    target = r + mk.fpar[i, F_DELTA] * st.V[so + s2]
-    st.Q[cell] += step * (target - st.Q[cell])
-    return refresh_greedy(i, mk, st, base, so + s, a, st.Q[cell], rs)
+    N[cell] += 1.0
+    step = max(1.0 / N[cell], p.min_alpha)
+    target = r + fpar[i, F_DELTA] * V[so + s2]
+    Q[cell] += step * (target - Q[cell])
+    return refresh_greedy(i, base, so + s, a, Q[cell], rs, G, Q, V, allowed, ipar, n_allowed)
 
 
 KIND = registry.register(
@@ -131,6 +130,8 @@ def test_the_generated_dispatch_has_a_branch_for_it():
     text = dispatch.source()
     assert f"kind == {KIND.code}:  # counting_qlearning" in text
     assert f"from {__name__} import Params as _P{KIND.code}, choose as _choose{KIND.code}" in text
+    # the hooks get the loop's variables they name, no more
+    assert f"a, rs = _choose{KIND.code}(i, learn, u, rs, ipar, state, G, allowed, eps, n_allowed)" in text
 
 
 def test_it_learns_the_best_response_to_a_fixed_rival():
@@ -234,7 +235,7 @@ def test_a_kind_without_compiled_hooks_is_accepted_by_the_format_and_refused_by_
     assert "scripted_for_registry_test" not in dispatch.source()
 
 
-def test_registration_refuses_a_second_owner_of_a_type_and_hooks_that_are_not_compiled():
+def test_registration_refuses_a_second_owner_of_a_type_and_hooks_the_loop_cannot_call():
     with pytest.raises(ValueError, match="already registered"):
         registry.register(
             AgentKind(name="another", specs=(CountingQLearning,), params=Params, pack=pack, choose=choose)
@@ -246,5 +247,14 @@ def test_registration_refuses_a_second_owner_of_a_type_and_hooks_that_are_not_co
     with pytest.raises(TypeError, match="njit"):
         registry.register(
             AgentKind(name="not_compiled", specs=(Other,), params=Params, pack=pack, choose=choose.py_func)
+        )
+
+    @njit
+    def asks_for_too_much(i, rs, rival_secrets):
+        return 0, rs
+
+    with pytest.raises(ValueError, match="rival_secrets"):
+        registry.register(
+            AgentKind(name="not_compiled", specs=(Other,), params=Params, pack=pack, choose=asks_for_too_much)
         )
     assert "not_compiled_for_registry_test" not in {t for kind in registry.kinds() for t in kind.types}

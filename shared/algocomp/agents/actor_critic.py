@@ -48,54 +48,54 @@ def pack(agent, ctx: PackContext) -> PackedFirm:
 
 
 @njit(inline="always")
-def choose(i, p, mk, st, learn, u, rs):
-    """A draw from the softmax over the state's preferences (its probabilities are kept in st.scratch[i] for
+def choose(i, p, learn, rs, G, Q, allowed, eps, grid, ipar, n_allowed, scratch, state):
+    """A draw from the softmax over the state's preferences (its probabilities are kept in scratch[i] for
     learn); frozen, the largest preference."""
     if not learn:
-        return st.G[mk.ipar[i, I_SOFF] + st.state[i]], rs
-    m = mk.grid.shape[1]
-    qo = mk.ipar[i, I_QOFF] + st.state[i] * m
-    temperature = max(st.eps[i], p.min_temperature)
+        return G[ipar[i, I_SOFF] + state[i]], rs
+    m = grid.shape[1]
+    qo = ipar[i, I_QOFF] + state[i] * m
+    temperature = max(eps[i], p.min_temperature)
     top = -np.inf
-    for k in range(mk.n_allowed[i]):
-        top = max(top, st.Q[qo + mk.allowed[i, k]])
+    for k in range(n_allowed[i]):
+        top = max(top, Q[qo + allowed[i, k]])
     total = 0.0
     for c in range(m):
-        w = np.exp((st.Q[qo + c] - top) / temperature)
-        st.scratch[i, c] = w
+        w = np.exp((Q[qo + c] - top) / temperature)
+        scratch[i, c] = w
         total += w
     rs += _GOLDEN
     draw = _unit(_mix(rs)) * total
-    a = mk.allowed[i, mk.n_allowed[i] - 1]
+    a = allowed[i, n_allowed[i] - 1]
     cum = 0.0
-    for k in range(mk.n_allowed[i]):
-        c = mk.allowed[i, k]
-        cum += st.scratch[i, c]
+    for k in range(n_allowed[i]):
+        c = allowed[i, k]
+        cum += scratch[i, c]
         if draw < cum:
             a = c
             break
     for c in range(m):
-        st.scratch[i, c] /= total
+        scratch[i, c] /= total
     return a, rs
 
 
 @njit(inline="always")
-def learn(i, p, mk, st, a, r, j, s, s2, shock, audited, rs):
-    m = mk.grid.shape[1]
-    so = mk.ipar[i, I_SOFF]
+def learn(i, p, a, r, s, s2, rs, G, Q, V, allowed, eps, fpar, grid, ipar, n_allowed, scratch):
+    m = grid.shape[1]
+    so = ipar[i, I_SOFF]
     row = so + s
-    base = mk.ipar[i, I_QOFF] + s * m
-    td = r + mk.fpar[i, F_DELTA] * st.V[so + s2] - st.V[row]
-    st.V[row] += p.critic_lr * td
-    temperature = max(st.eps[i], p.min_temperature)
+    base = ipar[i, I_QOFF] + s * m
+    td = r + fpar[i, F_DELTA] * V[so + s2] - V[row]
+    V[row] += p.critic_lr * td
+    temperature = max(eps[i], p.min_temperature)
     step_size = p.actor_lr * td / temperature
-    for k in range(mk.n_allowed[i]):
-        c = mk.allowed[i, k]
-        grad = (1.0 if c == a else 0.0) - st.scratch[i, c]
-        st.Q[base + c] += step_size * grad
-    g = st.G[row]
-    g2, gv = _row_argmax(st.Q, base, mk.allowed, mk.n_allowed, i)
-    st.G[row] = g2
+    for k in range(n_allowed[i]):
+        c = allowed[i, k]
+        grad = (1.0 if c == a else 0.0) - scratch[i, c]
+        Q[base + c] += step_size * grad
+    g = G[row]
+    g2, gv = _row_argmax(Q, base, allowed, n_allowed, i)
+    G[row] = g2
     return rs, g2 != g
 
 

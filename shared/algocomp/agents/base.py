@@ -5,17 +5,16 @@ An agent kind (AgentKind) is everything the engine needs to know about one kind 
 - its named parameters: a NamedTuple (`params`) whose int fields become columns of the engine's int parameter
   matrix and whose float fields columns of the float one, one column per field (agents.registry allocates them);
 - `pack`, which turns one firm's spec into those parameters and the firm's table layout (PackedFirm);
-- optionally its compiled hooks (numba njit functions, inlined into the kernel's generated dispatch):
-    choose(i, p, mk, st, learn, u, rs) -> (price index, rs)       pick firm i's price this period
-    learn(i, p, mk, st, a, r, j, s, s2, shock, audited, rs) -> (rs, changed)
-                                                                   learn from the period (simultaneous timing)
-    learn_sequential(i, p, mk, st, rs) -> (rs, changed)          learn when it next moves (sequential timing)
-    observe(i, p, mk, st, new_act) -> None                         see the prices just played (no learning)
-  where p is the firm's params record, mk the market constants and st the session's arrays (engine.primitives
-  Market and Tables), learn is False in frozen greedy play, u the firm's uniform for explore-or-not this period,
-  rs the session's random stream state, a the price index played, r the profit realised, j the joint profile, s
-  and s2 the firm's state before and after, and `changed` whether a greedy price changed (it restarts the
-  convergence count). A kind without choose has no compiled path (a Python-path agent).
+- optionally its compiled hooks, numba njit functions (inline="always") the kernel's generated dispatch calls:
+    choose(...) -> (price index, rs)        pick firm i's price this period
+    learn(...) -> (rs, changed)             learn from the period just played (simultaneous timing)
+    learn_sequential(...) -> (rs, changed)  learn when it moves again (sequential timing)
+    observe(...) -> None                    see the prices just played (rule-based agents)
+  A hook names the values it needs as its parameters, from HOOK_NAMES below, and the loop passes its variables
+  of those names (one array per name, so nothing unused travels, and numba compiles it to the same code as a loop
+  written by hand). `changed` says whether a greedy price changed (it restarts the convergence count); rs is the
+  session's random stream state, which a hook that draws must return advanced. A kind without choose has no
+  compiled path (a Python-path agent).
 """
 
 from __future__ import annotations
@@ -145,6 +144,61 @@ def q_init_fields(agent) -> dict[str, Any]:
     if isinstance(q_init, UniformQInit):
         return {"q_uniform": tuple(q_init.uniform), "q_init": None}
     return {"q_init": q_init}
+
+
+# --------------------------------------------------------------------------------------------- hooks
+
+# What a compiled hook may ask for, by parameter name.
+HOOK_COMMON = (
+    # the firm, its params record (its kind's NamedTuple, or 0 when it has no fields), the stream, prices, firms
+    "i",
+    "p",
+    "rs",
+    "m",
+    "n",
+    # the market (engine.primitives.Market): tables over joint profiles j, prices, allowed prices, parameters
+    "profit",
+    "quantity",
+    "cs_table",
+    "expected_fine",
+    "grid",
+    "costs",
+    "powers",
+    "allowed",
+    "n_allowed",
+    "ipar",
+    "fpar",
+    "noise_kind",
+    "noise_sd",
+    "audit_fine",
+    "audit_thr",
+    # the session (engine.primitives.Tables): tables, counts, greedy caches, exploration, last prices and states
+    "Q",
+    "N",
+    "S2",
+    "V",
+    "G",
+    "eps",
+    "act",
+    "state",
+    "flags",
+    "scratch",
+    "seq_acc",
+    "seq_disc",
+    "prev_state",
+    "prev_act",
+)
+HOOK_NAMES = {
+    # learn: False in frozen greedy play; u: the firm's uniform draw for explore-or-not this period
+    "choose": (*HOOK_COMMON, "learn", "u"),
+    # a: the price index played; r: the profit realised; j: the joint profile; s, s2: the state before and after;
+    # shock, audited: the period's demand shocks and audit (act still holds the previous period's prices)
+    "learn": (*HOOK_COMMON, "a", "r", "j", "s", "s2", "shock", "audited"),
+    # the firm moves again: prev_state, prev_act, seq_acc (discounted profits since) and seq_disc tell its last move
+    "learn_sequential": HOOK_COMMON,
+    # new_act: the prices just played
+    "observe": (*HOOK_COMMON, "new_act"),
+}
 
 
 # --------------------------------------------------------------------------------------------- a kind

@@ -48,18 +48,18 @@ def pack(agent, ctx: PackContext) -> PackedFirm:
 
 
 @njit(inline="always")
-def choose(i, p, mk, st, learn, u, rs):
-    return greedy_or_explore(i, mk, st, learn, u, rs, mk.ipar[i, I_SOFF])
+def choose(i, p, learn, u, rs, ipar, G, allowed, eps, n_allowed):
+    return greedy_or_explore(i, learn, u, rs, ipar[i, I_SOFF], G, allowed, eps, n_allowed)
 
 
 @njit(inline="always")
-def learn(i, p, mk, st, a, r, j, s, s2, shock, audited, rs):
-    return sample_average(i, mk, st, a, r, False, rs)
+def learn(i, p, a, r, rs, G, N, Q, S2, V, allowed, ipar, n_allowed):
+    return sample_average(i, a, r, False, rs, G, N, Q, S2, V, allowed, ipar, n_allowed)
 
 
 @njit(inline="always")
-def learn_sequential(i, p, mk, st, rs):
-    return sample_average(i, mk, st, st.prev_act[i], st.seq_acc[i], False, rs)
+def learn_sequential(i, p, rs, prev_act, seq_acc, G, N, Q, S2, V, allowed, ipar, n_allowed):
+    return sample_average(i, prev_act[i], seq_acc[i], False, rs, G, N, Q, S2, V, allowed, ipar, n_allowed)
 
 
 KIND = AgentKind(

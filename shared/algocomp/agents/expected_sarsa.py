@@ -62,24 +62,24 @@ def pack(agent, ctx: PackContext) -> PackedFirm:
 
 
 @njit(inline="always")
-def choose(i, p, mk, st, learn, u, rs):
-    return greedy_or_explore(i, mk, st, learn, u, rs, mk.ipar[i, I_SOFF] + st.state[i])
+def choose(i, p, learn, u, rs, ipar, state, G, allowed, eps, n_allowed):
+    return greedy_or_explore(i, learn, u, rs, ipar[i, I_SOFF] + state[i], G, allowed, eps, n_allowed)
 
 
 @njit(inline="always")
-def learn(i, p, mk, st, a, r, j, s, s2, shock, audited, rs):
-    m = mk.grid.shape[1]
-    qo = mk.ipar[i, I_QOFF]
-    so = mk.ipar[i, I_SOFF]
+def learn(i, p, a, r, s, s2, rs, G, Q, V, allowed, eps, fpar, grid, ipar, n_allowed):
+    m = grid.shape[1]
+    qo = ipar[i, I_QOFF]
+    so = ipar[i, I_SOFF]
     base = qo + s * m
     mean = 0.0
-    for k in range(mk.n_allowed[i]):
-        mean += st.Q[qo + s2 * m + mk.allowed[i, k]]
-    mean /= mk.n_allowed[i]
-    e = st.eps[i]
-    target = r + mk.fpar[i, F_DELTA] * ((1.0 - e) * st.V[so + s2] + e * mean)
-    st.Q[base + a] += p.alpha * (target - st.Q[base + a])
-    return refresh_greedy(i, mk, st, base, so + s, a, st.Q[base + a], rs)
+    for k in range(n_allowed[i]):
+        mean += Q[qo + s2 * m + allowed[i, k]]
+    mean /= n_allowed[i]
+    e = eps[i]
+    target = r + fpar[i, F_DELTA] * ((1.0 - e) * V[so + s2] + e * mean)
+    Q[base + a] += p.alpha * (target - Q[base + a])
+    return refresh_greedy(i, base, so + s, a, Q[base + a], rs, G, Q, V, allowed, ipar, n_allowed)
 
 
 KIND = AgentKind(

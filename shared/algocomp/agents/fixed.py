@@ -38,7 +38,7 @@ def pack(agent, ctx: PackContext) -> PackedFirm:
 
 
 @njit(inline="always")
-def choose(i, p, mk, st, learn, u, rs):
+def choose(i, p, rs):
     return p.price, rs
 
 

@@ -28,17 +28,17 @@ def pack(agent, ctx: PackContext) -> PackedFirm:
 
 
 @njit(inline="always")
-def choose(i, p, mk, st, learn, u, rs):
-    return (p.punish if st.flags[i] != 0 else p.cooperate), rs
+def choose(i, p, rs, flags):
+    return (p.punish if flags[i] != 0 else p.cooperate), rs
 
 
 @njit(inline="always")
-def observe(i, p, mk, st, new_act):
-    """Triggered (st.flags) once any rival's price is below the cooperative one."""
-    cooperative = mk.grid[i, p.cooperate]
+def observe(i, p, new_act, flags, grid):
+    """Triggered (flags) once any rival's price is below the cooperative one."""
+    cooperative = grid[i, p.cooperate]
     for k in range(new_act.shape[0]):
-        if k != i and mk.grid[k, new_act[k]] < cooperative - 1e-12:
-            st.flags[i] = 1
+        if k != i and grid[k, new_act[k]] < cooperative - 1e-12:
+            flags[i] = 1
 
 
 KIND = AgentKind(

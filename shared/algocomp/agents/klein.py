@@ -60,23 +60,23 @@ def pack(agent, ctx: PackContext) -> PackedFirm:
 
 
 @njit(inline="always")
-def choose(i, p, mk, st, learn, u, rs):
-    return greedy_or_explore(i, mk, st, learn, u, rs, mk.ipar[i, I_SOFF] + st.state[i])
+def choose(i, p, learn, u, rs, ipar, state, G, allowed, eps, n_allowed):
+    return greedy_or_explore(i, learn, u, rs, ipar[i, I_SOFF] + state[i], G, allowed, eps, n_allowed)
 
 
 @njit(inline="always")
-def learn_sequential(i, p, mk, st, rs):
-    """When it moves again: the profits since its last move (discounted, st.seq_acc) plus the discounted value of
+def learn_sequential(i, p, rs, G, Q, V, allowed, grid, ipar, n_allowed, prev_act, prev_state, seq_acc, seq_disc, state):
+    """When it moves again: the profits since its last move (discounted, seq_acc) plus the discounted value of
     the state it now faces are the target of the price it played then."""
-    m = mk.grid.shape[1]
-    qo = mk.ipar[i, I_QOFF]
-    so = mk.ipar[i, I_SOFF]
-    s = st.prev_state[i]
-    a = st.prev_act[i]
-    target = st.seq_acc[i] + st.seq_disc[i] * st.V[so + st.state[i]]
+    m = grid.shape[1]
+    qo = ipar[i, I_QOFF]
+    so = ipar[i, I_SOFF]
+    s = prev_state[i]
+    a = prev_act[i]
+    target = seq_acc[i] + seq_disc[i] * V[so + state[i]]
     cell = qo + s * m + a
-    st.Q[cell] += p.alpha * (target - st.Q[cell])
-    return refresh_greedy(i, mk, st, qo + s * m, so + s, a, st.Q[cell], rs)
+    Q[cell] += p.alpha * (target - Q[cell])
+    return refresh_greedy(i, qo + s * m, so + s, a, Q[cell], rs, G, Q, V, allowed, ipar, n_allowed)
 
 
 KIND = AgentKind(

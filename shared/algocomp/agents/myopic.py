@@ -26,8 +26,8 @@ def pack(agent, ctx: PackContext) -> PackedFirm:
 
 
 @njit(inline="always")
-def choose(i, p, mk, st, learn, u, rs):
-    return best_response(i, st.act, mk.profit, mk.expected_fine, mk.powers, mk.allowed, mk.n_allowed), rs
+def choose(i, p, rs, act, allowed, expected_fine, n_allowed, powers, profit):
+    return best_response(i, act, profit, expected_fine, powers, allowed, n_allowed), rs
 
 
 KIND = AgentKind(name="myopic", specs=(MyopicBestResponse,), params=Params, pack=pack, choose=choose, learning=False)

@@ -76,88 +76,168 @@ def pack(agent, ctx: PackContext) -> PackedFirm:
 
 
 @njit(inline="always")
-def choose(i, p, mk, st, learn, u, rs):
-    return greedy_or_explore(i, mk, st, learn, u, rs, mk.ipar[i, I_SOFF] + st.state[i])
+def choose(i, p, learn, u, rs, ipar, state, G, allowed, eps, n_allowed):
+    return greedy_or_explore(i, learn, u, rs, ipar[i, I_SOFF] + state[i], G, allowed, eps, n_allowed)
 
 
 @njit(inline="always")
-def learn(i, p, mk, st, a, r, j, s, s2, shock, audited, rs):
+def learn(
+    i,
+    p,
+    a,
+    r,
+    j,
+    s,
+    s2,
+    shock,
+    audited,
+    rs,
+    G,
+    Q,
+    V,
+    allowed,
+    fpar,
+    grid,
+    ipar,
+    n_allowed,
+    audit_fine,
+    audit_thr,
+    costs,
+    noise_kind,
+    noise_sd,
+    powers,
+    profit,
+    quantity,
+    scratch,
+):
     if p.synchronous != 0:
-        return _learn_synchronous(i, p, mk, st, a, j, s, shock, audited, rs)
-    m = mk.grid.shape[1]
-    qo = mk.ipar[i, I_QOFF]
-    so = mk.ipar[i, I_SOFF]
-    tie = mk.ipar[i, I_TIE] != 0
+        return _learn_synchronous(
+            i,
+            p,
+            a,
+            j,
+            s,
+            shock,
+            audited,
+            rs,
+            G,
+            Q,
+            V,
+            allowed,
+            audit_fine,
+            audit_thr,
+            costs,
+            fpar,
+            grid,
+            ipar,
+            n_allowed,
+            noise_kind,
+            noise_sd,
+            powers,
+            profit,
+            quantity,
+            scratch,
+        )
+    m = grid.shape[1]
+    qo = ipar[i, I_QOFF]
+    so = ipar[i, I_SOFF]
+    tie = ipar[i, I_TIE] != 0
     row = so + s
     cell = qo + s * m + a
-    old = st.Q[cell]
-    new = old + p.alpha * (r + mk.fpar[i, F_DELTA] * st.V[so + s2] - old)
-    st.Q[cell] = new
-    g = st.G[row]
+    old = Q[cell]
+    new = old + p.alpha * (r + fpar[i, F_DELTA] * V[so + s2] - old)
+    Q[cell] = new
+    g = G[row]
     changed = False
     if a == g:
-        if new >= st.V[row]:
-            st.V[row] = new  # still the best price: no rescan
+        if new >= V[row]:
+            V[row] = new  # still the best price: no rescan
         else:
             if tie:
-                g2, gv, rs = _row_argmax_random(st.Q, qo + s * m, mk.allowed, mk.n_allowed, i, rs)
+                g2, gv, rs = _row_argmax_random(Q, qo + s * m, allowed, n_allowed, i, rs)
             else:
-                g2, gv = _row_argmax(st.Q, qo + s * m, mk.allowed, mk.n_allowed, i)
-            st.G[row] = g2
-            st.V[row] = gv
+                g2, gv = _row_argmax(Q, qo + s * m, allowed, n_allowed, i)
+            G[row] = g2
+            V[row] = gv
             changed = g2 != g
-    elif new > st.V[row]:
-        st.G[row] = a
-        st.V[row] = new
+    elif new > V[row]:
+        G[row] = a
+        V[row] = new
         changed = True
-    elif tie and new == st.V[row]:
+    elif tie and new == V[row]:
         # random ties (_greedy_after_update_random): a price reaching the maximum reopens the draw
-        g2, gv, rs = _row_argmax_random(st.Q, qo + s * m, mk.allowed, mk.n_allowed, i, rs)
-        st.G[row] = g2
+        g2, gv, rs = _row_argmax_random(Q, qo + s * m, allowed, n_allowed, i, rs)
+        G[row] = g2
         changed = g2 != g
     return rs, changed
 
 
 @njit(inline="always")
-def _learn_synchronous(i, p, mk, st, a, j, s, shock, audited, rs):
+def _learn_synchronous(
+    i,
+    p,
+    a,
+    j,
+    s,
+    shock,
+    audited,
+    rs,
+    G,
+    Q,
+    V,
+    allowed,
+    audit_fine,
+    audit_thr,
+    costs,
+    fpar,
+    grid,
+    ipar,
+    n_allowed,
+    noise_kind,
+    noise_sd,
+    powers,
+    profit,
+    quantity,
+    scratch,
+):
     """Every allowed price, with its counterfactual profit against the rivals' actual prices."""
-    m = mk.grid.shape[1]
-    qo = mk.ipar[i, I_QOFF]
-    so = mk.ipar[i, I_SOFF]
-    delta = mk.fpar[i, F_DELTA]
+    m = grid.shape[1]
+    qo = ipar[i, I_QOFF]
+    so = ipar[i, I_SOFF]
+    delta = fpar[i, F_DELTA]
     row = so + s
     base = qo + s * m
-    rest = j - a * mk.powers[i]
-    for k in range(mk.n_allowed[i]):
-        c = mk.allowed[i, k]
-        jc = rest + c * mk.powers[i]
+    rest = j - a * powers[i]
+    for k in range(n_allowed[i]):
+        c = allowed[i, k]
+        jc = rest + c * powers[i]
         qc, pc = _realised(
             i,
             jc,
             c,
             shock[i],
             audited,
-            mk.profit,
-            mk.quantity,
-            mk.grid,
-            mk.costs,
-            mk.noise_kind,
-            mk.noise_sd,
-            mk.audit_fine,
-            mk.audit_thr,
+            profit,
+            quantity,
+            grid,
+            costs,
+            noise_kind,
+            noise_sd,
+            audit_fine,
+            audit_thr,
         )
-        sc = _next_state(i, s, jc, c, mk.ipar, mk.powers, m)
-        st.scratch[i, c] = pc + delta * st.V[so + sc]
-    for k in range(mk.n_allowed[i]):
-        c = mk.allowed[i, k]
-        st.Q[base + c] += p.alpha * (st.scratch[i, c] - st.Q[base + c])
-    g = st.G[row]
-    if mk.ipar[i, I_TIE] != 0:  # every price moved: draw again among the maxima
-        g2, gv, rs = _row_argmax_random(st.Q, base, mk.allowed, mk.n_allowed, i, rs)
+        sc = _next_state(i, s, jc, c, ipar, powers, m)
+        scratch[i, c] = pc + delta * V[so + sc]
+    for k in range(n_allowed[i]):
+        c = allowed[i, k]
+        Q[base + c] += p.alpha * (scratch[i, c] - Q[base + c])
+    g = G[row]
+    if ipar[i, I_TIE] != 0:  # every price moved: draw again among the maxima
+        g2, gv, rs = _row_argmax_random(Q, base, allowed, n_allowed, i, rs)
     else:
-        g2, gv = _row_argmax(st.Q, base, mk.allowed, mk.n_allowed, i)
-    st.G[row] = g2
-    st.V[row] = gv
+        g2, gv = _row_argmax(Q, base, allowed, n_allowed, i)
+    G[row] = g2
+    V[row] = gv
     return rs, g2 != g
 
 

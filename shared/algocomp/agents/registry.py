@@ -18,6 +18,7 @@ it, and the compiled engine refuses it with a message naming the agent (a Python
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import typing
 from collections.abc import Callable
@@ -39,7 +40,7 @@ from algocomp.agents import (
     ucb1,
     ucb_tuned,
 )
-from algocomp.agents.base import AgentKind
+from algocomp.agents.base import HOOK_NAMES, AgentKind
 from algocomp.agents.layout import N_COMMON_FLOAT, N_COMMON_INT
 
 _KINDS: list[AgentKind] = []
@@ -84,8 +85,17 @@ def register(kind: AgentKind) -> AgentKind:
     if kind.choose is None and any(h is not None for h in hooks.values()):
         raise ValueError(f"agent kind {kind.name!r}: compiled hooks need a compiled choose")
     for hook_name, hook in hooks.items():
-        if hook is not None and not hasattr(hook, "py_func"):
+        if hook is None:
+            continue
+        if not hasattr(hook, "py_func"):
             raise TypeError(f"agent kind {kind.name!r}: {hook_name} must be a numba njit function")
+        parameters = inspect.signature(getattr(hook, "py_func")).parameters  # noqa: B009 (Callable has no py_func)
+        unknown = [name for name in parameters if name not in HOOK_NAMES[hook_name]]
+        if unknown:
+            raise ValueError(
+                f"agent kind {kind.name!r}: {hook_name} asks for {', '.join(unknown)}, which the loop does not have "
+                "(agents.base.HOOK_NAMES lists what it passes)"
+            )
     columns = {}
     for name, column_type in _column_types(kind.params).items():
         columns[name] = (column_type, _WIDTH[column_type])

@@ -43,19 +43,19 @@ def pack(agent, ctx: PackContext) -> PackedFirm:
 
 
 @njit(inline="always")
-def choose(i, p, mk, st, learn, u, rs):
+def choose(i, p, learn, rs, G, N, Q, allowed, ipar, n_allowed):
     """The price whose draw from its posterior mean's normal posterior is largest (one normal draw per price)."""
     if not learn:
-        return st.G[mk.ipar[i, I_SOFF]], rs
-    qo = mk.ipar[i, I_QOFF]
+        return G[ipar[i, I_SOFF]], rs
+    qo = ipar[i, I_QOFF]
     prior_prec = 1.0 / (p.prior_sd * p.prior_sd)
     noise_prec = 1.0 / (p.noise_sd * p.noise_sd)
     best_v = -np.inf
-    a = mk.allowed[i, 0]
-    for k in range(mk.n_allowed[i]):
-        c = mk.allowed[i, k]
-        prec = prior_prec + st.N[qo + c] * noise_prec
-        mean = (p.prior_mean * prior_prec + st.Q[qo + c] * st.N[qo + c] * noise_prec) / prec
+    a = allowed[i, 0]
+    for k in range(n_allowed[i]):
+        c = allowed[i, k]
+        prec = prior_prec + N[qo + c] * noise_prec
+        mean = (p.prior_mean * prior_prec + Q[qo + c] * N[qo + c] * noise_prec) / prec
         rs, z = _normal(rs)
         v = mean + z / np.sqrt(prec)
         if v > best_v:
@@ -65,13 +65,15 @@ def choose(i, p, mk, st, learn, u, rs):
 
 
 @njit(inline="always")
-def learn(i, p, mk, st, a, r, j, s, s2, shock, audited, rs):
-    return sample_average(i, mk, st, a, r / p.reward_scale, False, rs)
+def learn(i, p, a, r, rs, G, N, Q, S2, V, allowed, ipar, n_allowed):
+    return sample_average(i, a, r / p.reward_scale, False, rs, G, N, Q, S2, V, allowed, ipar, n_allowed)
 
 
 @njit(inline="always")
-def learn_sequential(i, p, mk, st, rs):
-    return sample_average(i, mk, st, st.prev_act[i], st.seq_acc[i] / p.reward_scale, False, rs)
+def learn_sequential(i, p, rs, prev_act, seq_acc, G, N, Q, S2, V, allowed, ipar, n_allowed):
+    return sample_average(
+        i, prev_act[i], seq_acc[i] / p.reward_scale, False, rs, G, N, Q, S2, V, allowed, ipar, n_allowed
+    )
 
 
 KIND = AgentKind(

@@ -28,20 +28,20 @@ def pack(agent, ctx: PackContext) -> PackedFirm:
 
 
 @njit(inline="always")
-def choose(i, p, mk, st, learn, u, rs):
-    if st.flags[i] == 0:
+def choose(i, p, rs, act, allowed, flags, grid, n_allowed):
+    if flags[i] == 0:
         return p.initial, rs
     lowest = np.inf
-    for k in range(st.act.shape[0]):
-        if k != i and mk.grid[k, st.act[k]] < lowest:
-            lowest = mk.grid[k, st.act[k]]
-    return _nearest_allowed(i, lowest, mk.grid, mk.allowed, mk.n_allowed), rs
+    for k in range(act.shape[0]):
+        if k != i and grid[k, act[k]] < lowest:
+            lowest = grid[k, act[k]]
+    return _nearest_allowed(i, lowest, grid, allowed, n_allowed), rs
 
 
 @njit(inline="always")
-def observe(i, p, mk, st, new_act):
-    """After the first period it follows the rivals (st.flags)."""
-    st.flags[i] = 1
+def observe(i, p, flags):
+    """After the first period it follows the rivals (flags)."""
+    flags[i] = 1
 
 
 KIND = AgentKind(

@@ -32,25 +32,25 @@ def pack(agent, ctx: PackContext) -> PackedFirm:
 
 
 @njit(inline="always")
-def choose(i, p, mk, st, learn, u, rs):
+def choose(i, p, learn, rs, G, N, Q, allowed, ipar, n_allowed):
     """Every allowed price once (lowest first), then the largest mean + c sqrt(ln n / n_j)."""
     if not learn:
-        return st.G[mk.ipar[i, I_SOFF]], rs
-    qo = mk.ipar[i, I_QOFF]
+        return G[ipar[i, I_SOFF]], rs
+    qo = ipar[i, I_QOFF]
     a = -1
     total = 0.0
-    for k in range(mk.n_allowed[i]):
-        c = mk.allowed[i, k]
-        total += st.N[qo + c]
-        if st.N[qo + c] == 0.0 and a < 0:
+    for k in range(n_allowed[i]):
+        c = allowed[i, k]
+        total += N[qo + c]
+        if N[qo + c] == 0.0 and a < 0:
             a = c
     if a < 0:
         log_total = np.log(total)
         best_v = -np.inf
-        for k in range(mk.n_allowed[i]):
-            c = mk.allowed[i, k]
-            plays = st.N[qo + c]
-            v = st.Q[qo + c] + p.c * np.sqrt(log_total / plays)
+        for k in range(n_allowed[i]):
+            c = allowed[i, k]
+            plays = N[qo + c]
+            v = Q[qo + c] + p.c * np.sqrt(log_total / plays)
             if v > best_v:
                 best_v = v
                 a = c
@@ -58,13 +58,15 @@ def choose(i, p, mk, st, learn, u, rs):
 
 
 @njit(inline="always")
-def learn(i, p, mk, st, a, r, j, s, s2, shock, audited, rs):
-    return sample_average(i, mk, st, a, r / p.reward_scale, False, rs)
+def learn(i, p, a, r, rs, G, N, Q, S2, V, allowed, ipar, n_allowed):
+    return sample_average(i, a, r / p.reward_scale, False, rs, G, N, Q, S2, V, allowed, ipar, n_allowed)
 
 
 @njit(inline="always")
-def learn_sequential(i, p, mk, st, rs):
-    return sample_average(i, mk, st, st.prev_act[i], st.seq_acc[i] / p.reward_scale, False, rs)
+def learn_sequential(i, p, rs, prev_act, seq_acc, G, N, Q, S2, V, allowed, ipar, n_allowed):
+    return sample_average(
+        i, prev_act[i], seq_acc[i] / p.reward_scale, False, rs, G, N, Q, S2, V, allowed, ipar, n_allowed
+    )
 
 
 KIND = AgentKind(

@@ -55,35 +55,61 @@ from algocomp.engine.primitives import (
 {imports}
 
 
-@njit(cache=True)
-def run_periods(mk, st, n_periods, learn, convergence_periods, stop_at_convergence, record, force_step, force_firm):
+@njit(cache=True, _nrt=False)
+def run_periods(
+    mk, st, work, n_periods, learn, convergence_periods, stop_at_convergence, record, force_step, force_firm
+):
     # Advance the session by up to n_periods periods (engine.kernel.run_periods documents it).
+    profit = mk.profit
+    quantity = mk.quantity
+    cs_table = mk.cs_table
+    expected_fine = mk.expected_fine
+    grid = mk.grid
+    costs = mk.costs
+    powers = mk.powers
+    allowed = mk.allowed
+    n_allowed = mk.n_allowed
     ipar = mk.ipar
     fpar = mk.fpar
-    grid = mk.grid
-    powers = mk.powers
     sequential = mk.sequential
     reprice_every = mk.reprice_every
     noise_kind = mk.noise_kind
+    noise_sd = mk.noise_sd
     audit_prob = mk.audit_prob
+    audit_fine = mk.audit_fine
+    audit_thr = mk.audit_thr
+    Q = st.Q
+    N = st.N
+    S2 = st.S2
+    V = st.V
+    G = st.G
+    eps = st.eps
     act = st.act
     state = st.state
-    eps = st.eps
+    last_change = st.last_change
+    flags = st.flags
+    seq_acc = st.seq_acc
+    seq_disc = st.seq_disc
+    prev_state = st.prev_state
+    prev_act = st.prev_act
+    rng = st.rng
     clock = st.clock
+    scratch = st.scratch
+    log_f = st.log_f
+    log_i = st.log_i
+    acc_f = st.acc_f
+    tail_a = st.tail_a
+    tail_q = st.tail_q
+    tail_pi = st.tail_pi
     n = act.shape[0]
     m = grid.shape[1]
-    new_act = np.empty(n, dtype=np.int64)
-    new_state = np.empty(n, dtype=np.int64)
-    realised_pi = np.empty(n)
-    realised_q = np.empty(n)
-    shock = np.zeros(n)
-    rs = st.rng[0]
+    new_act, new_state, realised_pi, realised_q, shock, draws = work
+    rs = rng[0]
     t = clock[C_T]
     stable = clock[C_STABLE]
-    tail_len = st.tail_a.shape[0]
+    tail_len = tail_a.shape[0]
     tail_slot = t % tail_len if tail_len > 0 else 0
     stochastic = noise_kind != 0 or audit_prob > 0.0
-    draws = np.zeros((n + 1) // 2, dtype=np.uint64)
     done = 0
     for step in range(n_periods):
         mover = t % n if sequential else -1
@@ -94,20 +120,20 @@ def run_periods(mk, st, n_periods, learn, convergence_periods, stop_at_convergen
         # ---- sequential timing: the mover first learns from what its last move earned
         if sequential and learn:
             i = mover
-            if st.prev_act[i] >= 0:
+            if prev_act[i] >= 0:
                 kind = ipar[i, I_KIND]
                 changed = False
 {learn_sequential}
                 if changed:
                     stable = -1
-            st.seq_acc[i] = 0.0
-            st.seq_disc[i] = 1.0
+            seq_acc[i] = 0.0
+            seq_disc[i] = 1.0
         # ---- choose prices
         for i in range(n):
             if sequential and i != mover:
                 new_act[i] = act[i]
                 continue
-            if reprice_every > 1 and t - st.last_change[i] < reprice_every:
+            if reprice_every > 1 and t - last_change[i] < reprice_every:
                 new_act[i] = act[i]
                 continue
             kind = ipar[i, I_KIND]
@@ -118,13 +144,13 @@ def run_periods(mk, st, n_periods, learn, convergence_periods, stop_at_convergen
         if not learn:
             if step == force_step:
                 new_act[force_firm] = best_response(
-                    force_firm, new_act, mk.profit, mk.expected_fine, powers, mk.allowed, mk.n_allowed
+                    force_firm, new_act, profit, expected_fine, powers, allowed, n_allowed
                 )
             for i in range(n):
                 record[step, i] = new_act[i]
         for i in range(n):
             if new_act[i] != act[i]:
-                st.last_change[i] = t
+                last_change[i] = t
         # ---- outcome
         j = 0
         for i in range(n):
@@ -147,29 +173,29 @@ def run_periods(mk, st, n_periods, learn, convergence_periods, stop_at_convergen
                     new_act[i],
                     shock[i],
                     audited,
-                    mk.profit,
-                    mk.quantity,
+                    profit,
+                    quantity,
                     grid,
-                    mk.costs,
+                    costs,
                     noise_kind,
-                    mk.noise_sd,
-                    mk.audit_fine,
-                    mk.audit_thr,
+                    noise_sd,
+                    audit_fine,
+                    audit_thr,
                 )
         else:
             for i in range(n):
-                realised_q[i] = mk.quantity[j, i]
-                realised_pi[i] = mk.profit[j, i]
+                realised_q[i] = quantity[j, i]
+                realised_pi[i] = profit[j, i]
         # ---- next states and learning
         for i in range(n):
             new_state[i] = _next_state(i, state[i], j, new_act[i], ipar, powers, m)
         if learn:
             if sequential:
                 for i in range(n):
-                    st.seq_acc[i] += st.seq_disc[i] * realised_pi[i]
-                    st.seq_disc[i] *= fpar[i, F_DELTA]
-                st.prev_state[mover] = state[mover]
-                st.prev_act[mover] = new_act[mover]
+                    seq_acc[i] += seq_disc[i] * realised_pi[i]
+                    seq_disc[i] *= fpar[i, F_DELTA]
+                prev_state[mover] = state[mover]
+                prev_act[mover] = new_act[mover]
             else:
                 for i in range(n):
                     kind = ipar[i, I_KIND]
@@ -195,20 +221,19 @@ def run_periods(mk, st, n_periods, learn, convergence_periods, stop_at_convergen
             state[i] = new_state[i]
         # ---- logging
         if learn:
-            acc_f = st.acc_f
             for i in range(n):
                 acc_f[i] += grid[i, new_act[i]]
                 acc_f[n + i] += realised_q[i]
                 acc_f[2 * n + i] += realised_pi[i]
-            acc_f[3 * n] += mk.cs_table[j]
+            acc_f[3 * n] += cs_table[j]
             clock[C_ACC_COUNT] += 1
             if clock[C_ACC_COUNT] == clock[C_INTERVAL]:
-                _flush_interval(st.log_f, st.log_i, acc_f, clock, t)
+                _flush_interval(log_f, log_i, acc_f, clock, t)
             if tail_len > 0:
                 for i in range(n):
-                    st.tail_a[tail_slot, i] = new_act[i]
-                    st.tail_q[tail_slot, i] = realised_q[i]
-                    st.tail_pi[tail_slot, i] = realised_pi[i]
+                    tail_a[tail_slot, i] = new_act[i]
+                    tail_q[tail_slot, i] = realised_q[i]
+                    tail_pi[tail_slot, i] = realised_pi[i]
                 tail_slot += 1
                 if tail_slot == tail_len:
                     tail_slot = 0
@@ -219,18 +244,24 @@ def run_periods(mk, st, n_periods, learn, convergence_periods, stop_at_convergen
             clock[C_CONVERGED_AT] = t
             if stop_at_convergence:
                 break
-    st.rng[0] = rs
+    rng[0] = rs
     clock[C_T] = t
     clock[C_STABLE] = stable
     return done
 """
 
+# Per hook: the statement calling it ({f}: the hook, {args}: its arguments) and its indentation in the template.
 _HOOK_CALLS = {
-    "choose": ("a, rs = {f}(i, p, mk, st, learn, u, rs)", 12),
-    "learn": ("rs, changed = {f}(i, p, mk, st, a, r, j, s, s2, shock, audited, rs)", 20),
-    "learn_sequential": ("rs, changed = {f}(i, p, mk, st, rs)", 16),
-    "observe": ("{f}(i, p, mk, st, new_act)", 12),
+    "choose": ("a, rs = {f}({args})", 12),
+    "learn": ("rs, changed = {f}({args})", 20),
+    "learn_sequential": ("rs, changed = {f}({args})", 16),
+    "observe": ("{f}({args})", 12),
 }
+
+
+def hook_arguments(hook) -> list[str]:
+    """A hook's parameter names: the generated loop passes its variables of those names (agents.base.HOOK_NAMES)."""
+    return list(inspect.signature(hook.py_func).parameters)
 
 
 def _params_expression(kind: AgentKind, alias: str) -> str:
@@ -254,7 +285,8 @@ def _branches(hook: str, compiled: list[AgentKind]) -> str:
         keyword = "if" if not lines else "elif"
         lines.append(f"{pad}{keyword} kind == {kind.code}:  # {kind.name}")
         lines.append(f"{pad}    p = {_params_expression(kind, f'_P{kind.code}')}")
-        lines.append(f"{pad}    " + call.format(f=f"_{hook}{kind.code}"))
+        arguments = ", ".join(hook_arguments(getattr(kind, hook)))
+        lines.append(f"{pad}    " + call.format(f=f"_{hook}{kind.code}", args=arguments))
     return "\n".join(lines) if lines else f"{pad}pass"
 
 
@@ -358,8 +390,3 @@ def general_module() -> ModuleType:
     spec.loader.exec_module(module)
     _LOADED[key] = module
     return module
-
-
-def run_periods(*args):
-    """The generated general loop for the kinds registered now (engine.kernel.run_periods documents it)."""
-    return general_module().run_periods(*args)

@@ -89,8 +89,17 @@ def run_periods(mk, st, n_periods, learn, convergence_periods, stop_at_convergen
 
     The loop itself is generated from the agent registry and compiled once per set of kinds (engine.dispatch).
     """
+    n = st.act.shape[0]
+    work = (
+        np.empty(n, dtype=np.int64),  # new_act
+        np.empty(n, dtype=np.int64),  # new_state
+        np.empty(n),  # realised_pi
+        np.empty(n),  # realised_q
+        np.zeros(n),  # shock
+        np.zeros((n + 1) // 2, dtype=np.uint64),  # draws
+    )
     return dispatch.general_module().run_periods(
-        mk, st, n_periods, learn, convergence_periods, stop_at_convergence, record, force_step, force_firm
+        mk, st, work, n_periods, learn, convergence_periods, stop_at_convergence, record, force_step, force_firm
     )
 
 
