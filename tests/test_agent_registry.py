@@ -258,3 +258,34 @@ def test_registration_refuses_a_second_owner_of_a_type_and_hooks_the_loop_cannot
             AgentKind(name="not_compiled", specs=(Other,), params=Params, pack=pack, choose=asks_for_too_much)
         )
     assert "not_compiled_for_registry_test" not in {t for kind in registry.kinds() for t in kind.types}
+
+
+# --------------------------------------------------------------------------------------------- the on-disk cache
+
+_CACHE_PROBE = """
+import json
+from algocomp.engine import dispatch
+from algocomp.engine.build import compile_scenario
+from algocomp.engine.session import advance, new_state
+from algocomp.scenarios import load_scenario
+cs = compile_scenario(load_scenario("myopic-vs-bandit"))
+advance(cs, new_state(cs, 1), 100)
+stats = dispatch.general_module().run_periods.stats
+print(json.dumps({"hits": sum(stats.cache_hits.values()), "misses": sum(stats.cache_misses.values()),
+                  "file": dispatch.general_module().__file__}))
+"""
+
+
+def test_the_generated_loop_is_compiled_once_and_loaded_from_disk_after(tmp_path):
+    env = dict(os.environ, ALGOCOMP_KERNEL_CACHE=str(tmp_path))
+    env.pop("ALGOCOMP_AGENTS", None)
+    runs = []
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-c", _CACHE_PROBE], capture_output=True, text=True, env=env, timeout=600, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert (runs[0]["hits"], runs[0]["misses"]) == (0, 1)
+    assert (runs[1]["hits"], runs[1]["misses"]) == (1, 0)
+    assert runs[0]["file"] == runs[1]["file"] and Path(runs[0]["file"]).parent == tmp_path
