@@ -212,23 +212,12 @@ class ScriptedAgent(Spec):
     type: Literal["scripted_for_registry_test"] = "scripted_for_registry_test"
 
 
-class NoParams(NamedTuple):
-    pass
-
-
-SCRIPTED = registry.register(
-    AgentKind(
-        name="scripted_for_registry_test",
-        specs=(ScriptedAgent,),
-        params=NoParams,
-        pack=lambda agent, ctx: PackedFirm(params=NoParams()),
-    )
-)
+SCRIPTED = registry.register(AgentKind(name="scripted_for_registry_test", specs=(ScriptedAgent,)))
 
 
 def test_a_kind_without_compiled_hooks_is_accepted_by_the_format_and_refused_by_the_compiled_engine():
     scenario = baseline("agents=[{type: scripted_for_registry_test}, {type: qlearning}]")
-    assert not SCRIPTED.compiled
+    assert not SCRIPTED.compiled and SCRIPTED.params._fields == ()
     with pytest.raises(ScenarioError) as refused:
         compile_scenario(scenario)
     assert refused.value.field == "agents.0.type" and "Python path" in refused.value.problem
@@ -244,6 +233,8 @@ def test_registration_refuses_a_second_owner_of_a_type_and_hooks_the_loop_cannot
     class Other(Spec):
         type: Literal["not_compiled_for_registry_test"] = "not_compiled_for_registry_test"
 
+    with pytest.raises(ValueError, match="needs pack"):
+        registry.register(AgentKind(name="not_compiled", specs=(Other,), params=Params, choose=choose))
     with pytest.raises(TypeError, match="njit"):
         registry.register(
             AgentKind(name="not_compiled", specs=(Other,), params=Params, pack=pack, choose=choose.py_func)

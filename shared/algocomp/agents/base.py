@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from pydantic import Field, FiniteFloat, NonNegativeFloat, ValidationInfo, field_validator
@@ -204,14 +204,18 @@ HOOK_NAMES = {
 # --------------------------------------------------------------------------------------------- a kind
 
 
+class NoParams(NamedTuple):
+    """The params of a kind that has none."""
+
+
 @dataclass
 class AgentKind:
     """One kind of agent, as registered with agents.registry.register (see the module docstring)."""
 
     name: str  # the registry's name for it (a module-sized unit: "fixed" covers fixed, nash and monopoly)
     specs: tuple[type[Spec], ...]  # its spec classes; each has a Literal `type` field
-    params: Any  # a NamedTuple class of int and float fields
-    pack: Callable[[Any, PackContext], PackedFirm]
+    params: Any = None  # a NamedTuple class of int and float fields (None: no parameters)
+    pack: Callable[[Any, PackContext], PackedFirm] | None = None  # needed by compiled kinds
     choose: Callable | None = None
     learn: Callable | None = None
     learn_sequential: Callable | None = None
@@ -225,6 +229,10 @@ class AgentKind:
     # Filled in by the registry: its code (the I_KIND value) and the columns of its params' fields.
     code: int = field(default=-1, init=False)
     columns: dict[str, tuple[str, int]] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        if self.params is None:
+            self.params = NoParams
 
     @property
     def compiled(self) -> bool:

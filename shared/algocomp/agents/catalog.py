@@ -122,6 +122,7 @@ def pack_agents(
             own_max_profit=float(profit[:, i].max()),
             hide_rival_prices=scenario.regulation.hide_rival_prices,
         )
+        assert kind.pack is not None  # registry: every compiled kind has one
         packed = kind.pack(agent, ctx)
         states, memory = packed.states, packed.memory
         if states * m > MAX_Q_ENTRIES:

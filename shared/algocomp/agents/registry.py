@@ -12,7 +12,10 @@ simulate`, a worker) import them first, name their modules in the environment va
 (comma-separated): load_agent_modules imports them, and algocomp.scenarios calls it once it has loaded.
 
 A kind registered without compiled hooks (choose is None) is a Python-path agent: the scenario format accepts
-it, and the compiled engine refuses it with a message naming the agent (a Python session loop runs it).
+it, and the compiled engine refuses it with a message naming the agent (a Python session loop runs it). Only its
+spec is needed:
+
+    register(AgentKind(name="dqn", specs=(DQNSpec,)))
 """
 
 from __future__ import annotations
@@ -84,6 +87,8 @@ def register(kind: AgentKind) -> AgentKind:
     hooks["observe"] = kind.observe
     if kind.choose is None and any(h is not None for h in hooks.values()):
         raise ValueError(f"agent kind {kind.name!r}: compiled hooks need a compiled choose")
+    if kind.choose is not None and kind.pack is None:
+        raise ValueError(f"agent kind {kind.name!r}: a compiled kind needs pack (its firm's parameters and table)")
     for hook_name, hook in hooks.items():
         if hook is None:
             continue

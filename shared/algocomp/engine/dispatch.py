@@ -290,32 +290,36 @@ def _branches(hook: str, compiled: list[AgentKind]) -> str:
     return "\n".join(lines) if lines else f"{pad}pass"
 
 
+def _imported_names(kind: AgentKind) -> list[tuple[str, str]]:
+    """(name in the kind's module, alias in the generated one): its params (when it has fields) and hooks."""
+    names = [(kind.params.__name__, f"_P{kind.code}")] if kind.params._fields else []
+    for hook in _HOOK_CALLS:
+        function = getattr(kind, hook)
+        if function is not None:
+            names.append((function.__name__, f"_{hook}{kind.code}"))
+    return names
+
+
 def _imports(compiled: list[AgentKind]) -> str:
     lines = []
     for kind in compiled:
-        names = [f"{kind.params.__name__} as _P{kind.code}"]
-        for hook in _HOOK_CALLS:
-            function = getattr(kind, hook)
-            if function is not None:
-                names.append(f"{function.__name__} as _{hook}{kind.code}")
-        module = _module_of(kind)
-        lines.append(f"from {module} import {', '.join(names)}")
+        names = ", ".join(f"{name} as {alias}" for name, alias in _imported_names(kind))
+        lines.append(f"from {_module_of(kind)} import {names}")
     return "\n".join(lines)
 
 
 def _module_of(kind: AgentKind) -> str:
-    """The module the kind's params and hooks are importable from (all must be top-level names of one module)."""
-    module = kind.params.__module__
-    for hook in _HOOK_CALLS:
-        function = getattr(kind, hook)
-        if function is None:
-            continue
-        if function.__module__ != module:
-            raise ValueError(f"agent kind {kind.name!r}: its params and hooks must be defined in one module")
+    """The module the kind's hooks (and params) are imported from: they must be top-level names of one module."""
+    module = kind.choose.__module__
     held = sys.modules.get(module)
-    for name in [kind.params.__name__, *(getattr(kind, h).__name__ for h in _HOOK_CALLS if getattr(kind, h))]:
-        if held is None or getattr(held, name, None) is None:
-            raise ValueError(f"agent kind {kind.name!r}: {module}.{name} must be a top-level name of its module")
+    objects = [kind.params] if kind.params._fields else []
+    objects += [getattr(kind, hook) for hook in _HOOK_CALLS if getattr(kind, hook) is not None]
+    for item in objects:
+        if item.__module__ != module or held is None or getattr(held, item.__name__, None) is not item:
+            raise ValueError(
+                f"agent kind {kind.name!r}: its hooks (and params) must be top-level names of one module "
+                f"({item.__name__} is not {module}.{item.__name__})"
+            )
     return module
 
 
