@@ -166,8 +166,11 @@ def test_it_runs_in_experiments_whatever_the_workers():
     scenario = baseline("agents={type: counting_qlearning, min_alpha: 0.05}", *SHORT)
     one = run_experiment(scenario, workers=1)
     two = run_experiment(scenario, workers=2)
+    # spawned workers start a fresh interpreter: the kind comes back with this module when the scenario is unpickled
+    spawned = run_experiment(scenario, workers=2, start_method="spawn")
     keys = set(one.summary) - {"elapsed_s", "periods_per_second"}
     assert {k: one.summary[k] for k in keys} == {k: two.summary[k] for k in keys}
+    assert {k: one.summary[k] for k in keys} == {k: spawned.summary[k] for k in keys}
     assert one.summary["sessions"] == 3 and np.isfinite(one.summary["profit_gain"])
     # min_alpha reaches the hook
     other = run_experiment(baseline("agents={type: counting_qlearning, min_alpha: 0.5}", *SHORT), workers=1)
