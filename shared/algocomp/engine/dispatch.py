@@ -60,47 +60,15 @@ def run_periods(
     mk, st, work, n_periods, learn, convergence_periods, stop_at_convergence, record, force_step, force_firm
 ):
     # Advance the session by up to n_periods periods (engine.kernel.run_periods documents it).
-    profit = mk.profit
-    quantity = mk.quantity
-    cs_table = mk.cs_table
-    expected_fine = mk.expected_fine
-    grid = mk.grid
-    costs = mk.costs
-    powers = mk.powers
-    allowed = mk.allowed
-    n_allowed = mk.n_allowed
-    ipar = mk.ipar
-    fpar = mk.fpar
-    sequential = mk.sequential
-    reprice_every = mk.reprice_every
-    noise_kind = mk.noise_kind
-    noise_sd = mk.noise_sd
-    audit_prob = mk.audit_prob
-    audit_fine = mk.audit_fine
-    audit_thr = mk.audit_thr
-    Q = st.Q
-    N = st.N
-    S2 = st.S2
-    V = st.V
-    G = st.G
-    eps = st.eps
-    act = st.act
-    state = st.state
-    last_change = st.last_change
-    flags = st.flags
-    seq_acc = st.seq_acc
-    seq_disc = st.seq_disc
-    prev_state = st.prev_state
-    prev_act = st.prev_act
-    rng = st.rng
-    clock = st.clock
-    scratch = st.scratch
-    log_f = st.log_f
-    log_i = st.log_i
-    acc_f = st.acc_f
-    tail_a = st.tail_a
-    tail_q = st.tail_q
-    tail_pi = st.tail_pi
+    # the records arrive as plain tuples (Market and Tables order): numba types those from a C fast path
+    (
+        profit, quantity, cs_table, expected_fine, grid, costs, powers, allowed, n_allowed, ipar, fpar,
+        sequential, reprice_every, noise_kind, noise_sd, audit_prob, audit_fine, audit_thr,
+    ) = mk
+    (
+        Q, N, S2, V, U2, G, eps, act, state, last_change, flags, seq_acc, seq_disc, prev_state, prev_act,
+        rng, clock, scratch, log_f, log_i, acc_f, tail_a, tail_q, tail_pi, visits,
+    ) = st
     n = act.shape[0]
     m = grid.shape[1]
     new_act, new_state, realised_pi, realised_q, shock, draws = work

@@ -5,7 +5,8 @@ agent registry (engine.dispatch), one branch per kind calling that kind's hooks 
 plain Q-learners take the specialised loops below (run_qlearning, play_qlearning). All work on two records of
 flat arrays (engine.primitives.Market, the constants engine.build prepares, and Tables, the mutable state of
 engine.session), so that a session can be run in chunks (for progress and cancellation) and copied to replay its
-converged strategies without disturbing it.
+converged strategies without disturbing it. The records cross into compiled code as plain tuples, in their
+fields' order: numba types a plain tuple of arrays in its C fast path, a named one in Python (some 40 us a call).
 
 Hot-path choices, each measured with benchmarks/bench_engine.py:
 - demand is never evaluated here: profits, quantities and consumer surplus come from tables over joint price
@@ -99,7 +100,16 @@ def run_periods(mk, st, n_periods, learn, convergence_periods, stop_at_convergen
         np.zeros((n + 1) // 2, dtype=np.uint64),  # draws
     )
     return dispatch.general_module().run_periods(
-        mk, st, work, n_periods, learn, convergence_periods, stop_at_convergence, record, force_step, force_firm
+        tuple(mk),
+        tuple(st),
+        work,
+        n_periods,
+        learn,
+        convergence_periods,
+        stop_at_convergence,
+        record,
+        force_step,
+        force_firm,
     )
 
 
@@ -112,29 +122,54 @@ def run_qlearning(mk, st, alpha_column, n_periods, convergence_periods, stop_at_
     two to it); it only drops the branches the general loop needs for other agents and levers. alpha_column is
     the float parameter column of the Q-learners' learning rate (agents.registry).
     """
-    profit = mk.profit
-    quantity = mk.quantity
-    cs_table = mk.cs_table
-    grid = mk.grid
-    powers = mk.powers
-    allowed = mk.allowed
-    n_allowed = mk.n_allowed
-    ipar = mk.ipar
-    fpar = mk.fpar
-    Q = st.Q
-    V = st.V
-    U2 = st.U2
-    G = st.G
-    eps = st.eps
-    act = st.act
-    state = st.state
-    rng = st.rng
-    clock = st.clock
-    log_f = st.log_f
-    log_i = st.log_i
-    acc_f = st.acc_f
-    tail_a = st.tail_a
-    visits = st.visits
+    # the records arrive as plain tuples (Market and Tables order): numba types those from a C fast path
+    (
+        profit,
+        quantity,
+        cs_table,
+        expected_fine,
+        grid,
+        costs,
+        powers,
+        allowed,
+        n_allowed,
+        ipar,
+        fpar,
+        sequential,
+        reprice_every,
+        noise_kind,
+        noise_sd,
+        audit_prob,
+        audit_fine,
+        audit_thr,
+    ) = mk
+    (
+        Q,
+        N,
+        S2,
+        V,
+        U2,
+        G,
+        eps,
+        act,
+        state,
+        last_change,
+        flags,
+        seq_acc,
+        seq_disc,
+        prev_state,
+        prev_act,
+        rng,
+        clock,
+        scratch,
+        log_f,
+        log_i,
+        acc_f,
+        tail_a,
+        tail_q,
+        tail_pi,
+        visits,
+    ) = st
     n = act.shape[0]
     m = grid.shape[1]
     new_act = np.empty(n, dtype=np.int64)
@@ -267,17 +302,53 @@ def _add_visits(visits, acc_f, grid, powers, quantity, profit, cs_table):
 def play_qlearning(mk, st, record, n_periods, force_step, force_firm):
     """Greedy play with learning frozen, for populations of plain Q-learners: what run_periods does with
     learn=False, without compiling (or loading) the general loop for the most common experiments."""
-    profit = mk.profit
-    expected_fine = mk.expected_fine
-    grid = mk.grid
-    powers = mk.powers
-    allowed = mk.allowed
-    n_allowed = mk.n_allowed
-    ipar = mk.ipar
-    G = st.G
-    act = st.act
-    state = st.state
-    clock = st.clock
+    (
+        profit,
+        quantity,
+        cs_table,
+        expected_fine,
+        grid,
+        costs,
+        powers,
+        allowed,
+        n_allowed,
+        ipar,
+        fpar,
+        sequential,
+        reprice_every,
+        noise_kind,
+        noise_sd,
+        audit_prob,
+        audit_fine,
+        audit_thr,
+    ) = mk
+    (
+        Q,
+        N,
+        S2,
+        V,
+        U2,
+        G,
+        eps,
+        act,
+        state,
+        last_change,
+        flags,
+        seq_acc,
+        seq_disc,
+        prev_state,
+        prev_act,
+        rng,
+        clock,
+        scratch,
+        log_f,
+        log_i,
+        acc_f,
+        tail_a,
+        tail_q,
+        tail_pi,
+        visits,
+    ) = st
     n = act.shape[0]
     m = grid.shape[1]
     new_act = np.empty(n, dtype=np.int64)

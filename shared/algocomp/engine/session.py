@@ -251,11 +251,15 @@ def advance(
     measure what logging costs)."""
     h = cs.scenario.horizon
     mk, tables = cs.market, st.record()
-    if not learn and cs.qlearning_only and not general:
-        return int(K.play_qlearning(mk, tables, record, periods, force_step, force_firm))
-    if learn and cs.qlearning_only and not general:
+    if cs.qlearning_only and not general:
+        # the records cross into compiled code as plain tuples, which numba types far faster than named ones
+        fast_mk, fast_tables = tuple(mk), tuple(tables)
+        if not learn:
+            return int(K.play_qlearning(fast_mk, fast_tables, record, periods, force_step, force_firm))
         return int(
-            K.run_qlearning(mk, tables, QLEARNING_ALPHA, periods, h.convergence_periods, h.stop_at_convergence, log)
+            K.run_qlearning(
+                fast_mk, fast_tables, QLEARNING_ALPHA, periods, h.convergence_periods, h.stop_at_convergence, log
+            )
         )
     return int(
         K.run_periods(
