@@ -8,8 +8,10 @@ target by max(1 / visits, min_alpha), so with min_alpha 0 a cell holds the plain
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,9 +28,11 @@ from algocomp.agents.catalog import I_KIND, I_QOFF, I_SOFF, kind_param
 from algocomp.agents.layout import F_DELTA
 from algocomp.agents.tabular import greedy_or_explore, refresh_greedy
 from algocomp.engine import dispatch
+from algocomp.engine import kernel as K
 from algocomp.engine.build import compile_scenario
 from algocomp.engine.experiment import run_experiment
 from algocomp.engine.kernel import best_response
+from algocomp.engine.primitives import Market, Tables
 from algocomp.engine.session import advance, new_state
 from algocomp.scenarios import ScenarioError, apply_overrides, load_scenario
 from algocomp.scenarios.model import Scenario
@@ -283,3 +287,18 @@ def test_the_generated_loop_is_compiled_once_and_loaded_from_disk_after(tmp_path
     assert (runs[0]["hits"], runs[0]["misses"]) == (0, 1)
     assert (runs[1]["hits"], runs[1]["misses"]) == (1, 0)
     assert runs[0]["file"] == runs[1]["file"] and Path(runs[0]["file"]).parent == tmp_path
+
+
+def _unpacked(source: str, record: str) -> list[list[str]]:
+    """The names of every `(a, b, ...) = record` unpacking in source, in order."""
+    found = re.findall(rf"\(\s*([\w\s,]+?),?\s*\)\s*=\s*{record}\b", source)
+    return [[name.strip() for name in block.split(",") if name.strip()] for block in found]
+
+
+def test_the_compiled_loops_unpack_the_records_in_their_field_order():
+    """The records cross into compiled code as plain tuples (numba types those fast), so each loop unpacks them by
+    position: the names must be the records' fields in order, or arrays would be swapped."""
+    sources = [dispatch.source(), *(inspect.getsource(f.py_func) for f in (K.run_qlearning, K.play_qlearning))]
+    for source in sources:
+        assert _unpacked(source, "mk") == [list(Market._fields)]
+        assert _unpacked(source, "st") == [list(Tables._fields)]
