@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from algocomp.agents.python_specs import DQN
 from algocomp.engine.policy import MarketFacts, Observation, SessionStream
-from algocomp.scenarios.python_agents import DQN
 
 # The greedy prices of all inputs are compared (for convergence) when there are at most this many inputs.
 GREEDY_TABLE_LIMIT = 4096
@@ -29,7 +29,7 @@ _ADAM_B1, _ADAM_B2, _ADAM_EPS = 0.9, 0.999, 1e-8
 
 
 class DQNAgent:
-    """The deep Q-network of the scenario spec `spec` (scenarios.python_agents.DQN)."""
+    """The deep Q-network of the scenario spec `spec` (agents.python_specs.DQN)."""
 
     def __init__(self, spec: DQN | None = None, **params) -> None:
         self.spec = spec if spec is not None else DQN(**params)

@@ -1,5 +1,6 @@
 """The agents of the Python policy path, from their specs: algocomp's deep Q-network (type: dqn) and users'
-classes named by import path (type: python, scenarios.python_agents).
+classes named by import path (type: python). Their specs and registered kinds are in agents.python_specs; each
+kind's `policy` builds its agent (this module builds users' classes: class_policy).
 
 resolve_agents imports and checks every `type: python` class before anything runs: the module and class must
 exist, the class must have the protocol's methods (engine.policy), and its constructor must accept `params`.
@@ -12,10 +13,11 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
+from algocomp.agents import registry
+from algocomp.agents.python_specs import PythonAgent
 from algocomp.engine.policy import PROTOCOL_METHODS, PolicyAgent, missing_methods
 from algocomp.scenarios import ScenarioError
 from algocomp.scenarios.model import Scenario
-from algocomp.scenarios.python_agents import DQN, PYTHON_PATH_TYPES, PythonAgent
 
 # algocomp's own Python-path agent classes: what a shared deployment admits by default.
 OWN_CLASSES_PREFIX = "algocomp.agents."
@@ -67,34 +69,43 @@ def _instantiate(cls: type, params: dict, field: str) -> PolicyAgent:
 def resolve_agents(
     scenario: Scenario, *, allowed: Callable[[str], bool] | None = None
 ) -> dict[int, Callable[[], PolicyAgent]]:
-    """Per firm with a Python-path agent, a function that makes a fresh agent for a session; every class is
-    imported, checked and constructed once here, so that errors show before anything runs (the population is
-    checked first: check_population).
+    """Per firm with a Python-path agent, a function that makes a fresh agent for a session, from its kind's
+    `policy` (agents.base.AgentKind); every class is imported, checked and constructed once here, so that errors
+    show before anything runs (the population is checked first: check_population).
 
     `allowed(path)`, if given, must admit every `type: python` class before it is imported (else ScenarioError
     at agents.N.class)."""
     check_population(scenario)
     factories: dict[int, Callable[[], PolicyAgent]] = {}
-    classes: dict[str, type] = {}
     for i, spec in enumerate(scenario.agent_list()):
+        kind = registry.kind_of(spec.type)
+        if kind.compiled:
+            continue
         prefix = _prefix(scenario, i)
-        if isinstance(spec, DQN):
-            from algocomp.agents.dqn import DQNAgent
-
-            factories[i] = _dqn_factory(DQNAgent, spec)
-        elif isinstance(spec, PythonAgent):
-            path = spec.class_
-            if allowed is not None and not allowed(path):
-                raise ScenarioError(
-                    f"{prefix}.class",
-                    f"{path} is not among the agent classes this service runs (its allow-list, setting "
-                    "python_agent_classes); run it from the CLI, or ask the operators to admit it",
-                )
-            if path not in classes:
-                classes[path] = load_class(path, f"{prefix}.class")
-            _instantiate(classes[path], dict(spec.params), f"{prefix}.params")
-            factories[i] = _class_factory(classes[path], dict(spec.params))
+        if kind.policy is None:
+            raise ScenarioError(
+                f"{prefix}.type", f"{spec.type} runs on the Python path, and its kind names no policy to build it"
+            )
+        factories[i] = kind.policy(spec, prefix, allowed)
     return factories
+
+
+def class_policy(
+    spec: PythonAgent, prefix: str, allowed: Callable[[str], bool] | None = None
+) -> Callable[[], PolicyAgent]:
+    """The `python` kind's policy: the class at spec.class_, admitted by `allowed` (checked before the import),
+    imported, checked for the protocol's methods and constructed once with spec.params (ScenarioError naming
+    prefix.class or prefix.params); returns a function making a fresh instance."""
+    path = spec.class_
+    if allowed is not None and not allowed(path):
+        raise ScenarioError(
+            f"{prefix}.class",
+            f"{path} is not among the agent classes this service runs (its allow-list, setting "
+            "python_agent_classes); run it from the CLI, or ask the operators to admit it",
+        )
+    cls = load_class(path, f"{prefix}.class")
+    _instantiate(cls, dict(spec.params), f"{prefix}.params")
+    return _class_factory(cls, dict(spec.params))
 
 
 # Compiled kinds that can run beside Python-path agents (through engine.python_session's adapters).
@@ -115,12 +126,13 @@ def check_population(scenario: Scenario) -> None:
     """Refuse a population with Python-path agents that the Python path cannot run (ScenarioError naming the
     field): sequential timing, or a compiled kind without an adapter beside them."""
     specs = scenario.agent_list()
-    if not any(spec.type in PYTHON_PATH_TYPES for spec in specs):
+    if not registry.needs_python_path(specs):
         return
     if scenario.market.timing != "simultaneous":
-        raise ScenarioError("market.timing", "agents on the Python path (dqn, python) need simultaneous timing")
+        names = ", ".join(sorted(registry.python_path_types()))
+        raise ScenarioError("market.timing", f"agents on the Python path ({names}) need simultaneous timing")
     for i, spec in enumerate(specs):
-        if spec.type in PYTHON_PATH_TYPES:
+        if not registry.kind_of(spec.type).compiled:
             continue
         if spec.type == "qlearning" and spec.update != "asynchronous":
             raise ScenarioError(
@@ -131,10 +143,6 @@ def check_population(scenario: Scenario) -> None:
                 f"{_prefix(scenario, i)}.type",
                 f"{spec.type} cannot run beside agents on the Python path yet ({', '.join(ADAPTED_TYPES)} can)",
             )
-
-
-def _dqn_factory(cls: type, spec: DQN) -> Callable[[], PolicyAgent]:
-    return lambda: cls(spec)
 
 
 def _class_factory(cls: type, params: dict) -> Callable[[], PolicyAgent]:

@@ -1,5 +1,10 @@
-"""Specs of the agents that run on the Python policy path (engine.python_session): the deep Q-network and users'
-own classes named by import path.
+"""The agent kinds of the Python policy path (engine.python_session): the deep Q-network (type: dqn) and users' own
+classes named by import path (type: python). Each is registered (agents.registry, after the compiled kinds) with
+its spec alone and its `policy`, which builds its agent for a session; no compiled hooks, so a scenario with one
+runs on the Python path (docs/python-agents.md).
+
+The agents themselves live in agents.dqn and agents.python, imported only when a session is built: this module
+is imported by the registry, which the scenario format imports, so it depends on the spec base and pydantic only.
 
 Validating a spec never imports anything: a `class` is checked for its form here, and imported (and checked for
 the protocol's methods and its parameters) only by agents.python.resolve_agents, which the CLI and the engine
@@ -9,23 +14,19 @@ call before a session runs, and which a shared service calls only for classes it
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
+
+from algocomp.agents.base import AgentKind
+from algocomp.spec import Spec
 
 # module.path:Class (the class may be nested: module:Outer.Inner)
 CLASS_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
-PYTHON_PATH_TYPES = frozenset({"dqn", "python"})
 
-
-class _PythonSpec(BaseModel):
-    """Unknown keys are errors and specs are immutable, as in every other section (scenarios.model.Spec)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DQN(_PythonSpec):
+class DQN(Spec):
     """A deep Q-network (Mnih et al. 2015) over the recent prices: the input is every firm's price of the last
     `lags` periods, scaled to [0, 1] over the grid; two hidden layers of `hidden` ReLU units; one output per price.
     It learns from minibatches drawn from a replay buffer of its last `buffer` transitions against a target network
@@ -52,7 +53,7 @@ class DQN(_PythonSpec):
         return self.lags
 
 
-class PythonAgent(_PythonSpec):
+class PythonAgent(Spec):
     """A user's agent: a class implementing the Python policy protocol (engine.policy), named by import path as
     `module.path:ClassName` and constructed with `params` as keyword arguments. The CLI runs any importable class;
     the API and workers only those their allow-list names (platform setting python_agent_classes)."""
@@ -74,3 +75,22 @@ class PythonAgent(_PythonSpec):
     @property
     def history_depth(self) -> int:
         return self.history
+
+
+def _dqn_policy(spec: DQN, field: str, allowed: Callable[[str], bool] | None) -> Callable[[], Any]:
+    """A fresh deep Q-network per session (agents.dqn)."""
+    from algocomp.agents.dqn import DQNAgent
+
+    return lambda: DQNAgent(spec)
+
+
+def _class_policy(spec: PythonAgent, field: str, allowed: Callable[[str], bool] | None) -> Callable[[], Any]:
+    """The user's class, imported and checked (agents.python.class_policy)."""
+    from algocomp.agents.python import class_policy
+
+    return class_policy(spec, field, allowed)
+
+
+DQN_KIND = AgentKind(name="dqn", specs=(DQN,), policy=_dqn_policy, doc="a deep Q-network (numpy)")
+PYTHON_KIND = AgentKind(name="python", specs=(PythonAgent,), policy=_class_policy, doc="a user's class by import path")
+KINDS = (DQN_KIND, PYTHON_KIND)
