@@ -3,8 +3,9 @@ registry moved the learning rules out of the kernel and must not change a single
 
 Short experiments of every preset, and of set-ups exercising every agent kind and option no preset uses, were run
 with the engine before the registry (commit 25e7e57); each is held by sha256 of its summary (timing left out)
-and its panel. The scenarios' fingerprints (scenario_hash) are held too: moving the agent specs must not change
-a stored scenario's identity.
+and its panel. The DQN presets, which came with the Python path, are held to main's engine before the registry
+was merged into it (commit fbb141c). The scenarios' fingerprints (scenario_hash) are held too: moving the agent
+specs must not change a stored scenario's identity.
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ SUMMARIES = {
     "calvano-2020-n3": "1582237a609a0e52fe569e0b59e8b998daabf2bd5d03c53884b29e9e0480f3d3",
     "calvano-2020-n4": "8acfdd993e9ac47227827da11dd856264f4552ddbe0035d6187405cccb02cc36",
     "calvano-2020-price-cap": "8da35cc5be8822c3fbc3461528af58d9e93a9aeed03d0747df834c7cce92816c",
+    "dqn-vs-dqn": "5d085ee18b302fe9e85b6cc972cfebf55dbbe4713bf98fb7b0cfe8f596bece54",  # main, fbb141c
+    "dqn-vs-qlearning": "fde28c5238daa282d28035043f05b9b874f177f86a6b14bcdb15e8860ca3a000",  # main, fbb141c
     "epsilon-greedy-poly-random": "fa233809a79752c9a416ca3d4b1e7d44d0c0f6e32945f7fa5a5f7472360e35db",
     "expected-sarsa-random": "03c856b823fb1b7ef942d4b0b8ca7fcf2bcbbf10080d47e1cafa8376e0527cfe",
     "fixed-vs-nash": "2686cf6e90a92ad5e4ef71f495d0370e7eeefe9f31ff1b5be44ac8ea15da109b",
@@ -114,6 +117,8 @@ SCENARIO_HASHES = {
     "calvano-2020-n3": "d243d7c65f252c6561897cd852c6abf1f93f41318c04ddb041dd1d3362b751a4",
     "calvano-2020-n4": "6f8101f60f15cc744f18557d16186da64395f5889e928794a7cbaae2098b82fe",
     "calvano-2020-price-cap": "073ad51931e13d88fe0e7be848867198907a498a6ce69b4111f317c882f51cc9",
+    "dqn-vs-dqn": "ac30eef7f0233c3e3d2ae9605a7b821502cbebfe672712934da5c9a1c419bc27",  # main, fbb141c
+    "dqn-vs-qlearning": "b80278baca5f0ef15bd4cdba48d5e0447b289d9f25da58221625baf12508cb88",  # main, fbb141c
     "epsilon-greedy-poly-random": "05581d8e4593add3eba3389b18c84d8a66727c836801baf69f1d3bd69023fa7a",
     "expected-sarsa-random": "f138f199486e0513ea42ae42f39a6d4b203b0e8e2b0f74d9f89412063eaf49bb",
     "fixed-vs-nash": "fe417d30b9bdd765f3f4d4d62ba25aa65ab5e22c7d90b01833a60f22e38fe30e",

@@ -1,4 +1,6 @@
-"""The base of every section of a scenario (algocomp.scenarios.model) and of every agent spec (algocomp.agents)."""
+"""The base of every section of a scenario (algocomp.scenarios.model) and of every agent spec (algocomp.agents), and
+the error of a scenario at fault (re-exported as algocomp.scenarios.ScenarioError; here so that agent modules the
+scenario format imports can raise it)."""
 
 from __future__ import annotations
 
@@ -23,3 +25,16 @@ class Spec(BaseModel):
             if name in data and getattr(self, name) == type(self).model_fields[name].default:
                 del data[name]
         return data
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be read or does not validate.
+
+    `field` is the dotted path of the field at fault ("horizon.max_periods", "agents.0.alpha"), or "" when the
+    problem is not about one field (a missing file, malformed YAML); `problem` says what is wrong.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}" if field else problem)

@@ -228,8 +228,9 @@ class AgentKind:
     doc: str = ""
     # A Python-path kind (no compiled hooks): policy(spec, field, allowed) checks the firm's spec (a ScenarioError
     # naming `field`, agents.N, when it cannot run; `allowed` is a service's allow-list of import paths, or None)
-    # and returns a function that makes a fresh engine.policy agent for each session (agents.python_specs has two).
-    # A kind with neither hooks nor policy is accepted by the scenario format and refused by the engine.
+    # and returns a function that makes a fresh engine.policy agent for each session (agents.dqn and
+    # agents.python_specs each have one). A kind with neither hooks nor policy is accepted by the scenario format
+    # and refused by the engine.
     policy: Callable[[Any, str, Callable[[str], bool] | None], Callable[[], Any]] | None = None
     # Filled in by the registry: its code (the I_KIND value) and the columns of its params' fields.
     code: int = field(default=-1, init=False)

@@ -1,10 +1,8 @@
-"""The agent kinds of the Python policy path (engine.python_session): the deep Q-network (type: dqn) and users' own
-classes named by import path (type: python). Each is registered (agents.registry, after the compiled kinds) with
-its spec alone and its `policy`, which builds its agent for a session; no compiled hooks, so a scenario with one
-runs on the Python path (docs/python-agents.md).
-
-The agents themselves live in agents.dqn and agents.python, imported only when a session is built: this module
-is imported by the registry, which the scenario format imports, so it depends on the spec base and pydantic only.
+"""The `python` agent kind: users' own classes named by import path (type: python), on the Python policy path
+(engine.python_session, docs/python-agents.md). It is registered (agents.registry, after the compiled kinds) with
+its spec and its `policy`, class_policy, which imports and checks the class and makes a fresh instance per
+session; no compiled hooks. The registry (and so the scenario format) imports this module, so it imports neither
+of them: the population checks live in agents.python.
 
 Validating a spec never imports anything: a `class` is checked for its form here, and imported (and checked for
 the protocol's methods and its parameters) only by agents.python.resolve_agents, which the CLI and the engine
@@ -13,6 +11,7 @@ call before a session runs, and which a shared service calls only for classes it
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable
 from typing import Any, Literal
@@ -20,37 +19,14 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, field_validator
 
 from algocomp.agents.base import AgentKind
-from algocomp.spec import Spec
+from algocomp.engine.policy import PROTOCOL_METHODS, PolicyAgent, missing_methods
+from algocomp.spec import ScenarioError, Spec
+
+# algocomp's own Python-path agent classes: what a shared deployment admits by default.
+OWN_CLASSES_PREFIX = "algocomp.agents."
 
 # module.path:Class (the class may be nested: module:Outer.Inner)
 CLASS_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
-
-
-class DQN(Spec):
-    """A deep Q-network (Mnih et al. 2015) over the recent prices: the input is every firm's price of the last
-    `lags` periods, scaled to [0, 1] over the grid; two hidden layers of `hidden` ReLU units; one output per price.
-    It learns from minibatches drawn from a replay buffer of its last `buffer` transitions against a target network
-    copied every `target_every` periods (Adam, Huber loss on profits divided by the largest profit on the grid), and
-    explores with probability epsilon_end + (1 - epsilon_end) exp(-beta t). Weights, exploration and minibatches are
-    drawn from the session's stream, so a session is reproducible from its seed. Runs on the Python path
-    (docs/python-agents.md), far slower than the compiled agents."""
-
-    type: Literal["dqn"] = "dqn"
-    lags: int = Field(1, ge=1, le=4, description="past periods of all firms' prices in the network's input")
-    hidden: int = Field(32, ge=2, le=512, description="units in each of the two hidden layers")
-    learning_rate: float = Field(1e-3, gt=0.0, le=1.0, description="Adam's step size")
-    delta: float = Field(0.95, ge=0.0, lt=1.0, description="discount factor")
-    beta: float = Field(5e-5, ge=0.0, description="exploration decay per period")
-    epsilon_end: float = Field(0.01, ge=0.0, le=1.0, description="the exploration rate's floor")
-    buffer: int = Field(20_000, ge=32, le=1_000_000, description="transitions kept for replay")
-    batch: int = Field(32, ge=1, le=1024, description="transitions per gradient step")
-    warmup: int = Field(500, ge=1, description="transitions collected before the first gradient step")
-    train_every: int = Field(4, ge=1, description="periods between gradient steps")
-    target_every: int = Field(1_000, ge=1, description="periods between copies to the target network")
-
-    @property
-    def history_depth(self) -> int:
-        return self.lags
 
 
 class PythonAgent(Spec):
@@ -77,20 +53,69 @@ class PythonAgent(Spec):
         return self.history
 
 
-def _dqn_policy(spec: DQN, field: str, allowed: Callable[[str], bool] | None) -> Callable[[], Any]:
-    """A fresh deep Q-network per session (agents.dqn)."""
-    from algocomp.agents.dqn import DQNAgent
+def class_allowed(path: str, allow_list: list[str] | tuple[str, ...]) -> bool:
+    """Whether an allow-list admits a class path: an entry is an exact `module:Class`, or a prefix ending in `.`
+    or `:` (`algocomp.agents.` admits every class of algocomp's agents package); `*` admits everything."""
+    for entry in allow_list:
+        if entry == "*" or path == entry or (entry.endswith((".", ":")) and path.startswith(entry)):
+            return True
+    return False
 
-    return lambda: DQNAgent(spec)
+
+def load_class(path: str, field: str) -> type:
+    """The class at `module.path:Name`, checked for the protocol's methods (ScenarioError naming `field`)."""
+    module_name, _, qualname = path.partition(":")
+    try:
+        target: object = importlib.import_module(module_name)
+    except Exception as error:  # noqa: BLE001 - any failure to import is the user's path at fault
+        raise ScenarioError(field, f"cannot import module {module_name!r}: {type(error).__name__}: {error}") from error
+    for part in qualname.split("."):
+        if not hasattr(target, part):
+            raise ScenarioError(field, f"module {module_name!r} has no {qualname!r}")
+        target = getattr(target, part)
+    if not isinstance(target, type):
+        raise ScenarioError(field, f"{path} is not a class")
+    missing = missing_methods(target)
+    if missing:
+        raise ScenarioError(
+            field,
+            f"{path} lacks the protocol method{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+            f"(an agent needs {', '.join(PROTOCOL_METHODS)}; see docs/python-agents.md)",
+        )
+    return target
+
+
+def _instantiate(cls: type, params: dict, field: str) -> PolicyAgent:
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as error:
+        raise ScenarioError(field, f"{cls.__name__}({', '.join(params)}) refused its params: {error}") from error
+
+
+def _class_factory(cls: type, params: dict) -> Callable[[], PolicyAgent]:
+    return lambda: cls(**params)
+
+
+def class_policy(
+    spec: PythonAgent, prefix: str, allowed: Callable[[str], bool] | None = None
+) -> Callable[[], PolicyAgent]:
+    """The `python` kind's policy: the class at spec.class_, admitted by `allowed` (checked before the import),
+    imported, checked for the protocol's methods and constructed once with spec.params (ScenarioError naming
+    prefix.class or prefix.params); returns a function making a fresh instance."""
+    path = spec.class_
+    if allowed is not None and not allowed(path):
+        raise ScenarioError(
+            f"{prefix}.class",
+            f"{path} is not among the agent classes this service runs (its allow-list, setting "
+            "python_agent_classes); run it from the CLI, or ask the operators to admit it",
+        )
+    cls = load_class(path, f"{prefix}.class")
+    _instantiate(cls, dict(spec.params), f"{prefix}.params")
+    return _class_factory(cls, dict(spec.params))
 
 
 def _class_policy(spec: PythonAgent, field: str, allowed: Callable[[str], bool] | None) -> Callable[[], Any]:
-    """The user's class, imported and checked (agents.python.class_policy)."""
-    from algocomp.agents.python import class_policy
-
     return class_policy(spec, field, allowed)
 
 
-DQN_KIND = AgentKind(name="dqn", specs=(DQN,), policy=_dqn_policy, doc="a deep Q-network (numpy)")
-PYTHON_KIND = AgentKind(name="python", specs=(PythonAgent,), policy=_class_policy, doc="a user's class by import path")
-KINDS = (DQN_KIND, PYTHON_KIND)
+KIND = AgentKind(name="python", specs=(PythonAgent,), policy=_class_policy, doc="a user's class by import path")

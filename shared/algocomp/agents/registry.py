@@ -14,7 +14,7 @@ simulate`, a worker) import them first, name their modules in the environment va
 A kind registered without compiled hooks (choose is None) is a Python-path agent: the scenario format accepts
 it, and a session with one runs on the Python session loop (engine.python_session), which builds its agent with
 the kind's `policy`; without a policy the engine refuses it with a message naming the agent. The built-in
-Python-path kinds, dqn and python (agents.python_specs), register after the compiled ones:
+Python-path kinds, dqn (agents.dqn) and python (agents.python_specs), register after the compiled ones:
 
     register(AgentKind(name="dqn", specs=(DQN,), policy=make_dqn))
 """
@@ -32,6 +32,7 @@ from pydantic import Field
 
 from algocomp.agents import (
     actor_critic,
+    dqn,
     epsilon_greedy,
     expected_sarsa,
     fixed,
@@ -188,8 +189,8 @@ for _module in (
     register(_module.KIND)
 # The Python-path kinds after every compiled one, so the compiled kinds' codes (and the generated loop) stay as
 # they are.
-for _kind in python_specs.KINDS:
-    register(_kind)
+for _module in (dqn, python_specs):
+    register(_module.KIND)
 
 # Kinds from elsewhere, named in the environment (their modules call register when imported).
 AGENTS_VARIABLE = "ALGOCOMP_AGENTS"
