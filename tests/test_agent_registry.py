@@ -231,6 +231,82 @@ def test_a_kind_without_compiled_hooks_is_accepted_by_the_format_and_refused_by_
     assert "scripted_for_registry_test" not in dispatch.source()
 
 
+class ConstantAgent:
+    """An agent of the Python policy protocol (engine.policy) that charges one price index."""
+
+    def __init__(self, index: int = 0) -> None:
+        self.index = index
+
+    def reset(self, firm, market, rng):
+        pass
+
+    def act(self, observation):
+        return self.index
+
+    def learn(self, observation, action, reward, next_observation):
+        return False
+
+    def freeze(self):
+        pass
+
+
+class ConstantIndex(Spec):
+    """A Python-path kind with a policy: its agent is a ConstantAgent."""
+
+    type: Literal["constant_index_for_registry_test"] = "constant_index_for_registry_test"
+    index: int = 0
+
+
+def _constant_policy(spec: ConstantIndex, field: str, allowed):
+    if spec.index >= 15:
+        raise ScenarioError(f"{field}.index", "the grid has 15 prices")
+    return lambda: ConstantAgent(spec.index)
+
+
+CONSTANT = registry.register(
+    AgentKind(name="constant_index_for_registry_test", specs=(ConstantIndex,), policy=_constant_policy)
+)
+
+
+def test_the_built_in_python_path_kinds_come_after_the_compiled_ones():
+    kinds = registry.kinds()
+    dqn, python = registry.kind_of("dqn"), registry.kind_of("python")
+    assert python.code == dqn.code + 1 and not dqn.compiled and not python.compiled
+    assert all(kind.compiled for kind in kinds[: dqn.code])  # the built-in compiled kinds keep their codes
+    assert registry.kind_of("actor_critic").code == dqn.code - 1
+    assert {"dqn", "python", "constant_index_for_registry_test"} <= registry.python_path_types()
+    assert not registry.python_path_types() & {t for kind in kinds if kind.compiled for t in kind.types}
+    assert "constant_index_for_registry_test" not in dispatch.source() and "dqn" not in dispatch.source()
+
+
+def test_a_kind_registered_with_a_policy_runs_on_the_python_path():
+    """Whether a scenario takes the Python path comes from the registry: a kind registered here with a spec and a
+    policy only runs there, and plays exactly as the same agent named by class (type: python)."""
+    overrides = ["horizon.max_periods=5000", "logging.interval=1000", "sessions=2"]
+    registered = baseline(
+        "agents=[{type: qlearning, beta: 0.001}, {type: constant_index_for_registry_test, index: 4}]", *overrides
+    )
+    by_class = baseline(
+        f"agents=[{{type: qlearning, beta: 0.001}}, {{type: python, class: '{__name__}:ConstantAgent', "
+        "params: {index: 4}}]",
+        *overrides,
+    )
+    assert not CONSTANT.compiled and registry.needs_python_path(registered.agent_list())
+    assert not registry.needs_python_path(baseline().agent_list())
+    a, b = run_experiment(registered), run_experiment(by_class)
+    for x, y in zip(a.sessions, b.sessions, strict=True):
+        assert x.metrics == y.metrics
+        for column in x.panel_columns:
+            np.testing.assert_array_equal(x.panel_columns[column], y.panel_columns[column], err_msg=column)
+    tail = a.panel.query("kind == 'tail' and firm == 1")
+    assert len(tail) and np.allclose(tail.price, compile_scenario(registered).grid[1, 4])
+    with pytest.raises(ScenarioError) as caught:
+        run_experiment(
+            baseline("agents=[{type: qlearning}, {type: constant_index_for_registry_test, index: 20}]", *overrides)
+        )
+    assert caught.value.field == "agents.1.index"
+
+
 def test_registration_refuses_a_second_owner_of_a_type_and_hooks_the_loop_cannot_call():
     with pytest.raises(ValueError, match="already registered"):
         registry.register(

@@ -9,16 +9,12 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from algocomp.agents import registry
-from algocomp.agents.base import AgentKind
 from algocomp.agents.python import class_allowed, resolve_agents
-from algocomp.engine import dispatch
 from algocomp.engine.build import compile_scenario
 from algocomp.engine.experiment import run_experiment
 from algocomp.engine.python_session import STOP_CHECK_PERIODS, PythonSession, run_python_session, uses_python_path
@@ -26,7 +22,6 @@ from algocomp.engine.results import IMPULSE_COLUMNS, PANEL_COLUMNS
 from algocomp.engine.seeds import session_seeds
 from algocomp.engine.session import run_session
 from algocomp.scenarios import ScenarioError, apply_overrides, dump_scenario, load_scenario, scenario_hash
-from algocomp.spec import Spec
 
 DEVIATION_CHECK_KEYS = {
     "equilibrium_on_path",
@@ -273,52 +268,6 @@ def test_an_agent_returning_a_forbidden_price_is_held_to_the_regulation():
     result = run_experiment(scenario)
     tail = result.panel.query("kind == 'tail' and firm == 1")
     assert np.allclose(tail.price, cs.grid[1, top])
-
-
-# --------------------------------------------------------------------------------------------- the registry
-
-
-class ConstantIndex(Spec):
-    """A Python-path kind registered from a test module: a FixedIndex agent built by its kind's policy."""
-
-    type: Literal["constant_index_for_python_path_test"] = "constant_index_for_python_path_test"
-    index: int = 0
-
-
-def _constant_policy(spec: ConstantIndex, field: str, allowed):
-    if spec.index >= 15:
-        raise ScenarioError(f"{field}.index", "the grid has 15 prices")
-    return lambda: FixedIndex(spec.index)
-
-
-CONSTANT = registry.register(
-    AgentKind(name="constant_index_for_python_path_test", specs=(ConstantIndex,), policy=_constant_policy)
-)
-
-
-def test_the_python_path_kinds_are_registered_after_the_compiled_ones():
-    kinds = registry.kinds()
-    last_compiled = max(kind.code for kind in kinds if kind.compiled)
-    assert last_compiled < registry.kind_of("dqn").code < registry.kind_of("python").code
-    assert {"dqn", "python", "constant_index_for_python_path_test"} <= registry.python_path_types()
-    assert not registry.python_path_types() & {t for kind in kinds if kind.compiled for t in kind.types}
-    source = dispatch.source()
-    assert "dqn" not in source and "python_specs" not in source
-
-
-def test_a_kind_registered_with_a_policy_runs_on_the_python_path():
-    """Whether a scenario takes the Python path comes from the registry: a kind registered from a test module,
-    with a spec and a policy only, runs there and plays as the same agent named by class."""
-    registered = _mixed({"type": "constant_index_for_python_path_test", "index": 4})
-    by_class = _mixed({"type": "python", "class": f"{__name__}:FixedIndex", "params": {"index": 4}})
-    assert not CONSTANT.compiled and registry.needs_python_path(registered.agent_list())
-    assert uses_python_path(compile_scenario(registered))
-    a, b = run_experiment(registered), run_experiment(by_class)
-    for x, y in zip(a.sessions, b.sessions, strict=True):
-        _same_session(x, y)
-    with pytest.raises(ScenarioError) as caught:
-        run_experiment(_mixed({"type": "constant_index_for_python_path_test", "index": 20}))
-    assert caught.value.field == "agents.1.index"
 
 
 # --------------------------------------------------------------------------------------------- the docs' example

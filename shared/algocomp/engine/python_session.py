@@ -2,8 +2,8 @@
 Python, for populations with at least one agent the kernel cannot run (engine.policy's protocol).
 
 Everything around the loop is engine.session's: the initial state (new_state: tables, random initial prices, the
-session's stream), the panel accumulators and their merging (kernel._flush_interval, kernel._add_visits), the
-noise and audit draws and realised profits (kernel._normal, _symmetric_unit, _realised), the static best response
+session's stream), the panel accumulators and their merging (primitives._flush_interval, kernel._add_visits), the
+noise and audit draws and realised profits (primitives._normal, _symmetric_unit, _realised), the static best response
 of the forced deviation, the limit cycle, Calvano et al.'s shocks (session.cycle_starts and shock_lengths, given
 this module's frozen play), the deviation checks (deviations.check_cycle on the tabulated frozen strategies), the
 metrics and the output columns. So regulation (allowed prices, repricing limits, audits, noise), logging,
@@ -14,7 +14,10 @@ and the same draws from the session's stream: a Calvano Q-learner (asynchronous 
 exactly the compiled path's results on the same seeds (tests/test_python_path.py holds it), and it can face a
 Python agent. Adapted kinds: qlearning (asynchronous), fixed, nash, monopoly, myopic, epsilon_greedy, ucb1,
 ucb_tuned and thompson (tests/test_python_path.py holds each to the kernel's general loop). Simultaneous moves
-only.
+only. The adapters read each kind's named parameters from its registered columns (agents.catalog.kind_param: a
+Q-learner's alpha, a fixed price, UCB's c, Thompson's prior, the bandits' reward scale) and the columns every firm
+has (agents.layout); a firm runs here as an adapter when its kind is compiled, else its kind's `policy` builds
+its agent (agents.registry, agents.python).
 """
 
 from __future__ import annotations
@@ -124,6 +127,7 @@ class CompiledQLearning:
         self.memory, self.base = int(cs.ipar[i, I_MEMORY]), int(cs.ipar[i, I_BASE])
         self.alpha, self.delta = kind_param(cs.ipar, cs.fpar, i, "alpha"), cs.fpar[i, F_DELTA]
         self.decay, self.power, self.beta = cs.fpar[i, F_DECAY], cs.fpar[i, F_POWER], cs.fpar[i, F_BETA]
+        self.start = cs.fpar[i, F_SCHEDULE_START]  # eps_0 of the polynomial schedule (1 for Q-learners)
         self.random_ties = bool(cs.ipar[i, I_TIE])
         self.allowed = cs.allowed[i, : int(cs.n_allowed[i])]
         self.n_allowed = int(cs.n_allowed[i])
@@ -193,7 +197,7 @@ class CompiledQLearning:
             changed = g2 != g
         i = self.i
         if self.power > 0.0:  # the polynomial schedule, for period t + 1
-            st.eps[i] = 1.0 * (1.0 + self.beta * (observation.period + 1)) ** (-self.power)
+            st.eps[i] = self.start * (1.0 + self.beta * (observation.period + 1)) ** (-self.power)
         else:
             st.eps[i] *= self.decay
         return changed
