@@ -34,11 +34,12 @@ def check_agent_classes(scenario: Scenario, settings: Settings, field_prefix: st
     anything is imported: importing runs code), and every Python-path agent can run (its class imports, has the
     protocol's methods and accepts its params). 422 `agent_class_not_allowed` or `invalid_scenario` naming the
     field (agents.1.class)."""
+    from algocomp.agents import registry
     from algocomp.agents.python import resolve_agents
-    from algocomp.scenarios.python_agents import PYTHON_PATH_TYPES, PythonAgent
+    from algocomp.agents.python_specs import PythonAgent
 
     specs = scenario.agent_list()
-    if not any(spec.type in PYTHON_PATH_TYPES for spec in specs):
+    if not registry.needs_python_path(specs):
         return
     for i, spec in enumerate(specs):
         if isinstance(spec, PythonAgent) and not settings.python_agent_allowed(spec.class_):

@@ -17,10 +17,15 @@ reports a change then, and never between refreshes.
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Callable
+from typing import Literal
 
+import numpy as np
+from pydantic import Field
+
+from algocomp.agents.base import AgentKind
 from algocomp.engine.policy import MarketFacts, Observation, SessionStream
-from algocomp.scenarios.python_agents import DQN
+from algocomp.spec import Spec
 
 # The greedy prices of all inputs are compared (for convergence) when there are at most this many inputs.
 GREEDY_TABLE_LIMIT = 4096
@@ -28,8 +33,35 @@ GREEDY_TABLE_LIMIT = 4096
 _ADAM_B1, _ADAM_B2, _ADAM_EPS = 0.9, 0.999, 1e-8
 
 
+class DQN(Spec):
+    """A deep Q-network (Mnih et al. 2015) over the recent prices: the input is every firm's price of the last
+    `lags` periods, scaled to [0, 1] over the grid; two hidden layers of `hidden` ReLU units; one output per price.
+    It learns from minibatches drawn from a replay buffer of its last `buffer` transitions against a target network
+    copied every `target_every` periods (Adam, Huber loss on profits divided by the largest profit on the grid), and
+    explores with probability epsilon_end + (1 - epsilon_end) exp(-beta t). Weights, exploration and minibatches are
+    drawn from the session's stream, so a session is reproducible from its seed. Runs on the Python path
+    (docs/python-agents.md), far slower than the compiled agents."""
+
+    type: Literal["dqn"] = "dqn"
+    lags: int = Field(1, ge=1, le=4, description="past periods of all firms' prices in the network's input")
+    hidden: int = Field(32, ge=2, le=512, description="units in each of the two hidden layers")
+    learning_rate: float = Field(1e-3, gt=0.0, le=1.0, description="Adam's step size")
+    delta: float = Field(0.95, ge=0.0, lt=1.0, description="discount factor")
+    beta: float = Field(5e-5, ge=0.0, description="exploration decay per period")
+    epsilon_end: float = Field(0.01, ge=0.0, le=1.0, description="the exploration rate's floor")
+    buffer: int = Field(20_000, ge=32, le=1_000_000, description="transitions kept for replay")
+    batch: int = Field(32, ge=1, le=1024, description="transitions per gradient step")
+    warmup: int = Field(500, ge=1, description="transitions collected before the first gradient step")
+    train_every: int = Field(4, ge=1, description="periods between gradient steps")
+    target_every: int = Field(1_000, ge=1, description="periods between copies to the target network")
+
+    @property
+    def history_depth(self) -> int:
+        return self.lags
+
+
 class DQNAgent:
-    """The deep Q-network of the scenario spec `spec` (scenarios.python_agents.DQN)."""
+    """The deep Q-network of the scenario spec `spec` (DQN, above)."""
 
     def __init__(self, spec: DQN | None = None, **params) -> None:
         self.spec = spec if spec is not None else DQN(**params)
@@ -195,3 +227,12 @@ class DQNAgent:
             m2 *= _ADAM_B2
             m2 += (1.0 - _ADAM_B2) * g * g
             p -= lr * m1 / (np.sqrt(m2) + _ADAM_EPS)
+
+
+def _policy(spec: DQN, field: str, allowed: Callable[[str], bool] | None) -> Callable[[], DQNAgent]:
+    """A fresh network per session (nothing to import or check: the spec has been validated)."""
+    return lambda: DQNAgent(spec)
+
+
+# A Python-path kind: a spec and a policy, no compiled hooks (agents.registry registers it after the compiled ones).
+KIND = AgentKind(name="dqn", specs=(DQN,), policy=_policy, doc="a deep Q-network (numpy)")

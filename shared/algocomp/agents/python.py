@@ -1,99 +1,61 @@
-"""The agents of the Python policy path, from their specs: algocomp's deep Q-network (type: dqn) and users'
-classes named by import path (type: python, scenarios.python_agents).
+"""The agents of a scenario's Python-path firms, from their specs, and the populations the Python path can hold.
 
-resolve_agents imports and checks every `type: python` class before anything runs: the module and class must
-exist, the class must have the protocol's methods (engine.policy), and its constructor must accept `params`.
+Every kind registered without compiled hooks (agents.registry: dqn in agents.dqn, python in agents.python_specs,
+and any registered elsewhere) names a `policy` that checks a firm's spec and makes its agent; resolve_agents calls
+it for every such firm before anything runs. The python kind's policy imports and checks the class: the module
+and class must exist, the class must have the protocol's methods (engine.policy), and its constructor must accept
+`params`.
 Each failure is a ScenarioError naming the field (agents.1.class, agents.1.params). Importing a module runs its
 code: a shared service passes `allowed` (its allow-list), which is checked before any import.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
-from algocomp.engine.policy import PROTOCOL_METHODS, PolicyAgent, missing_methods
+from algocomp.agents import registry
+from algocomp.agents.python_specs import OWN_CLASSES_PREFIX, class_allowed, class_policy, load_class
+from algocomp.engine.policy import PolicyAgent
 from algocomp.scenarios import ScenarioError
 from algocomp.scenarios.model import Scenario
-from algocomp.scenarios.python_agents import DQN, PYTHON_PATH_TYPES, PythonAgent
 
-# algocomp's own Python-path agent classes: what a shared deployment admits by default.
-OWN_CLASSES_PREFIX = "algocomp.agents."
+__all__ = [
+    "ADAPTED_TYPES",
+    "OWN_CLASSES_PREFIX",
+    "agent_factories",
+    "check_population",
+    "class_allowed",
+    "class_policy",
+    "load_class",
+    "resolve_agents",
+]
 
 
 def _prefix(scenario: Scenario, firm: int) -> str:
     return f"agents.{firm}" if isinstance(scenario.agents, list) else "agents"
 
 
-def class_allowed(path: str, allow_list: list[str] | tuple[str, ...]) -> bool:
-    """Whether an allow-list admits a class path: an entry is an exact `module:Class`, or a prefix ending in `.`
-    or `:` (`algocomp.agents.` admits every class of algocomp's agents package); `*` admits everything."""
-    for entry in allow_list:
-        if entry == "*" or path == entry or (entry.endswith((".", ":")) and path.startswith(entry)):
-            return True
-    return False
-
-
-def load_class(path: str, field: str) -> type:
-    """The class at `module.path:Name`, checked for the protocol's methods (ScenarioError naming `field`)."""
-    module_name, _, qualname = path.partition(":")
-    try:
-        target: object = importlib.import_module(module_name)
-    except Exception as error:  # noqa: BLE001 - any failure to import is the user's path at fault
-        raise ScenarioError(field, f"cannot import module {module_name!r}: {type(error).__name__}: {error}") from error
-    for part in qualname.split("."):
-        if not hasattr(target, part):
-            raise ScenarioError(field, f"module {module_name!r} has no {qualname!r}")
-        target = getattr(target, part)
-    if not isinstance(target, type):
-        raise ScenarioError(field, f"{path} is not a class")
-    missing = missing_methods(target)
-    if missing:
-        raise ScenarioError(
-            field,
-            f"{path} lacks the protocol method{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
-            f"(an agent needs {', '.join(PROTOCOL_METHODS)}; see docs/python-agents.md)",
-        )
-    return target
-
-
-def _instantiate(cls: type, params: dict, field: str) -> PolicyAgent:
-    try:
-        return cls(**params)
-    except (TypeError, ValueError) as error:
-        raise ScenarioError(field, f"{cls.__name__}({', '.join(params)}) refused its params: {error}") from error
-
-
 def resolve_agents(
     scenario: Scenario, *, allowed: Callable[[str], bool] | None = None
 ) -> dict[int, Callable[[], PolicyAgent]]:
-    """Per firm with a Python-path agent, a function that makes a fresh agent for a session; every class is
-    imported, checked and constructed once here, so that errors show before anything runs (the population is
-    checked first: check_population).
+    """Per firm with a Python-path agent, a function that makes a fresh agent for a session, from its kind's
+    `policy` (agents.base.AgentKind); every class is imported, checked and constructed once here, so that errors
+    show before anything runs (the population is checked first: check_population).
 
     `allowed(path)`, if given, must admit every `type: python` class before it is imported (else ScenarioError
     at agents.N.class)."""
     check_population(scenario)
     factories: dict[int, Callable[[], PolicyAgent]] = {}
-    classes: dict[str, type] = {}
     for i, spec in enumerate(scenario.agent_list()):
+        kind = registry.kind_of(spec.type)
+        if kind.compiled:
+            continue
         prefix = _prefix(scenario, i)
-        if isinstance(spec, DQN):
-            from algocomp.agents.dqn import DQNAgent
-
-            factories[i] = _dqn_factory(DQNAgent, spec)
-        elif isinstance(spec, PythonAgent):
-            path = spec.class_
-            if allowed is not None and not allowed(path):
-                raise ScenarioError(
-                    f"{prefix}.class",
-                    f"{path} is not among the agent classes this service runs (its allow-list, setting "
-                    "python_agent_classes); run it from the CLI, or ask the operators to admit it",
-                )
-            if path not in classes:
-                classes[path] = load_class(path, f"{prefix}.class")
-            _instantiate(classes[path], dict(spec.params), f"{prefix}.params")
-            factories[i] = _class_factory(classes[path], dict(spec.params))
+        if kind.policy is None:
+            raise ScenarioError(
+                f"{prefix}.type", f"{spec.type} runs on the Python path, and its kind names no policy to build it"
+            )
+        factories[i] = kind.policy(spec, prefix, allowed)
     return factories
 
 
@@ -115,12 +77,13 @@ def check_population(scenario: Scenario) -> None:
     """Refuse a population with Python-path agents that the Python path cannot run (ScenarioError naming the
     field): sequential timing, or a compiled kind without an adapter beside them."""
     specs = scenario.agent_list()
-    if not any(spec.type in PYTHON_PATH_TYPES for spec in specs):
+    if not registry.needs_python_path(specs):
         return
     if scenario.market.timing != "simultaneous":
-        raise ScenarioError("market.timing", "agents on the Python path (dqn, python) need simultaneous timing")
+        names = ", ".join(sorted(registry.python_path_types()))
+        raise ScenarioError("market.timing", f"agents on the Python path ({names}) need simultaneous timing")
     for i, spec in enumerate(specs):
-        if spec.type in PYTHON_PATH_TYPES:
+        if not registry.kind_of(spec.type).compiled:
             continue
         if spec.type == "qlearning" and spec.update != "asynchronous":
             raise ScenarioError(
@@ -131,14 +94,6 @@ def check_population(scenario: Scenario) -> None:
                 f"{_prefix(scenario, i)}.type",
                 f"{spec.type} cannot run beside agents on the Python path yet ({', '.join(ADAPTED_TYPES)} can)",
             )
-
-
-def _dqn_factory(cls: type, spec: DQN) -> Callable[[], PolicyAgent]:
-    return lambda: cls(spec)
-
-
-def _class_factory(cls: type, params: dict) -> Callable[[], PolicyAgent]:
-    return lambda: cls(**params)
 
 
 def agent_factories(scenario: Scenario) -> dict[int, Callable[[], PolicyAgent]]:

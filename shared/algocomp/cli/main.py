@@ -348,9 +348,9 @@ def check_python_agents(scenario: Scenario) -> None:
     """Import and check the classes of `type: python` agents (and the population around them) before anything
     runs: a ScenarioError names the field (agents.1.class). The CLI runs any class the user names, importable
     from the Python path or the directory algocomp runs in."""
-    from algocomp.scenarios.python_agents import PYTHON_PATH_TYPES
+    from algocomp.agents import registry
 
-    if not any(spec.type in PYTHON_PATH_TYPES for spec in scenario.agent_list()):
+    if not registry.needs_python_path(scenario.agent_list()):
         return
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())

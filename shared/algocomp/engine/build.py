@@ -15,7 +15,16 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import TypeAdapter
 
-from algocomp.agents.catalog import F_POWER, I_KIND, I_TIE, QLEARNING, pack_agents
+from algocomp.agents import qlearning, registry
+from algocomp.agents.catalog import F_POWER, I_KIND, I_TIE, pack_agents
+from algocomp.engine.primitives import (
+    NOISE_ADDITIVE_FLOORED,
+    NOISE_ADDITIVE_UNFLOORED,
+    NOISE_MULTIPLICATIVE,
+    NOISE_NONE,
+    NOISE_PROFIT_UNIFORM,
+    Market,
+)
 from algocomp.markets import (
     Benchmarks,
     compute_benchmarks,
@@ -27,8 +36,8 @@ from algocomp.regulation.levers import allowed_prices, audit_terms, steer
 from algocomp.scenarios import ScenarioError
 from algocomp.scenarios.model import MarketSpec, PriceSpec, Scenario, UnitDemand
 
-# Noise kinds (scenarios.model.DemandNoise). noise_sd is the normal kinds' sd, or profit_uniform's half-width 1/snr.
-NOISE_NONE, NOISE_ADDITIVE_FLOORED, NOISE_MULTIPLICATIVE, NOISE_ADDITIVE_UNFLOORED, NOISE_PROFIT_UNIFORM = 0, 1, 2, 3, 4
+# Noise kinds (scenarios.model.DemandNoise, codes in engine.primitives). noise_sd is the normal kinds' sd, or
+# profit_uniform's half-width 1/snr.
 NOISE_CODES = {
     "none": NOISE_NONE,
     "additive_floored": NOISE_ADDITIVE_FLOORED,
@@ -36,6 +45,10 @@ NOISE_CODES = {
     "additive_unfloored": NOISE_ADDITIVE_UNFLOORED,
     "profit_uniform": NOISE_PROFIT_UNIFORM,
 }
+
+# The fast loop's Q-learners: the float column of their learning rate, the int column of their update rule.
+QLEARNING_ALPHA = registry.kind_of("qlearning").columns["alpha"][1]
+QLEARNING_SYNCHRONOUS = registry.kind_of("qlearning").columns["synchronous"][1]
 
 # The largest joint price table the engine will allocate (profiles), to fail early and clearly.
 MAX_PROFILES = 4_194_304
@@ -59,8 +72,8 @@ class CompiledScenario:
     expected_fine: np.ndarray  # (J, n) audit probability x fine where the firm's price is above the threshold
     allowed: np.ndarray  # (n, m) allowed action indices, first n_allowed[i] valid
     n_allowed: np.ndarray  # (n,)
-    ipar: np.ndarray  # (n, N_IPAR) int64
-    fpar: np.ndarray  # (n, N_FPAR) float64
+    ipar: np.ndarray  # (n, int columns) int64: agents.layout's, then every kind's named ones (agents.registry)
+    fpar: np.ndarray  # (n, float columns) float64
     q_size: int  # total entries of the flat Q array (all firms)
     s_size: int  # total entries of the flat per-state arrays (all firms)
     q_init: np.ndarray  # (q_size,) initial Q / preference values (0 where a uniform random init is drawn per session)
@@ -77,6 +90,30 @@ class CompiledScenario:
     # are implemented in the general loop only, so scenarios using them take it (a uniform random Q
     # initialisation only changes a session's starting table and keeps the fast loop).
     qlearning_only: bool
+
+    @functools.cached_property
+    def market(self) -> Market:
+        """The constants as the compiled loops take them (one record)."""
+        return Market(
+            profit=self.profit,
+            quantity=self.quantity,
+            cs_table=self.consumer_surplus,
+            expected_fine=self.expected_fine,
+            grid=self.grid,
+            costs=self.costs,
+            powers=self.powers,
+            allowed=self.allowed,
+            n_allowed=self.n_allowed,
+            ipar=self.ipar,
+            fpar=self.fpar,
+            sequential=self.sequential,
+            reprice_every=self.reprice_every,
+            noise_kind=self.noise_kind,
+            noise_sd=self.noise_sd,
+            audit_prob=self.audit_probability,
+            audit_fine=self.audit_fine,
+            audit_thr=self.audit_threshold,
+        )
 
 
 @functools.lru_cache(maxsize=64)
@@ -160,7 +197,8 @@ def compile_scenario(scenario: Scenario) -> CompiledScenario:
         audit_threshold=audit.threshold,
         learning=agents.learning,
         qlearning_only=bool(
-            np.all(agents.ipar[:, I_KIND] == QLEARNING)
+            np.all(agents.ipar[:, I_KIND] == qlearning.KIND.code)
+            and not np.any(agents.ipar[:, QLEARNING_SYNCHRONOUS] != 0)
             and not np.any(agents.ipar[:, I_TIE])
             and not np.any(agents.fpar[:, F_POWER] > 0.0)
             and not timing_sequential

@@ -14,7 +14,8 @@ Two of Calvano et al.'s measures (online appendix, Table A11) follow from these 
   profit against the rivals' strategy prices) is worth strictly less than following the strategy.
 
 Both apply to simultaneous-move populations whose every strategy is a table of greedy prices by state
-(Q-learning, expected SARSA, actor-critic); elsewhere they are undefined.
+(Q-learning, expected SARSA, actor-critic: the kinds registered with greedy_by_state); elsewhere they are
+undefined.
 """
 
 from __future__ import annotations
@@ -24,19 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from algocomp.agents.catalog import (
-    ACTOR_CRITIC,
-    EXPECTED_SARSA,
-    F_DELTA,
-    I_KIND,
-    I_SOFF,
-    QLEARNING,
-    QLEARNING_SYNC,
-)
+from algocomp.agents import registry
+from algocomp.agents.catalog import F_DELTA, I_KIND, I_SOFF
 from algocomp.engine.build import CompiledScenario
-from algocomp.engine.kernel import _next_state, best_response
-
-TABULAR_KINDS = (QLEARNING, QLEARNING_SYNC, EXPECTED_SARSA, ACTOR_CRITIC)
+from algocomp.engine.primitives import _next_state, best_response
 
 # A strategy price counts as a best reply when its value is within this relative distance of the best one: the
 # values are sums of the same table entries, so only rounding separates prices that lead to the same path.
@@ -45,7 +37,7 @@ BEST_REPLY_TOLERANCE = 1e-12
 
 def applies(cs: CompiledScenario) -> bool:
     """Whether the strategies are functions of the state alone (so deviations can be valued exactly)."""
-    return (not cs.sequential) and all(int(k) in TABULAR_KINDS for k in cs.ipar[:, I_KIND])
+    return (not cs.sequential) and all(registry.kind_by_code(int(k)).greedy_by_state for k in cs.ipar[:, I_KIND])
 
 
 @njit(cache=True)

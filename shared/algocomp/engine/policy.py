@@ -120,7 +120,7 @@ class SessionStream:
 
     def normal(self) -> float:
         """A standard normal draw (the kernel's Box-Muller, so the same number it would draw)."""
-        from algocomp.engine.kernel import _normal
+        from algocomp.engine.primitives import _normal
 
         state, z = _normal(np.uint64(self.state))
         self.state = int(state)
@@ -128,7 +128,7 @@ class SessionStream:
 
     def symmetric_unit(self) -> float:
         """A uniform draw on (-1, 1), symmetric about 0 (the kernel's)."""
-        from algocomp.engine.kernel import _symmetric_unit
+        from algocomp.engine.primitives import _symmetric_unit
 
         state, u = _symmetric_unit(np.uint64(self.state))
         self.state = int(state)

@@ -2,8 +2,8 @@
 Python, for populations with at least one agent the kernel cannot run (engine.policy's protocol).
 
 Everything around the loop is engine.session's: the initial state (new_state: tables, random initial prices, the
-session's stream), the panel accumulators and their merging (kernel._flush_interval, kernel._add_visits), the
-noise and audit draws and realised profits (kernel._normal, _symmetric_unit, _realised), the static best response
+session's stream), the panel accumulators and their merging (primitives._flush_interval, kernel._add_visits), the
+noise and audit draws and realised profits (primitives._normal, _symmetric_unit, _realised), the static best response
 of the forced deviation, the limit cycle, Calvano et al.'s shocks (session.cycle_starts and shock_lengths, given
 this module's frozen play), the deviation checks (deviations.check_cycle on the tabulated frozen strategies), the
 metrics and the output columns. So regulation (allowed prices, repricing limits, audits, noise), logging,
@@ -14,7 +14,10 @@ and the same draws from the session's stream: a Calvano Q-learner (asynchronous 
 exactly the compiled path's results on the same seeds (tests/test_python_path.py holds it), and it can face a
 Python agent. Adapted kinds: qlearning (asynchronous), fixed, nash, monopoly, myopic, epsilon_greedy, ucb1,
 ucb_tuned and thompson (tests/test_python_path.py holds each to the kernel's general loop). Simultaneous moves
-only.
+only. The adapters read each kind's named parameters from its registered columns (agents.catalog.kind_param: a
+Q-learner's alpha, a fixed price, UCB's c, Thompson's prior, the bandits' reward scale) and the columns every firm
+has (agents.layout); a firm runs here as an adapter when its kind is compiled, else its kind's `policy` builds
+its agent (agents.registry, agents.python).
 """
 
 from __future__ import annotations
@@ -25,39 +28,26 @@ from collections.abc import Callable
 
 import numpy as np
 
-from algocomp.agents.catalog import (
-    EPSILON_GREEDY,
-    F_ALPHA,
+from algocomp.agents import qlearning, registry
+from algocomp.agents.catalog import kind_param
+from algocomp.agents.layout import (
     F_BETA,
     F_DECAY,
     F_DELTA,
-    F_EPS0,
-    F_P1,
-    F_P2,
-    F_P3,
     F_POWER,
-    F_SCALE,
-    FIXED,
+    F_SCHEDULE_START,
     I_BASE,
     I_KIND,
     I_MEMORY,
     I_MODK1,
-    I_PRICE,
     I_QOFF,
     I_SOFF,
     I_TIE,
-    MYOPIC,
-    N_FPAR,
-    N_IPAR,
-    PYTHON_POLICY,
-    QLEARNING,
-    THOMPSON,
-    UCB1,
-    UCB_TUNED,
 )
 from algocomp.engine import kernel as K
+from algocomp.engine import primitives as P
 from algocomp.engine.build import NOISE_PROFIT_UNIFORM, CompiledScenario
-from algocomp.engine.deviations import TABULAR_KINDS, DeviationCheck, check_cycle
+from algocomp.engine.deviations import DeviationCheck, check_cycle
 from algocomp.engine.policy import MarketFacts, Observation, PolicyAgent, SessionStream
 from algocomp.engine.results import SessionResult
 from algocomp.engine.session import (
@@ -81,8 +71,13 @@ STOP_CHECK_PERIODS = 1024
 
 
 def uses_python_path(cs: CompiledScenario) -> bool:
-    """Whether any firm's agent is a Python-path agent (so the session must run here)."""
-    return bool(np.any(cs.ipar[:, I_KIND] == PYTHON_POLICY))
+    """Whether any firm's agent is a Python-path agent, one whose registered kind is not compiled (so the session
+    must run here)."""
+    return any(not _kind(cs, i).compiled for i in range(cs.n_firms))
+
+
+def _kind(cs: CompiledScenario, firm: int) -> registry.AgentKind:
+    return registry.kind_by_code(int(cs.ipar[firm, I_KIND]))
 
 
 def history_depth(cs: CompiledScenario) -> int:
@@ -130,8 +125,9 @@ class CompiledQLearning:
         i = firm
         self.q_off, self.s_off = int(cs.ipar[i, I_QOFF]), int(cs.ipar[i, I_SOFF])
         self.memory, self.base = int(cs.ipar[i, I_MEMORY]), int(cs.ipar[i, I_BASE])
-        self.alpha, self.delta = cs.fpar[i, F_ALPHA], cs.fpar[i, F_DELTA]
+        self.alpha, self.delta = kind_param(cs.ipar, cs.fpar, i, "alpha"), cs.fpar[i, F_DELTA]
         self.decay, self.power, self.beta = cs.fpar[i, F_DECAY], cs.fpar[i, F_POWER], cs.fpar[i, F_BETA]
+        self.start = cs.fpar[i, F_SCHEDULE_START]  # eps_0 of the polynomial schedule (1 for Q-learners)
         self.random_ties = bool(cs.ipar[i, I_TIE])
         self.allowed = cs.allowed[i, : int(cs.n_allowed[i])]
         self.n_allowed = int(cs.n_allowed[i])
@@ -164,10 +160,10 @@ class CompiledQLearning:
     def _rescan(self, base: int) -> tuple[int, float]:
         cs = self.cs
         if not self.random_ties:
-            g2, gv = K._row_argmax(self.st.Q, base, cs.allowed, cs.n_allowed, self.i)
+            g2, gv = P._row_argmax(self.st.Q, base, cs.allowed, cs.n_allowed, self.i)
             return int(g2), gv
         assert self.rng is not None
-        g2, gv, rs = K._row_argmax_random(self.st.Q, base, cs.allowed, cs.n_allowed, self.i, np.uint64(self.rng.state))
+        g2, gv, rs = P._row_argmax_random(self.st.Q, base, cs.allowed, cs.n_allowed, self.i, np.uint64(self.rng.state))
         self.rng.state = int(rs)
         return int(g2), gv
 
@@ -201,7 +197,7 @@ class CompiledQLearning:
             changed = g2 != g
         i = self.i
         if self.power > 0.0:  # the polynomial schedule, for period t + 1
-            st.eps[i] = 1.0 * (1.0 + self.beta * (observation.period + 1)) ** (-self.power)
+            st.eps[i] = self.start * (1.0 + self.beta * (observation.period + 1)) ** (-self.power)
         else:
             st.eps[i] *= self.decay
         return changed
@@ -214,7 +210,7 @@ class CompiledFixed:
     """fixed, nash and monopoly: the same price every period."""
 
     def __init__(self, cs: CompiledScenario, st: SessionState, firm: int) -> None:
-        self.price = int(cs.ipar[firm, I_PRICE])
+        self.price = int(kind_param(cs.ipar, cs.fpar, firm, "price"))
 
     def reset(self, firm: int, market: MarketFacts, rng: SessionStream) -> None:
         pass
@@ -241,7 +237,7 @@ class CompiledMyopic:
     def act(self, observation: Observation) -> int:
         cs = self.cs
         last = np.ascontiguousarray(observation.prices[0], dtype=np.int64)
-        return int(K.best_response(self.i, last, cs.profit, cs.expected_fine, cs.powers, cs.allowed, cs.n_allowed))
+        return int(P.best_response(self.i, last, cs.profit, cs.expected_fine, cs.powers, cs.allowed, cs.n_allowed))
 
     def learn(self, observation: Observation, action: int, reward: float, next_observation: Observation) -> bool:
         return False
@@ -257,7 +253,10 @@ class CompiledBandit:
     def __init__(self, cs: CompiledScenario, st: SessionState, firm: int) -> None:
         self.cs, self.st, self.i = cs, st, firm
         i = firm
-        self.kind = int(cs.ipar[i, I_KIND])
+        kind = _kind(cs, i)
+        self.kind = kind.name
+        # the kind's named parameters (agents/<kind>.py's Params), read from their columns
+        self.p = {name: kind_param(cs.ipar, cs.fpar, i, name) for name in kind.params._fields}
         self.q_off, self.s_off = int(cs.ipar[i, I_QOFF]), int(cs.ipar[i, I_SOFF])
         self.allowed = [int(a) for a in cs.allowed[i, : int(cs.n_allowed[i])]]
         self.random_ties = bool(cs.ipar[i, I_TIE])
@@ -270,18 +269,18 @@ class CompiledBandit:
         self.learning = True
 
     def act(self, observation: Observation) -> int:
-        st, i, qo, f = self.st, self.i, self.q_off, self.f
+        st, i, qo, p = self.st, self.i, self.q_off, self.p
         greedy = int(st.G[self.s_off])
         if not self.learning:
             return greedy
         rng = self.rng
         assert rng is not None
-        if self.kind == EPSILON_GREEDY:
+        if self.kind == "epsilon_greedy":
             if rng.coin(i) < st.eps[i]:
                 return self.allowed[rng.below(len(self.allowed))]
             return greedy
         N, Q = st.N, st.Q
-        if self.kind in (UCB1, UCB_TUNED):
+        if self.kind in ("ucb1", "ucb_tuned"):
             a = -1
             total = 0.0
             for c in self.allowed:  # every allowed price once (lowest first), then the largest index
@@ -294,21 +293,21 @@ class CompiledBandit:
             best_v = -np.inf
             for c in self.allowed:
                 plays = N[qo + c]
-                if self.kind == UCB1:
-                    v = Q[qo + c] + f[F_EPS0] * np.sqrt(log_total / plays)
+                if self.kind == "ucb1":
+                    v = Q[qo + c] + p["c"] * np.sqrt(log_total / plays)
                 else:
-                    v = K.ucb_tuned_index(Q[qo + c], st.S2[qo + c] / plays, plays, log_total)
+                    v = P.ucb_tuned_index(Q[qo + c], st.S2[qo + c] / plays, plays, log_total)
                 if v > best_v:
                     best_v, a = v, c
             return a
         # THOMPSON: a normal draw per allowed price, in order
-        prior_prec = 1.0 / (f[F_P2] * f[F_P2])
-        noise_prec = 1.0 / (f[F_P3] * f[F_P3])
+        prior_prec = 1.0 / (p["prior_sd"] * p["prior_sd"])
+        noise_prec = 1.0 / (p["noise_sd"] * p["noise_sd"])
         best_v = -np.inf
         a = self.allowed[0]
         for c in self.allowed:
             prec = prior_prec + N[qo + c] * noise_prec
-            mean = (f[F_P1] * prior_prec + Q[qo + c] * N[qo + c] * noise_prec) / prec
+            mean = (p["prior_mean"] * prior_prec + Q[qo + c] * N[qo + c] * noise_prec) / prec
             v = mean + rng.normal() / np.sqrt(prec)
             if v > best_v:
                 best_v, a = v, c
@@ -319,26 +318,25 @@ class CompiledBandit:
         cell = qo + action
         st.N[cell] += 1.0
         r = reward
-        if self.kind != EPSILON_GREEDY:
-            r = r / f[F_SCALE]
+        if self.kind != "epsilon_greedy":
+            r = r / self.p["reward_scale"]
         st.Q[cell] += (r - st.Q[cell]) / st.N[cell]
-        if self.kind == UCB_TUNED:
+        if self.kind == "ucb_tuned":
             st.S2[cell] += r * r
         if self.random_ties:
             assert self.rng is not None
-            rs, changed = K._greedy_after_update_random(
+            rs, changed = P._greedy_after_update_random(
                 st.Q, qo, cs.allowed, cs.n_allowed, i, st.G, st.V, so, action, st.Q[cell], np.uint64(self.rng.state)
             )
             self.rng.state = int(rs)
         else:
             g = st.G[so]
-            g2, gv = K._row_argmax(st.Q, qo, cs.allowed, cs.n_allowed, i)
+            g2, gv = P._row_argmax(st.Q, qo, cs.allowed, cs.n_allowed, i)
             st.G[so] = g2
             st.V[so] = gv
             changed = g2 != g
         if f[F_POWER] > 0.0:
-            start = f[F_EPS0] if self.kind == EPSILON_GREEDY else 1.0
-            st.eps[i] = start * (1.0 + f[F_BETA] * (observation.period + 1)) ** (-f[F_POWER])
+            st.eps[i] = f[F_SCHEDULE_START] * (1.0 + f[F_BETA] * (observation.period + 1)) ** (-f[F_POWER])
         else:
             st.eps[i] *= f[F_DECAY]
         return bool(changed)
@@ -347,14 +345,15 @@ class CompiledBandit:
         self.learning = False
 
 
-_ADAPTERS: dict[int, Callable[[CompiledScenario, SessionState, int], PolicyAgent]] = {
-    QLEARNING: CompiledQLearning,
-    FIXED: CompiledFixed,
-    MYOPIC: CompiledMyopic,
-    EPSILON_GREEDY: CompiledBandit,
-    UCB1: CompiledBandit,
-    UCB_TUNED: CompiledBandit,
-    THOMPSON: CompiledBandit,
+# By registered kind name (agents.registry): "fixed" covers fixed, nash and monopoly.
+_ADAPTERS: dict[str, Callable[[CompiledScenario, SessionState, int], PolicyAgent]] = {
+    "qlearning": CompiledQLearning,
+    "fixed": CompiledFixed,
+    "myopic": CompiledMyopic,
+    "epsilon_greedy": CompiledBandit,
+    "ucb1": CompiledBandit,
+    "ucb_tuned": CompiledBandit,
+    "thompson": CompiledBandit,
 }
 
 
@@ -372,15 +371,15 @@ def build_agents(
     agents: list[PolicyAgent] = []
     adapted: list[bool] = []
     for i in range(cs.n_firms):
-        kind = int(cs.ipar[i, I_KIND])
-        if kind == PYTHON_POLICY:
+        kind = _kind(cs, i)
+        if not kind.compiled:
             agents.append(factories[i]())
             adapted.append(False)
-        elif kind in _ADAPTERS:
-            agents.append(_ADAPTERS[kind](cs, st, i))
+        elif kind.name in _ADAPTERS:
+            agents.append(_ADAPTERS[kind.name](cs, st, i))
             adapted.append(True)
         else:
-            raise ValueError(f"firm {i}'s agent kind {kind} has no adapter on the Python path")
+            raise ValueError(f"firm {i}'s agent kind {kind.name} has no adapter on the Python path")
     return agents, adapted
 
 
@@ -458,7 +457,7 @@ class PythonSession:
             raise ValueError(f"firm {i}'s agent returned price index {a}; the grid has indices 0..{cs.n_prices - 1}")
         if a in self.allowed_sets[i]:
             return a
-        return int(K._nearest_allowed(i, float(cs.grid[i, a]), cs.grid, cs.allowed, cs.n_allowed))
+        return int(P._nearest_allowed(i, float(cs.grid[i, a]), cs.grid, cs.allowed, cs.n_allowed))
 
     # -- learning
 
@@ -471,8 +470,8 @@ class PythonSession:
         n = cs.n_firms
         h = cs.scenario.horizon
         clock = st.clock
-        t = int(clock[K.C_T])
-        stable = int(clock[K.C_STABLE])
+        t = int(clock[P.C_T])
+        stable = int(clock[P.C_STABLE])
         tail_len = st.tail_a.shape[0]
         tail_slot = t % tail_len if tail_len > 0 else 0
         count_visits = st.visits.shape[0] == cs.n_profiles and st.visits.shape[0] > 0
@@ -511,7 +510,7 @@ class PythonSession:
                 if cs.audit_probability > 0.0:
                     audited = stream.unit() < cs.audit_probability
                 for i in range(n):
-                    realised_q[i], realised_pi[i] = K._realised(
+                    realised_q[i], realised_pi[i] = P._realised(
                         i,
                         j,
                         int(new_act[i]),
@@ -550,11 +549,11 @@ class PythonSession:
                     acc[n + i] += realised_q[i]
                     acc[2 * n + i] += realised_pi[i]
                 acc[3 * n] += cs.consumer_surplus[j]
-            clock[K.C_ACC_COUNT] += 1
-            if clock[K.C_ACC_COUNT] == clock[K.C_INTERVAL]:
+            clock[P.C_ACC_COUNT] += 1
+            if clock[P.C_ACC_COUNT] == clock[P.C_INTERVAL]:
                 if count_visits:
                     K._add_visits(st.visits, st.acc_f, cs.grid, powers, cs.quantity, cs.profit, cs.consumer_surplus)
-                K._flush_interval(st.log_f, st.log_i, st.acc_f, clock, t)
+                P._flush_interval(st.log_f, st.log_i, st.acc_f, clock, t)
             if tail_len > 0:
                 st.tail_a[tail_slot] = new_act
                 st.tail_q[tail_slot] = realised_q
@@ -563,16 +562,16 @@ class PythonSession:
             stable += 1
             t += 1
             done += 1
-            if stable >= h.convergence_periods and clock[K.C_CONVERGED_AT] < 0:
-                clock[K.C_CONVERGED_AT] = t
+            if stable >= h.convergence_periods and clock[P.C_CONVERGED_AT] < 0:
+                clock[P.C_CONVERGED_AT] = t
                 if h.stop_at_convergence:
                     break
         if count_visits:
             K._add_visits(st.visits, st.acc_f, cs.grid, powers, cs.quantity, cs.profit, cs.consumer_surplus)
         self.history = history
         st.rng[0] = np.uint64(stream.state)
-        clock[K.C_T] = t
-        clock[K.C_STABLE] = stable
+        clock[P.C_T] = t
+        clock[P.C_STABLE] = stable
         return done
 
     def learn(
@@ -618,7 +617,7 @@ class PythonSession:
                 else:
                     new_act[i] = self._price(i, self.agents[i].act(obs[i]))
             if step == 0 and deviate_firm >= 0:
-                new_act[deviate_firm] = K.best_response(
+                new_act[deviate_firm] = P.best_response(
                     deviate_firm, new_act, cs.profit, cs.expected_fine, cs.powers, cs.allowed, cs.n_allowed
                 )
             record[step] = new_act
@@ -639,10 +638,10 @@ class PythonSession:
         strategy a function of recent prices: tabular kinds and, by the protocol, frozen Python agents), on the
         frozen strategies tabulated over every price history of the observed depth, when those are few enough."""
         cs = self.cs
-        kinds = [int(k) for k in cs.ipar[:, I_KIND]]
         if cs.sequential or not starts:
             return None
-        if not all(k in TABULAR_KINDS or k == PYTHON_POLICY for k in kinds):
+        kinds = [_kind(cs, i) for i in range(cs.n_firms)]
+        if not all(kind.greedy_by_state or not kind.compiled for kind in kinds):
             return None
         n, m, profiles = cs.n_firms, cs.n_prices, cs.n_profiles
         learners = [agent for agent in self.agents if isinstance(agent, CompiledQLearning)]
@@ -670,11 +669,12 @@ class PythonSession:
             obs = self.observations(history, 0)
             for i in range(n):
                 G[i * states + s] = self._price(i, self.agents[i].act(obs[i]))
-        ipar = np.zeros((n, N_IPAR), dtype=np.int64)
-        fpar = np.zeros((n, N_FPAR))
+        n_int, n_float = registry.widths()
+        ipar = np.zeros((n, n_int), dtype=np.int64)
+        fpar = np.zeros((n, n_float))
         specs = cs.scenario.agent_list()
         for i in range(n):
-            ipar[i, I_KIND] = QLEARNING  # a table of greedy prices by state, read as a Q-learner's
+            ipar[i, I_KIND] = qlearning.KIND.code  # a table of greedy prices by state, read as a Q-learner's
             ipar[i, I_SOFF] = i * states
             ipar[i, I_MEMORY] = depth
             ipar[i, I_BASE] = profiles

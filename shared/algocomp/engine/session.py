@@ -14,28 +14,24 @@ from typing import NamedTuple
 
 import numpy as np
 
+from algocomp.agents import registry
 from algocomp.agents.catalog import (
-    ACTOR_CRITIC,
-    EPSILON_GREEDY,
-    EXPECTED_SARSA,
-    F_EPS0,
+    F_EXPLORE0,
     F_QHIGH,
     F_QLOW,
     I_BASE,
     I_KIND,
     I_MEMORY,
     I_QOFF,
+    I_RIVALS,
     I_SOFF,
     I_STATES,
     I_TIE,
-    KLEIN,
-    QLEARNING,
-    QLEARNING_SYNC,
-    UCB_TUNED,
 )
 from algocomp.engine import kernel as K
-from algocomp.engine.build import CompiledScenario
+from algocomp.engine.build import QLEARNING_ALPHA, CompiledScenario
 from algocomp.engine.deviations import DeviationCheck, applies, check_cycle
+from algocomp.engine.primitives import Tables
 from algocomp.engine.results import PANEL_COLUMNS, SessionResult
 from algocomp.engine.seeds import q_init_seed, splitmix64
 
@@ -79,10 +75,10 @@ class SessionState:
     def copy(self) -> SessionState:
         return SessionState(**{f.name: getattr(self, f.name).copy() for f in fields(self)})
 
-    def general_arguments(self) -> tuple:
-        """The state arrays in kernel.run_periods' argument order (U2 and visits serve only run_qlearning,
-        history only engine.python_session)."""
-        return tuple(getattr(self, f.name) for f in fields(self) if f.name not in ("U2", "visits", "history"))
+    def record(self) -> Tables:
+        """The arrays as the compiled loops take them (one record; the arrays are shared, not copied; history
+        serves only engine.python_session)."""
+        return Tables(**{f.name: getattr(self, f.name) for f in fields(self) if f.name != "history"})
 
     @property
     def period(self) -> int:
@@ -166,17 +162,14 @@ def new_state(cs: CompiledScenario, seed: int) -> SessionState:
     G = np.zeros(cs.s_size, dtype=np.int64)
     eps = np.zeros(n)
     for i in range(n):
-        kind = int(cs.ipar[i, I_KIND])
+        kind = registry.kind_by_code(int(cs.ipar[i, I_KIND]))
         states, qo, so = (int(cs.ipar[i, c]) for c in (I_STATES, I_QOFF, I_SOFF))
         rows = Q[qo : qo + states * m].reshape(states, m)
         G[so : so + states] = np.argmax(rows, axis=1)  # first maximum, forbidden prices hold -inf
-        V[so : so + states] = rows.max(axis=1) if kind != ACTOR_CRITIC else 0.0
+        V[so : so + states] = rows.max(axis=1) if kind.values_from_table else 0.0
         if m > 1:
             U2[so : so + states] = np.sort(rows, axis=1)[:, -2]
-        if kind in (QLEARNING, QLEARNING_SYNC, EXPECTED_SARSA, KLEIN):
-            eps[i] = 1.0
-        elif kind in (EPSILON_GREEDY, ACTOR_CRITIC):
-            eps[i] = cs.fpar[i, F_EPS0]
+        eps[i] = cs.fpar[i, F_EXPLORE0]
 
     # A random initial state: `memory` random price profiles among the allowed prices (Calvano et al.).
     depth = max(1, int(cs.ipar[:, I_MEMORY].max()))
@@ -187,9 +180,8 @@ def new_state(cs: CompiledScenario, seed: int) -> SessionState:
     act = history[0].copy()
     state = np.zeros(n, dtype=np.int64)
     for i in range(n):
-        kind = int(cs.ipar[i, I_KIND])
         memory, base = int(cs.ipar[i, I_MEMORY]), int(cs.ipar[i, I_BASE])
-        if kind == KLEIN:
+        if cs.ipar[i, I_RIVALS]:
             state[i] = sum(int(act[k]) * m ** (k - (k > i)) for k in range(n) if k != i)
         else:
             s = 0
@@ -206,7 +198,7 @@ def new_state(cs: CompiledScenario, seed: int) -> SessionState:
     return SessionState(
         Q=Q,
         N=np.zeros(cs.q_size),
-        S2=np.zeros(cs.q_size if (cs.ipar[:, I_KIND] == UCB_TUNED).any() else 0),
+        S2=np.zeros(cs.q_size if any(registry.kind_by_code(int(k)).square_sums for k in cs.ipar[:, I_KIND]) else 0),
         V=V,
         U2=U2,
         G=G,
@@ -261,79 +253,21 @@ def advance(
     use it to
     measure what logging costs)."""
     h = cs.scenario.horizon
-    if not learn and cs.qlearning_only and not general:
-        return int(
-            K.play_qlearning(
-                cs.profit,
-                cs.expected_fine,
-                cs.grid,
-                cs.powers,
-                cs.allowed,
-                cs.n_allowed,
-                cs.ipar,
-                st.G,
-                st.act,
-                st.state,
-                st.clock,
-                record,
-                periods,
-                force_step,
-                force_firm,
-            )
-        )
-    if learn and cs.qlearning_only and not general:
+    mk, tables = cs.market, st.record()
+    if cs.qlearning_only and not general:
+        # the records cross into compiled code as plain tuples, which numba types far faster than named ones
+        fast_mk, fast_tables = tuple(mk), tuple(tables)
+        if not learn:
+            return int(K.play_qlearning(fast_mk, fast_tables, record, periods, force_step, force_firm))
         return int(
             K.run_qlearning(
-                cs.profit,
-                cs.quantity,
-                cs.consumer_surplus,
-                cs.grid,
-                cs.powers,
-                cs.allowed,
-                cs.n_allowed,
-                cs.ipar,
-                cs.fpar,
-                st.Q,
-                st.V,
-                st.U2,
-                st.G,
-                st.eps,
-                st.act,
-                st.state,
-                st.rng,
-                st.clock,
-                st.log_f,
-                st.log_i,
-                st.acc_f,
-                st.tail_a,
-                st.visits,
-                periods,
-                h.convergence_periods,
-                h.stop_at_convergence,
-                log,
+                fast_mk, fast_tables, QLEARNING_ALPHA, periods, h.convergence_periods, h.stop_at_convergence, log
             )
         )
     return int(
-        K.run_periods(  # type: ignore[call-arg]  # numba's Dispatcher stub types __call__ with fewer parameters
-            cs.profit,
-            cs.quantity,
-            cs.consumer_surplus,
-            cs.expected_fine,
-            cs.grid,
-            cs.costs,
-            cs.powers,
-            cs.allowed,
-            cs.n_allowed,
-            cs.ipar,
-            cs.fpar,
-            cs.sequential,
-            cs.reprice_every,
-            cs.noise_kind,
-            cs.noise_sd,
-            cs.audit_probability,
-            cs.audit_fine,
-            cs.audit_threshold,
-            *st.general_arguments(),
+        K.run_periods(
+            mk,
+            tables,
             periods,
             learn,
             h.convergence_periods,

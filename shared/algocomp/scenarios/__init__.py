@@ -6,6 +6,7 @@
 The format is documented in docs/scenario-format.md.
 """
 
+from algocomp.agents import registry
 from algocomp.scenarios.loader import (
     PRESETS_DIR,
     ScenarioError,
@@ -41,6 +42,9 @@ from algocomp.scenarios.model import (
     UnitDemand,
 )
 from algocomp.scenarios.overrides import apply_overrides, parse_override
+
+# Agent kinds from modules named in ALGOCOMP_AGENTS join the format now that it is complete (agents.registry).
+registry.load_agent_modules()
 
 __all__ = [
     "LEARNING_AGENT_TYPES",

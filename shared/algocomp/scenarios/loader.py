@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from algocomp.scenarios.model import Scenario
+from algocomp.spec import ScenarioError
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 SCENARIO_SUFFIXES = (".yaml", ".yml", ".json")
@@ -30,19 +31,6 @@ SCENARIO_SUFFIXES = (".yaml", ".yml", ".json")
 MAX_DOCUMENT_DEPTH = 64
 
 Loc = list[str | int]
-
-
-class ScenarioError(ValueError):
-    """A scenario that cannot be read or does not validate.
-
-    `field` is the dotted path of the field at fault ("horizon.max_periods", "agents.0.alpha"), or "" when the
-    problem is not about one field (a missing file, malformed YAML); `problem` says what is wrong.
-    """
-
-    def __init__(self, field: str, problem: str) -> None:
-        self.field = field
-        self.problem = problem
-        super().__init__(f"{field}: {problem}" if field else problem)
 
 
 # --------------------------------------------------------------------------------------------- YAML

@@ -8,43 +8,33 @@ dotted path of the field at fault before any simulation starts.
 
 from __future__ import annotations
 
-import math
-from typing import Annotated, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
-    FiniteFloat,
     NonNegativeFloat,
     PositiveFloat,
     PositiveInt,
     ValidationInfo,
     field_validator,
-    model_serializer,
     model_validator,
 )
 
-from algocomp.scenarios.python_agents import DQN, PythonAgent
-
-
-class Spec(BaseModel):
-    """Base for every section: unknown keys are errors, so a typo never silently keeps a default."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    # Fields added after scenarios were first stored: a dump leaves them out while they hold their default, so
-    # every scenario written before they existed keeps its dump and its fingerprint (scenario_hash).
-    later_fields: ClassVar[tuple[str, ...]] = ()
-
-    @model_serializer(mode="wrap")
-    def _dump(self, handler):
-        data = handler(self)
-        for name in self.later_fields:
-            if name in data and getattr(self, name) == type(self).model_fields[name].default:
-                del data[name]
-        return data
-
+from algocomp.agents import registry
+from algocomp.agents.actor_critic import ActorCritic
+from algocomp.agents.base import PriceRef, QInit, UniformQInit
+from algocomp.agents.epsilon_greedy import EpsilonGreedyBandit
+from algocomp.agents.expected_sarsa import ExpectedSarsa
+from algocomp.agents.fixed import FixedPrice, MonopolyPlayer, NashPlayer
+from algocomp.agents.grim_trigger import GrimTrigger
+from algocomp.agents.klein import KleinQLearning
+from algocomp.agents.myopic import MyopicBestResponse
+from algocomp.agents.qlearning import QLearning
+from algocomp.agents.thompson import ThompsonBandit
+from algocomp.agents.tit_for_tat import TitForTat
+from algocomp.agents.ucb1 import UCB1Bandit
+from algocomp.agents.ucb_tuned import UCBTunedBandit
+from algocomp.spec import Spec
 
 # --------------------------------------------------------------------------------------------- market
 
@@ -236,245 +226,17 @@ class ExplicitPrices(Spec):
 
 PriceSpec = Annotated[BenchmarkGrid | RangeGrid | ExplicitPrices, Field(discriminator="kind")]
 
-# A price named by its role: the Nash or monopoly benchmark (the nearest grid price), or a number.
-PriceRef = Literal["nash", "monopoly"] | NonNegativeFloat
-
 
 # --------------------------------------------------------------------------------------------- agents
 
-
-class FixedPrice(Spec):
-    type: Literal["fixed"] = "fixed"
-    price: PriceRef = Field(description="the price played every period (the nearest grid price), or nash/monopoly")
-
-
-class NashPlayer(Spec):
-    """Always plays the grid price nearest the static Bertrand-Nash price."""
-
-    type: Literal["nash"] = "nash"
-
-
-class MonopolyPlayer(Spec):
-    """Always plays the grid price nearest the joint-profit-maximising price."""
-
-    type: Literal["monopoly"] = "monopoly"
-
-
-class MyopicBestResponse(Spec):
-    """Plays the grid price that maximises this period's profit against the rivals' last prices."""
-
-    type: Literal["myopic"] = "myopic"
-
-
-# Exploration schedules: eps_t = eps_0 * decay(t), with decay(t) = exp(-beta t) (exponential, Calvano et al. 2020) or
-# (1 + beta t)^(-power) (polynomial). Power 1 is the harmonic schedule eps_0 / (1 + beta t), the "GLIE" decay of
-# Singh, Jaakkola, Littman & Szepesvari (2000) and the eps_n-greedy rule of Auer, Cesa-Bianchi & Fischer (2002);
-# beta is the rate in both, so a scenario that only sets beta keeps its exponential meaning.
-Schedule = Literal["exponential", "polynomial"]
-SCHEDULE_DESCRIPTION = (
-    "exploration schedule: exponential eps_t = eps_0 exp(-beta t); polynomial eps_t = eps_0 (1 + beta t)^(-power)"
-)
-POWER_DESCRIPTION = "the polynomial schedule's exponent (schedule: polynomial only)"
-TieBreak = Literal["first", "random"]
-TIE_BREAK_DESCRIPTION = (
-    "prices sharing the largest value: first, the lowest such price; random, one drawn uniformly among them from "
-    "the session's stream whenever the greedy price is re-determined"
-)
-
-
-def _power_needs_polynomial(power: float, info: ValidationInfo) -> float:
-    if info.data.get("schedule", "exponential") != "polynomial" and power != 1.0:
-        raise ValueError("power sets the polynomial schedule's exponent; set schedule: polynomial to use it")
-    return power
-
-
-class EpsilonGreedyBandit(Spec):
-    """Ignores the rivals: sample-average profit per price; explores with probability epsilon * exp(-beta t)
-    (or epsilon * (1 + beta t)^(-power) with schedule polynomial)."""
-
-    type: Literal["epsilon_greedy"] = "epsilon_greedy"
-    later_fields: ClassVar[tuple[str, ...]] = ("schedule", "power", "tie_break")
-    epsilon: float = Field(0.1, ge=0.0, le=1.0)
-    beta: NonNegativeFloat = Field(0.0, description="exploration decay rate per period")
-    schedule: Schedule = Field("exponential", description=SCHEDULE_DESCRIPTION)
-    power: PositiveFloat = Field(1.0, description=POWER_DESCRIPTION)
-    tie_break: TieBreak = Field("first", description=TIE_BREAK_DESCRIPTION)
-
-    _power = field_validator("power")(_power_needs_polynomial)
-
-
-class UCB1Bandit(Spec):
-    """UCB1 (Auer et al. 2002) on profits scaled to [0, 1] by the largest profit on the grid."""
-
-    type: Literal["ucb1"] = "ucb1"
-    c: PositiveFloat = Field(math.sqrt(2.0), description="exploration constant")
-
-
-class UCBTunedBandit(Spec):
-    """UCB-tuned (Auer, Cesa-Bianchi & Fischer 2002, section 4), the bandit of Hansen, Misra & Pai (2021).
-
-    Every allowed price is played once; then the price j with the largest
-    mean_j + sqrt((ln n / n_j) min(1/4, V_j)), V_j = (mean of squared rewards_j - mean_j^2) + sqrt(2 ln n / n_j),
-    where n_j counts price j's plays and n all plays. Rewards are profits divided by the largest profit on the grid
-    (scale_rewards true, as ucb1) or the profits themselves (false, as Hansen et al.).
-    """
-
-    type: Literal["ucb_tuned"] = "ucb_tuned"
-    scale_rewards: bool = Field(
-        True, description="divide profits by the largest profit on the grid (true) or learn from raw profits (false)"
-    )
-
-
-class ThompsonBandit(Spec):
-    """Gaussian Thompson sampling on profits scaled by the largest profit on the grid."""
-
-    type: Literal["thompson"] = "thompson"
-    prior_mean: float = 0.5
-    prior_sd: PositiveFloat = 1.0
-    noise_sd: PositiveFloat = Field(0.1, description="assumed sd of a scaled profit observation")
-
-
-class UniformQInit(Spec):
-    """Q drawn uniformly in [low, high), independently for every state and price, afresh in every session from the
-    session's own seed (Calvano et al.'s online appendix, "Random (0, 10)")."""
-
-    uniform: tuple[float, float] = Field(description="[low, high]: finite bounds with low < high")
-
-    @field_validator("uniform")
-    @classmethod
-    def _bounds(cls, bounds: tuple[float, float]) -> tuple[float, float]:
-        low, high = bounds
-        if not (math.isfinite(low) and math.isfinite(high)):
-            raise ValueError("the bounds must be finite numbers")
-        if not low < high:
-            raise ValueError("low (the first bound) must be below high (the second)")
-        return bounds
-
-
-# A constant initial value must be finite: a NaN or infinite table has no greedy price.
-QInit = Literal["calvano", "zero"] | FiniteFloat | UniformQInit
-
-
-class QLearning(Spec):
-    """Tabular Q-learning with memory k exactly as Calvano et al. (2020).
-
-    State: the price vector of the last `memory` periods. Exploration: a uniformly random price with probability
-    exp(-beta t) (or (1 + beta t)^(-power) with schedule polynomial). Q starts at the discounted profit against
-    uniformly random rivals (q_init calvano), or a constant, or uniform random draws (q_init {uniform: [low, high]}).
-    update asynchronous: only the price played is updated (Calvano); synchronous: every price is updated with
-    its counterfactual profit against the rivals' actual prices (Asker, Fershtman & Pakes 2022).
-    """
-
-    type: Literal["qlearning"] = "qlearning"
-    later_fields: ClassVar[tuple[str, ...]] = ("schedule", "power", "tie_break")
-    alpha: float = Field(0.15, gt=0.0, le=1.0, description="learning rate")
-    delta: float = Field(0.95, ge=0.0, lt=1.0, description="discount factor")
-    beta: NonNegativeFloat = Field(4e-6, description="exploration decay: eps_t = exp(-beta t)")
-    schedule: Schedule = Field("exponential", description=SCHEDULE_DESCRIPTION)
-    power: PositiveFloat = Field(1.0, description=POWER_DESCRIPTION)
-    memory: int = Field(1, ge=0, le=4, description="periods of past prices in the state (0: stateless)")
-    update: Literal["asynchronous", "synchronous"] = "asynchronous"
-    q_init: QInit = "calvano"
-    tie_break: TieBreak = Field("first", description=TIE_BREAK_DESCRIPTION)
-
-    _power = field_validator("power")(_power_needs_polynomial)
-
-
-class KleinQLearning(Spec):
-    """Klein (2021) Q-learning for alternating moves: the state is the rival's current price, and the update
-    Q <- (1-alpha) Q + alpha [pi_t + delta pi_{t+1} + delta^2 max Q] accounts for the rival's response."""
-
-    type: Literal["klein_qlearning"] = "klein_qlearning"
-    later_fields: ClassVar[tuple[str, ...]] = ("schedule", "power", "tie_break")
-    alpha: float = Field(0.3, gt=0.0, le=1.0)
-    delta: float = Field(0.95, ge=0.0, lt=1.0)
-    beta: NonNegativeFloat = Field(1.3816e-5, description="eps_t = exp(-beta t); the default leaves 0.1% at t = 500k")
-    schedule: Schedule = Field("exponential", description=SCHEDULE_DESCRIPTION)
-    power: PositiveFloat = Field(1.0, description=POWER_DESCRIPTION)
-    q_init: QInit = "zero"
-    tie_break: TieBreak = Field("first", description=TIE_BREAK_DESCRIPTION)
-
-    _power = field_validator("power")(_power_needs_polynomial)
-
-
-class ExpectedSarsa(Spec):
-    """Expected SARSA: the target averages Q over the epsilon-greedy policy instead of taking its max."""
-
-    type: Literal["expected_sarsa"] = "expected_sarsa"
-    later_fields: ClassVar[tuple[str, ...]] = ("schedule", "power", "tie_break")
-    alpha: float = Field(0.15, gt=0.0, le=1.0)
-    delta: float = Field(0.95, ge=0.0, lt=1.0)
-    beta: NonNegativeFloat = 4e-6
-    schedule: Schedule = Field("exponential", description=SCHEDULE_DESCRIPTION)
-    power: PositiveFloat = Field(1.0, description=POWER_DESCRIPTION)
-    memory: int = Field(1, ge=0, le=4)
-    q_init: QInit = "calvano"
-    tie_break: TieBreak = Field("first", description=TIE_BREAK_DESCRIPTION)
-
-    _power = field_validator("power")(_power_needs_polynomial)
-
-
-class ActorCritic(Spec):
-    """Softmax actor-critic over the price grid: preferences theta[s, a], a state-value critic V[s], both
-    moved by the TD error; the temperature decays as temperature * exp(-beta t) down to min_temperature."""
-
-    type: Literal["actor_critic"] = "actor_critic"
-    actor_lr: PositiveFloat = 0.05
-    critic_lr: PositiveFloat = 0.1
-    delta: float = Field(0.95, ge=0.0, lt=1.0)
-    temperature: PositiveFloat = Field(0.05, description="softmax temperature in profit units")
-    beta: NonNegativeFloat = 4e-6
-    min_temperature: PositiveFloat = 1e-4
-    memory: int = Field(1, ge=0, le=4)
-
-
-class GrimTrigger(Spec):
-    """Cooperates until any rival prices below the cooperative price, then punishes forever."""
-
-    type: Literal["grim_trigger"] = "grim_trigger"
-    cooperate: PriceRef = "monopoly"
-    punish: PriceRef = "nash"
-
-
-class TitForTat(Spec):
-    """Matches the lowest rival price of the last period; opens with `initial`."""
-
-    type: Literal["tit_for_tat"] = "tit_for_tat"
-    initial: PriceRef = "monopoly"
-
-
-AgentSpec = Annotated[
-    FixedPrice
-    | NashPlayer
-    | MonopolyPlayer
-    | MyopicBestResponse
-    | EpsilonGreedyBandit
-    | UCB1Bandit
-    | UCBTunedBandit
-    | ThompsonBandit
-    | QLearning
-    | KleinQLearning
-    | ExpectedSarsa
-    | ActorCritic
-    | GrimTrigger
-    | TitForTat
-    | DQN
-    | PythonAgent,
-    Field(discriminator="type"),
-]
-
-LEARNING_AGENT_TYPES = frozenset(
-    {
-        "epsilon_greedy",
-        "ucb1",
-        "ucb_tuned",
-        "thompson",
-        "qlearning",
-        "klein_qlearning",
-        "expected_sarsa",
-        "actor_critic",
-    }
-)
+# Every agent spec is defined with its kind, one module per kind in algocomp.agents; the registry
+# (agents.registry) says which exist. AgentSpec, the union a scenario's `agents` takes, is derived from it, and
+# Scenario is rebuilt whenever a kind is registered. The built-in specs are re-exported here under their names.
+if TYPE_CHECKING:
+    AgentSpec = Spec  # every agent spec is a Spec; the union itself exists only at run time
+else:
+    AgentSpec = registry.spec_union()
+LEARNING_AGENT_TYPES = registry.learning_types()
 
 
 # --------------------------------------------------------------------------------------------- regulation
@@ -577,13 +339,10 @@ class Scenario(Spec):
             raise ValueError(f"logging.deviating_firm is {self.logging.deviating_firm} but firms are 0..{n - 1}")
         timing = self.market.timing
         for i, agent in enumerate(self.agent_list()):
-            if agent.type == "klein_qlearning" and timing != "sequential":
-                raise ValueError(f"agents[{i}]: klein_qlearning needs market.timing = sequential")
-            if agent.type in ("qlearning", "expected_sarsa", "actor_critic") and timing != "simultaneous":
-                raise ValueError(
-                    f"agents[{i}]: {agent.type} needs market.timing = simultaneous (use klein_qlearning for "
-                    "alternating moves)"
-                )
+            timings = registry.kind_of(agent.type).timings
+            if timing not in timings:
+                advice = " (use klein_qlearning for alternating moves)" if timing == "sequential" else ""
+                raise ValueError(f"agents[{i}]: {agent.type} needs market.timing = {' or '.join(timings)}{advice}")
         return self
 
     def agent_list(self) -> list:
@@ -591,3 +350,39 @@ class Scenario(Spec):
         if isinstance(self.agents, list):
             return list(self.agents)
         return [self.agents] * self.market.n_firms
+
+
+__all__ = [
+    "ActorCritic",
+    "EpsilonGreedyBandit",
+    "ExpectedSarsa",
+    "FixedPrice",
+    "GrimTrigger",
+    "KleinQLearning",
+    "MonopolyPlayer",
+    "MyopicBestResponse",
+    "NashPlayer",
+    "PriceRef",
+    "QInit",
+    "QLearning",
+    "Spec",
+    "ThompsonBandit",
+    "TitForTat",
+    "UCB1Bandit",
+    "UCBTunedBandit",
+    "UniformQInit",
+]
+
+
+def _rebuild_agent_union() -> None:
+    """A kind registered after this module was loaded joins the union a scenario's agents are validated against."""
+    global AgentSpec, LEARNING_AGENT_TYPES
+    union: Any = registry.spec_union()
+    AgentSpec = union
+    LEARNING_AGENT_TYPES = registry.learning_types()
+    field: Any = Scenario.model_fields["agents"]
+    field.annotation = Union[union, list[union]]  # noqa: UP007
+    Scenario.model_rebuild(force=True)
+
+
+registry.on_register(_rebuild_agent_union)
