@@ -8,7 +8,8 @@ It starts a stack of its own, isolated from `make dev` and from the machine's sh
 (created, migrated, dropped at the end) on the local Postgres, its own redis-server (append-only file, so a stop
 and restart keeps the queues, as a deployed Redis would) and its own `rclone serve s3` on free ports and
 temporary folders, the API (uvicorn), a run worker (2 processes), the aggregator and Celery beat. MLflow is not
-started (tracking off: the follow-up task still draws the plots, which the S3 check counts). Every address is
+started (tracking off; each succeeded run's plots are asked for through the API at the end, which has them
+drawn, and the S3 check counts them). Every address is
 127.0.0.1, every port a free one. Settings: the defaults (heartbeat 5 s, lease 30 s) except that the sweeper runs
 every 3 s (beat counts as missing after 8 s) and re-sends runs queued for 30 s (default 300 s), so a lost
 enqueue is recovered within a scenario.
@@ -87,8 +88,10 @@ SCENARIOS = ("worker-kill", "api-kill", "s3-down", "redis-down", "beat-kill", "s
 WORKER_KILL_LIMIT_S = 120.0
 START_TIMEOUT_S = 120.0
 TERMINAL = ("succeeded", "failed", "cancelled")
-# what every succeeded run's folder holds once its follow-up has drawn the plots
+# what every succeeded run's folder holds once its plots were asked for (drawn on first request)
 PLOTS = ("plots/prices.png", "plots/impulse.png")
+PLOT_ARTIFACTS = ("prices_plot", "impulse_plot")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def say(message: str) -> None:
@@ -486,7 +489,9 @@ class Outcome:
 
 
 def check_runs(stack: Stack, outcome: Outcome, run_ids: list[str], expect_failed: Collection[str] = ()) -> None:
-    """The per-run invariants (module docstring) on `run_ids`; runs in `expect_failed` must be `failed` instead."""
+    """The per-run invariants (module docstring) on `run_ids`; runs in `expect_failed` must be `failed` instead.
+    The plots of succeeded runs are asked for first, as a client would (they are drawn on first request)."""
+    ask_for_plots(stack, outcome, run_ids)
     rows = stack.sql(
         "SELECT r.id::text, r.status::text, r.error, "
         "(SELECT count(*) FROM results s WHERE s.run_id = r.id), "
@@ -560,7 +565,7 @@ def finish_sweep(stack: Stack, outcome: Outcome, sweep_id: str, run_ids: list[st
     if not wait_terminal(stack, run_ids, options.settle_s):
         left = [run_id[:8] for run_id, s in statuses(stack, run_ids).items() if s not in TERMINAL]
         outcome.problems.append(f"{len(left)} runs not finished {options.settle_s:.0f} s after the last fault")
-    # the aggregator's row and the follow-up's plots come after the run's terminal status
+    # the aggregator's row comes after the run's terminal status; the plots are drawn when first asked for
     wait_for(lambda: _follow_ups_done(stack, run_ids), 60, 1.0)
     check_sweep_duplicates(stack, outcome, sweep_id, options.runs)
     check_runs(stack, outcome, run_ids)
@@ -572,12 +577,25 @@ def _follow_ups_done(stack: Stack, run_ids: list[str]) -> bool:
         "FROM runs r WHERE r.id = ANY(%s::uuid[])",
         run_ids,
     )
-    for run_id, status, metrics in rows:
-        if status in TERMINAL and not metrics:
-            return False
-        if status == "succeeded" and not all((stack.run_folder(run_id) / plot).is_file() for plot in PLOTS):
-            return False
-    return True
+    return all(metrics or status not in TERMINAL for _, status, metrics in rows)
+
+
+def ask_for_plots(stack: Stack, outcome: Outcome, run_ids: list[str], timeout_s: float = 120) -> None:
+    """Ask the API for both plots of every succeeded run (the first request has them drawn and stored), as a
+    client would, following 503 plot_pending; a plot that is not a PNG by `timeout_s` is a problem."""
+    succeeded = [run_id for run_id, status in statuses(stack, run_ids).items() if status == "succeeded"]
+    with stack.http(timeout_s=60) as client:
+        for run_id in succeeded:
+            for name in PLOT_ARTIFACTS:
+                deadline = time.monotonic() + timeout_s
+                while True:
+                    answer = client.get(f"/results/{run_id}/artifacts/{name}")
+                    if answer.status_code == 200 and answer.content.startswith(PNG_MAGIC):
+                        break
+                    if answer.status_code != 503 or time.monotonic() > deadline:
+                        outcome.problems.append(f"run {run_id[:8]}: {name} answered {answer.status_code}")
+                        break
+                    time.sleep(min(5.0, float(answer.headers.get("Retry-After", "1"))))
 
 
 def wait_started(stack: Stack, run_ids: list[str], timeout_s: float = 60) -> None:
