@@ -205,15 +205,20 @@ class RequestTransaction:
                 connection.connection.dbapi_connection.cancel_safe(timeout=CONNECT_TIMEOUT_S)
 
     def end(self, error: BaseException | None) -> None:
-        """(in a worker thread) Commit, or roll back when the route raised or the client left."""
+        """(in a worker thread) Commit, or roll back when the route raised or the client left. When the client left
+        and the work failed, the failure is the cancelled query's: RequestAbandonedError is raised from it (the
+        client left, nothing failed)."""
         with self._lock:
             self._open = False
         connection = self.uow.session.info.pop(SESSION_CONNECTION, None)
+        failure = error
         if self.abandoned:
             if connection is not None and not connection.closed:
                 connection.invalidate()  # a cancel may still be on its way to it: never hand it to another request
             error = error or RequestAbandonedError()
         self.uow.__exit__(type(error) if error else None, error, error.__traceback__ if error else None)
+        if self.abandoned and failure is not None:
+            raise RequestAbandonedError() from failure
 
 
 async def get_unit_of_work(request: Request, resources: Resources) -> AsyncIterator[UnitOfWork]:
@@ -233,8 +238,6 @@ async def get_unit_of_work(request: Request, resources: Resources) -> AsyncItera
         yield transaction.uow
     except BaseException as error:
         await run_in_threadpool(transaction.end, error)
-        if transaction.abandoned:  # the error is the cancelled query's: the client left, nothing failed
-            raise RequestAbandonedError() from error
         raise
     await run_in_threadpool(transaction.end, None)
 
@@ -264,8 +267,6 @@ class OneTrip:
                 result = work(transaction.uow)
             except BaseException as error:
                 transaction.end(error)
-                if transaction.abandoned:  # the error is the cancelled query's: the client left, nothing failed
-                    raise RequestAbandonedError() from error
                 raise
             transaction.end(None)
             return result
