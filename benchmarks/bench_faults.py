@@ -2,7 +2,7 @@
 outcome checked against the database and the S3 folder.
 
     python benchmarks/bench_faults.py [--scenarios worker-kill,api-kill,s3-down,redis-down,beat-kill,s3-beyond]
-                                      [--injections 5] [--runs 30] [--periods 8000000]
+                                      [--injections 5] [--runs 30] [--periods-per-s N]
 
 It starts a stack of its own, isolated from `make dev` and from the machine's shared Redis: a fresh database
 (created, migrated, dropped at the end) on the local Postgres, its own redis-server (append-only file, so a stop
@@ -554,11 +554,37 @@ def check_sweep_duplicates(stack: Stack, outcome: Outcome, sweep_id: str, expect
 class Options:
     runs: int
     injections: int
-    periods: int
+    periods_per_s: float  # of one session of a bench run on this machine (calibrate())
     settle_s: float
     s3_down_s: float
     redis_down_s: float
     long_outage_s: float
+
+    def periods(self, run_s: float) -> int:
+        """horizon.max_periods of a run that takes about `run_s` seconds of simulation here."""
+        return max(100_000, int(self.periods_per_s * run_s))
+
+
+def calibrate(periods: int = 8_000_000) -> float:
+    """Periods per second of one session shaped like the bench's runs (the baseline, stop_at_convergence off), timed
+    in this process: the scenarios size their runs in seconds, so that on a faster machine the sweeps still last
+    through every fault (with fixed horizons, a sweep ended after two of five S3 outages on a fast machine)."""
+    from algocomp.engine.experiment import run_experiment
+    from algocomp.scenarios import apply_overrides, load_scenario
+
+    scenario = apply_overrides(
+        load_scenario(PRESET),
+        ["sessions=1", f"horizon.max_periods={periods}", "horizon.stop_at_convergence=false"],
+    )
+    run_experiment(apply_overrides(scenario, ["horizon.max_periods=10000"]), workers=1)  # compiled code loaded
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        run_experiment(scenario, workers=1)
+        timings.append(time.perf_counter() - started)
+    rate = periods / sorted(timings)[1]
+    say(f"calibrated: a run's session simulates {rate / 1e6:.1f} M periods/s here")
+    return rate
 
 
 def finish_sweep(stack: Stack, outcome: Outcome, sweep_id: str, run_ids: list[str], options: Options) -> None:
@@ -604,7 +630,8 @@ def wait_started(stack: Stack, run_ids: list[str], timeout_s: float = 60) -> Non
 
 def scenario_worker_kill(stack: Stack, options: Options) -> Outcome:
     outcome = Outcome("worker-kill")
-    sweep_id, run_ids = launch_sweep(stack, options.runs, options.periods)
+    # runs of about 2 s: runs must still be going at the fifth kill (one every 3 s)
+    sweep_id, run_ids = launch_sweep(stack, options.runs, options.periods(2.0))
     wait_started(stack, run_ids)
     killed: dict[str, float] = {}
     for _ in range(options.injections):
@@ -653,7 +680,7 @@ def scenario_api_kill(stack: Stack, options: Options) -> Outcome:
     body = {
         "preset": PRESET,
         "sessions": 1,
-        "overrides": [f"horizon.max_periods={options.periods}", "horizon.stop_at_convergence=false"],
+        "overrides": [f"horizon.max_periods={options.periods(0.25)}", "horizon.stop_at_convergence=false"],
     }
     answers: dict[str, str] = {}
     requests: list[int] = []
@@ -730,9 +757,9 @@ def _outage(
     service answering again to the next run that succeeded.
 
     Between two outages the service stays up for at least the workers' retry_max_delay_s plus 5 s: a worker
-    retrying through an outage waits up to retry_max_delay_s between tries, so with a shorter gap one operation can sleep through the whole window and
-    meet the next outage, living through two outages as one that outlasts its retry budget (seen once: a run.log
-    upload failed after 30-s outages 3 s apart)."""
+    retrying through an outage waits up to retry_max_delay_s between tries, so with a shorter gap one operation can
+    sleep through the whole window and meet the next outage, living through two outages as one that outlasts its
+    retry budget (seen once: a run.log upload failed after 30-s outages 3 s apart)."""
     for _ in range(options.injections):
         if all(s in TERMINAL for s in statuses(stack, run_ids).values()):
             outcome.notes.append(f"the sweep ended after {outcome.injections} outages")
@@ -751,9 +778,9 @@ def _outage(
 
 
 def scenario_s3_down(stack: Stack, options: Options) -> Outcome:
-    """Runs 3x longer than the other scenarios': the sweep must still be going for its fifth 30-s outage."""
+    """Runs of about 6 s: the sweep must still be going for its fifth 30-s outage, after four recovery gaps."""
     outcome = Outcome("s3-down")
-    sweep_id, run_ids = launch_sweep(stack, options.runs, options.periods * 3)
+    sweep_id, run_ids = launch_sweep(stack, options.runs, options.periods(6.0))
     wait_started(stack, run_ids)
     _outage(stack, outcome, options, run_ids, stack.s3.stop, stack.start_s3, options.s3_down_s, "s3-down")
     finish_sweep(stack, outcome, sweep_id, run_ids, options)
@@ -761,9 +788,9 @@ def scenario_s3_down(stack: Stack, options: Options) -> Outcome:
 
 
 def scenario_redis_down(stack: Stack, options: Options) -> Outcome:
-    """Runs 4x longer than the other scenarios': the sweep must still be going for its fifth outage."""
+    """Runs of about 4 s: the sweep must still be going for its fifth outage, after four recovery gaps."""
     outcome = Outcome("redis-down")
-    sweep_id, run_ids = launch_sweep(stack, options.runs, options.periods * 4)
+    sweep_id, run_ids = launch_sweep(stack, options.runs, options.periods(4.0))
     wait_started(stack, run_ids)
     _outage(stack, outcome, options, run_ids, stack.redis.stop, stack.start_redis, options.redis_down_s, "redis-down")
     finish_sweep(stack, outcome, sweep_id, run_ids, options)
@@ -776,10 +803,10 @@ def _readyz_beat_failing(stack: Stack) -> bool:
 
 
 def scenario_beat_kill(stack: Stack, options: Options) -> Outcome:
-    """Runs 4x longer than the other scenarios': each injection restarts the worker node and waits for /readyz to
-    notice beat is gone, and the sweep must still be going for the next one."""
+    """Runs of about 1 s: each injection restarts the worker node and waits for /readyz to notice beat is gone,
+    and the sweep must still be going for the next one."""
     outcome = Outcome("beat-kill")
-    sweep_id, run_ids = launch_sweep(stack, options.runs, options.periods * 4)
+    sweep_id, run_ids = launch_sweep(stack, options.runs, options.periods(1.0))
     wait_started(stack, run_ids)
     stale: dict[str, float] = {}  # run id -> when its worker node was killed
     for _ in range(options.injections):
@@ -823,7 +850,7 @@ def _finished_at(stack: Stack, run_id: str) -> float:
 
 def scenario_s3_beyond(stack: Stack, options: Options) -> Outcome:
     outcome = Outcome("s3-beyond", planned=1)
-    sweep_id, run_ids = launch_sweep(stack, options.runs, options.periods)
+    sweep_id, run_ids = launch_sweep(stack, options.runs, options.periods(0.25))
     wait_for(lambda: list(statuses(stack, run_ids).values()).count("succeeded") >= 3, 60, 0.2)
     before = statuses(stack, run_ids)
     stack.s3.stop()
@@ -938,7 +965,13 @@ def main() -> int:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, of {', '.join(SCENARIOS)}")
     parser.add_argument("--runs", type=int, default=30, help="runs per scenario")
     parser.add_argument("--injections", type=int, default=5, help="faults per scenario")
-    parser.add_argument("--periods", type=int, default=8_000_000, help="horizon.max_periods of each run's session")
+    parser.add_argument(
+        "--periods-per-s",
+        type=float,
+        default=None,
+        help="periods a run's session simulates per second on this machine, which sizes each scenario's runs "
+        "(default: measured at start)",
+    )
     parser.add_argument("--settle-s", type=float, default=180.0, help="wait for runs to end after the last fault")
     parser.add_argument("--s3-down-s", type=float, default=30.0)
     parser.add_argument("--redis-down-s", type=float, default=13.0)
@@ -950,7 +983,13 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(unknown)} (choose from {', '.join(SCENARIOS)})")
     options = Options(
-        args.runs, args.injections, args.periods, args.settle_s, args.s3_down_s, args.redis_down_s, args.long_outage_s
+        args.runs,
+        args.injections,
+        args.periods_per_s or calibrate(),
+        args.settle_s,
+        args.s3_down_s,
+        args.redis_down_s,
+        args.long_outage_s,
     )
     stack = Stack()
     outcomes: list[Outcome] = []
@@ -964,6 +1003,11 @@ def main() -> int:
             try:
                 outcome = RUNNERS[name](stack, options)
                 outcome.planned = outcome.planned or options.injections
+                if outcome.injections < outcome.planned:
+                    outcome.problems.append(
+                        f"only {outcome.injections} of {outcome.planned} faults landed before the sweep ended "
+                        "(its runs were too short: lower --periods-per-s)"
+                    )
             except Exception as error:  # noqa: BLE001 - one broken scenario must not hide the others' figures
                 outcome = Outcome(name, problems=[f"the scenario itself raised {type(error).__name__}: {error}"])
             outcome.elapsed_s = time.monotonic() - started
