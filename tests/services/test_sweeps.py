@@ -274,3 +274,49 @@ def test_cancelling_a_sweep_cancels_queued_runs_and_stops_running_ones(
     assert sweep["status"] == "cancelled" and sweep["counts"]["cancelled"] == 4
     assert {run["status"] for run in sweep_runs(db_engine, sweep_id)} == {"cancelled"}
     assert api.post(f"/sweeps/{sweep_id}/cancel").status_code == 409
+
+
+def test_a_built_in_sweep_is_listed_and_launched_by_name_with_fields_that_replace_its_own(
+    api: httpx.Client, db_engine: Engine
+) -> None:
+    listed = api.get("/sweeps/presets")
+    assert listed.status_code == 200, listed.text
+    figure1 = next(p for p in listed.json() if p["name"] == "calvano-2020-figure1")
+    assert figure1["scenario"] == "calvano-2020-baseline"
+    assert list(figure1["grid"]) == ["agents.alpha", "agents.beta"]
+    assert (figure1["cells"], figure1["runs"], figure1["sessions"]) == (100, 100, 100)
+
+    before = row_counts(db_engine)
+    for body, field in (
+        ({"sweep_preset": "calvano-2020-figure9"}, "sweep_preset"),
+        ({"sweep_preset": "calvano-2020-figure1", "preset": "calvano-2020-baseline"}, "sweep_preset"),
+        ({"sweep_preset": "../presets/calvano-2020-baseline"}, "sweep_preset"),
+        ({"preset": "calvano-2020-baseline"}, "grid"),  # no grid and no sweep preset to give one
+    ):
+        refused = api.post("/sweeps", json=body)
+        assert refused.status_code == 422, (body, refused.text)
+        assert refused.json()["error"]["field"] == field, refused.text
+    assert row_counts(db_engine)[:2] == before[:2]
+
+    # the preset's base and name, with a smaller grid, two seeds, fewer sessions and a shorter horizon
+    accepted = api.post(
+        "/sweeps",
+        json={
+            "sweep_preset": "calvano-2020-figure1",
+            "grid": {"agents.beta": [2e-5]},
+            "seeds_per_cell": 2,
+            "sessions": 2,
+            "overrides": TINY_OVERRIDES,
+        },
+    )
+    assert accepted.status_code == 202, accepted.text
+    assert (accepted.json()["cells"], accepted.json()["runs"]) == (1, 2)
+    sweep = wait_for_sweep(api, accepted.json()["id"])
+    assert sweep["status"] == "succeeded"
+    assert sweep["name"] == "calvano-2020-figure1"
+    runs = sweep_runs(db_engine, accepted.json()["id"])
+    assert [(run["seed"], run["sessions"]) for run in runs] == [(0, 2), (1, 2)]
+    for run in runs:
+        assert run["spec"]["agents"]["beta"] == 2e-5
+        assert run["spec"]["agents"]["alpha"] == 0.15  # the base preset's
+        assert run["spec"]["horizon"]["max_periods"] == 20000

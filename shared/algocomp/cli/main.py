@@ -155,13 +155,24 @@ def _tolerate_unencodable_output() -> None:
 
 def _configure_presets(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print a JSON list of {name, description}")
+    parser.add_argument(
+        "--sweeps", action="store_true", help="list the built-in sweeps instead (`algocomp sweep NAME` launches one)"
+    )
 
 
 def run_presets(args: argparse.Namespace) -> int:
-    """`algocomp presets`: the built-in scenarios, so a user can start from a published set-up by name."""
-    from algocomp.scenarios import list_presets
+    """`algocomp presets`: the built-in scenarios (or sweeps), so a user can start from a published set-up by name."""
+    if args.sweeps:
+        from algocomp.scenarios.sweep_presets import list_sweep_presets
 
-    presets = list_presets()
+        sweeps = list_sweep_presets()
+        presets = {
+            name: f"{p.runs} runs ({p.cells} cells) over {p.scenario}: {p.first_line()}" for name, p in sweeps.items()
+        }
+    else:
+        from algocomp.scenarios import list_presets
+
+        presets = list_presets()
     if args.json:
         print(json.dumps([{"name": name, "description": text} for name, text in presets.items()], indent=2))
         return EXIT_OK

@@ -9,6 +9,7 @@
     algocomp panel ID --out panel.parquet
     algocomp sweep calvano-2020-baseline --grid agents.alpha=0.05,0.15 --grid 'regulation.price_cap=[null, {value:
     1.75}]' --seeds 3
+    algocomp sweep calvano-2020-figure1               a built-in sweep (algocomp presets --sweeps)
     algocomp aggregate [--sweep ID] --out metrics.csv
 
 They need the `client` extra (httpx: `pip install 'algocomp[client]'`), which is imported only when one of them
@@ -216,7 +217,12 @@ def _configure_panel(parser: argparse.ArgumentParser) -> None:
 
 def _configure_sweep(parser: argparse.ArgumentParser) -> None:
     _add_api_option(parser, on_leaf=False)
-    parser.add_argument("scenario", metavar="SCENARIO_OR_ID", help="a scenario file, a preset name or a scenario id")
+    parser.add_argument(
+        "scenario",
+        metavar="SCENARIO_OR_ID",
+        help="a scenario file, a preset name or a scenario id; or a built-in sweep's name (`algocomp presets "
+        "--sweeps`), which brings its base scenario, grid, seeds and sessions (the options replace them)",
+    )
     parser.add_argument(
         "--grid",
         dest="grid",
@@ -662,13 +668,15 @@ def load_sweep_file(path: Path) -> dict[str, Any]:
     }
 
 
-def sweep_request(args: argparse.Namespace) -> dict[str, Any]:
+def sweep_request(args: argparse.Namespace, *, grid_optional: bool = False) -> dict[str, Any]:
     """The sweep to launch from --grid-file and the flags: --grid axes add to (or replace) the file's, the file's
-    overrides come before --set, and --seeds, --sessions, --name replace the file's values."""
+    overrides come before --set, and --seeds, --sessions, --name replace the file's values. With grid_optional (a
+    sweep preset, which brings its own grid) and no axis given, the grid is None."""
     spec = load_sweep_file(Path(args.grid_file)) if args.grid_file else {"grid": {}, "overrides": []}
-    grid = dict(spec["grid"])
-    if args.grid or not grid:
-        grid.update(parse_grid(args.grid))
+    grid: dict[str, list[Any]] | None = dict(spec["grid"])
+    if args.grid or not (grid or grid_optional):
+        grid = {**(grid or {}), **parse_grid(args.grid)}
+    grid = grid or None
     seeds = spec.get("seeds")
     seeds_list, seeds_per_cell = (seeds, None) if isinstance(seeds, list) else (None, seeds)
     if args.seeds is not None:
@@ -683,15 +691,26 @@ def sweep_request(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def names_sweep_preset(source: str) -> bool:
+    """SCENARIO_OR_ID names a built-in sweep (not a file, not an id)."""
+    from algocomp.scenarios.sweep_presets import is_sweep_preset
+
+    return not Path(source).is_file() and not UUID_PATTERN.match(source) and is_sweep_preset(source)
+
+
 def run_sweep(args: argparse.Namespace, client: Client) -> int:
-    request = sweep_request(args)
-    source = resolve_scenario(args.scenario)
-    answer = client.create_sweep(
-        source.get("scenario"),
-        preset=source.get("preset"),
-        scenario_id=source.get("scenario_id"),
-        **request,
-    )
+    if names_sweep_preset(args.scenario):
+        request = sweep_request(args, grid_optional=True)
+        answer = client.create_sweep(sweep_preset=args.scenario, **request)
+    else:
+        request = sweep_request(args)
+        source = resolve_scenario(args.scenario)
+        answer = client.create_sweep(
+            source.get("scenario"),
+            preset=source.get("preset"),
+            scenario_id=source.get("scenario_id"),
+            **request,
+        )
     sweep_id = str(answer["id"])
     print(sweep_id)
     sys.stdout.flush()

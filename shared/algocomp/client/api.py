@@ -398,9 +398,10 @@ class Client:
         self,
         scenario: Mapping[str, Any] | str | None = None,
         *,
-        grid: Mapping[str, Sequence[Any]],
+        grid: Mapping[str, Sequence[Any]] | None = None,
         preset: str | None = None,
         scenario_id: str | None = None,
+        sweep_preset: str | None = None,
         seeds: Sequence[int] | None = None,
         seeds_per_cell: int | None = None,
         sessions: int | None = None,
@@ -411,23 +412,38 @@ class Client:
         """Queue a grid of runs of one base scenario (an inline dict, a preset name or a stored scenario's id):
         `grid` maps dotted paths to lists of values (lists, objects and None survive as they are); every cell
         runs once per seed (`seeds`, or `seeds_per_cell` = k for seeds 0..k-1) with `sessions` sessions.
+        Or a built-in sweep by name (`sweep_preset`, see sweep_presets()), which brings its base scenario, grid,
+        seeds and sessions; the arguments given beside it replace its own.
         Returns {"id", "status", "cells", "runs", "links"} at once; ApiError 422 names the cell and field at
         fault before anything is queued. Sent with `idempotency_key` (default: a fresh UUID) and retried with it,
         like launch_run."""
         if isinstance(scenario, str):
             scenario, preset = None, scenario
         sources = [
-            n for n, v in (("scenario", scenario), ("preset", preset), ("scenario_id", scenario_id)) if v is not None
+            n
+            for n, v in (
+                ("scenario", scenario),
+                ("preset", preset),
+                ("scenario_id", scenario_id),
+                ("sweep_preset", sweep_preset),
+            )
+            if v is not None
         ]
         if len(sources) != 1:
-            raise ValueError("give exactly one of scenario (a dict), preset or scenario_id")
+            raise ValueError("give exactly one of scenario (a dict), preset, scenario_id or sweep_preset")
+        if grid is None and sweep_preset is None:
+            raise ValueError("a sweep needs a grid (or a sweep_preset that gives one)")
         if seeds is not None and seeds_per_cell is not None:
             raise ValueError("give seeds or seeds_per_cell, not both")
-        body: dict[str, Any] = {"grid": {path: list(values) for path, values in grid.items()}}
+        body: dict[str, Any] = {}
+        if grid is not None:
+            body["grid"] = {path: list(values) for path, values in grid.items()}
         if scenario is not None:
             body["scenario"] = dict(scenario)
         elif preset is not None:
             body["preset"] = preset
+        elif sweep_preset is not None:
+            body["sweep_preset"] = sweep_preset
         else:
             body["scenario_id"] = str(scenario_id)
         if seeds is not None:
@@ -441,6 +457,10 @@ class Client:
         if name is not None:
             body["name"] = name
         return self._post_idempotent("/sweeps", body, idempotency_key)
+
+    def sweep_presets(self) -> list[dict[str, Any]]:
+        """The built-in sweeps: name, description, base scenario, grid, seeds, sessions, cells and runs."""
+        return list(self._json("GET", "/sweeps/presets"))
 
     def get_sweep(self, sweep_id: str) -> dict[str, Any]:
         """The sweep: status, counts per run status, mean progress, and per cell its overrides, counts and runs."""

@@ -31,12 +31,17 @@ from algocomp_api.sweeps.schemas import (
     SweepCreate,
     SweepDetail,
     SweepOut,
+    SweepPresetOut,
 )
 
 router = APIRouter(tags=["sweeps"])
 
 SWEEP_EXAMPLES: dict[str, Any] = {
     "regulation": {"summary": "learning rate x price cap, two seeds", "value": EXAMPLE_SWEEP},
+    "preset": {
+        "summary": "a built-in sweep (Calvano et al.'s Figure 1), with fewer sessions per cell",
+        "value": {"sweep_preset": "calvano-2020-figure1", "sessions": 10},
+    },
     "stored": {
         "summary": "a stored scenario, three seeds per cell",
         "value": {
@@ -104,6 +109,16 @@ def create_sweep(
 def list_sweeps(uow: UnitOfWorkDep, caller: Caller, page: Pagination) -> Page[SweepOut]:
     items, total = service.list_sweeps(uow, caller, page.limit, page.offset)
     return Page[SweepOut](items=items, total=total, limit=page.limit, offset=page.offset)
+
+
+@router.get(
+    "/sweeps/presets",
+    response_model=list[SweepPresetOut],
+    responses=error_responses(),
+    summary="The built-in sweeps (POST /sweeps with sweep_preset launches one)",
+)
+def sweep_presets() -> list[SweepPresetOut]:
+    return service.sweep_presets()
 
 
 @router.get(

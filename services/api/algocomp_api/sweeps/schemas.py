@@ -27,17 +27,28 @@ class SweepCreate(BaseModel):
     """A sweep: a base scenario (exactly one of `scenario_id`, `scenario` or `preset`, then `overrides`), a grid
     {dotted path: [values]} whose cartesian product gives the cells (paths in the order given, each path's values
     in order, the last path varying fastest), and the experiment seeds each cell runs with (`seeds`, or
-    `seeds_per_cell` = k for seeds 0..k-1; default [0]). Every cell x seed is one run of `sessions` sessions."""
+    `seeds_per_cell` = k for seeds 0..k-1; default [0]). Every cell x seed is one run of `sessions` sessions.
+
+    Or a built-in sweep by name (`sweep_preset`, listed by GET /sweeps/presets): it gives the base preset, the
+    grid, the seeds, the sessions and overrides; fields given beside it replace its own (`overrides` are applied
+    after its overrides)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_SWEEP]})
 
     scenario_id: uuid.UUID | None = Field(None, description="id of a scenario stored with POST /scenarios")
     scenario: dict[str, Any] | None = Field(None, description="an inline scenario document")
     preset: str | None = Field(None, max_length=MAX_NAME_CHARS, description="name of a built-in preset")
+    sweep_preset: str | None = Field(
+        None,
+        max_length=MAX_NAME_CHARS,
+        description="name of a built-in sweep (GET /sweeps/presets); instead of scenario_id, scenario or preset",
+    )
     name: str | None = Field(None, max_length=200, description="a label (default: the base scenario's name)")
-    grid: dict[str, list[Any]] = Field(
+    grid: dict[str, list[Any]] | None = Field(
+        None,
         description='{dotted path: [values]}, e.g. {"agents.alpha": [0.05, 0.15], "regulation.price_cap": [null, '
-        '{"basis": "absolute", "value": 1.75}]}; at most max_grid_values values in all',
+        '{"basis": "absolute", "value": 1.75}]}; at most max_grid_values values in all; required unless '
+        "sweep_preset gives it",
         min_length=1,
     )
     seeds: list[int] | None = Field(None, min_length=1, description="experiment seeds each cell runs with")
@@ -50,6 +61,20 @@ class SweepCreate(BaseModel):
     overrides: list[str] = Field(
         default_factory=list, description='"PATH=VALUE" changes applied to the base scenario before the grid'
     )
+
+
+class SweepPresetOut(BaseModel):
+    """A built-in sweep: POST /sweeps with {"sweep_preset": name} launches it."""
+
+    name: str
+    description: str
+    scenario: str = Field(description="its base: a preset's name")
+    grid: dict[str, list[Any]]
+    seeds: list[int]
+    sessions: int | None = Field(description="sessions of each run (null: the base scenario's)")
+    overrides: list[str]
+    cells: int
+    runs: int
 
 
 class SweepLinks(BaseModel):

@@ -19,6 +19,7 @@ from algocomp.platform.storage import Storage
 from algocomp.platform.storage.keys import SWEEP_ARTIFACTS, sweep_key
 from algocomp.platform.unit_of_work import UnitOfWork
 from algocomp.scenarios import Scenario, ScenarioError, apply_overrides
+from algocomp.scenarios.sweep_presets import list_sweep_presets, load_sweep_preset
 from algocomp_api import limits
 from algocomp_api.auth import forbid_unless_manager
 from algocomp_api.errors import ApiError, not_found
@@ -33,6 +34,7 @@ from algocomp_api.sweeps.schemas import (
     SweepFileLink,
     SweepLinks,
     SweepOut,
+    SweepPresetOut,
 )
 
 # Paths a grid may not vary: each run's seed and sessions come from the sweep's own `seeds` and `sessions`.
@@ -147,8 +149,41 @@ def plan_runs(
     return planned
 
 
+def with_sweep_preset(request: SweepCreate) -> SweepCreate:
+    """The request with its `sweep_preset` spelled out (base preset, grid, seeds, sessions, overrides, name); the
+    fields the request gives replace the preset's, its overrides come after the preset's. 422 naming sweep_preset
+    for an unknown name or a second base scenario."""
+    if request.sweep_preset is None:
+        return request
+    if request.scenario_id is not None or request.scenario is not None or request.preset is not None:
+        raise ApiError(
+            422,
+            "invalid_request",
+            "a sweep_preset brings its own base scenario: give it without scenario_id, scenario or preset",
+            field="sweep_preset",
+        )
+    try:
+        preset = load_sweep_preset(request.sweep_preset)
+    except ScenarioError as error:
+        raise ApiError(422, "invalid_request", error.problem, field="sweep_preset") from error
+    given_seeds = request.seeds is not None or request.seeds_per_cell is not None
+    return request.model_copy(
+        update={
+            "sweep_preset": None,
+            "preset": preset.scenario,
+            "grid": request.grid if request.grid is not None else preset.grid,
+            "seeds": request.seeds if given_seeds else preset.seed_list,
+            "sessions": request.sessions if request.sessions is not None else preset.sessions,
+            "overrides": [*preset.overrides, *request.overrides],
+            "name": request.name or preset.name,
+        }
+    )
+
+
 def check_request(request: SweepCreate, settings: Settings) -> None:
     """The limits a sweep request is held to before anything is loaded, built or stored (422 naming the field)."""
+    if request.grid is None:
+        raise ApiError(422, "invalid_request", "a sweep needs a grid (or a sweep_preset that gives one)", field="grid")
     limits.check_sessions(request.sessions, settings)
     if request.scenario is not None:
         limits.check_document(request.scenario, settings, "scenario")
@@ -164,7 +199,9 @@ def create_sweep(uow: UnitOfWork, caller: Principal, settings: Settings, request
 
     A run's `overrides` are the sweep's overrides followed by its cell's, so like any run's they turn its
     scenario_id's scenario into its spec (with seed and sessions)."""
+    request = with_sweep_preset(request)
     check_request(request, settings)
+    assert request.grid is not None  # check_request refuses a sweep without one
     seeds = sweep_seeds(request)
     scenario_id, base = base_scenario(uow, caller, request)
     sessions = request.sessions if request.sessions is not None else base.sessions
@@ -187,6 +224,23 @@ def create_sweep(uow: UnitOfWork, caller: Principal, settings: Settings, request
     for run in created:
         runs.announce_queued(uow, run)
     return sweep, len(created)
+
+
+def sweep_presets() -> list[SweepPresetOut]:
+    return [
+        SweepPresetOut(
+            name=name,
+            description=preset.description.strip(),
+            scenario=preset.scenario,
+            grid=preset.grid,
+            seeds=preset.seed_list,
+            sessions=preset.sessions,
+            overrides=list(preset.overrides),
+            cells=preset.cells,
+            runs=preset.runs,
+        )
+        for name, preset in list_sweep_presets().items()
+    ]
 
 
 # --------------------------------------------------------------------------------------------- state
