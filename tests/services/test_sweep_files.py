@@ -216,3 +216,34 @@ def test_grid_flags_add_to_and_override_the_file(tmp_path: Path) -> None:
     assert request["seeds_per_cell"] == 2 and request["seeds"] is None
     assert request["sessions"] == 4 and request["name"] == "from-file"
     assert request["overrides"] == ["horizon.max_periods=1000", "logging.interval=100"]
+
+
+def test_cli_sweep_by_a_built_in_sweeps_name_with_options_that_replace_its_own(
+    api_server: str, worker_process: ServiceProcess, tmp_path: Path
+) -> None:
+    from algocomp.cli.main import build_parser
+    from algocomp.cli.remote import names_sweep_preset, sweep_request
+
+    assert names_sweep_preset("calvano-2020-figure1")
+    assert not names_sweep_preset("calvano-2020-baseline")  # a scenario preset
+    as_given = sweep_request(build_parser().parse_args(["sweep", "calvano-2020-figure1"]), grid_optional=True)
+    assert as_given["grid"] is None and as_given["seeds"] is None and as_given["sessions"] is None
+
+    out = tmp_path / "figure1-corner.csv"
+    done = algocomp(
+        "sweep",
+        "calvano-2020-figure1",
+        "--grid",
+        "agents.alpha=0.25",
+        "--grid",
+        "agents.beta=2e-5",
+        "--sessions",
+        "2",
+        *(arg for override in TINY_OVERRIDES for arg in ("--set", override)),
+        "--out",
+        str(out),
+        api=api_server,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 1 and rows[0]["agents.alpha"] == "0.25"
