@@ -14,12 +14,12 @@ INSTALLED = $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install test test-slow bench demo dev stop up down bench-stack bench-load bench-faults clean distclean
+.PHONY: help install test test-slow bench demo dev stop up down bench-stack bench-figure1 bench-load bench-faults clean distclean
 .PHONY: test-compose constraints lint
 
 help: ## list the targets
 	@echo "algocomp: make TARGET"
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(INSTALLED): pyproject.toml $(CONSTRAINTS)
 	$(PY) -m venv $(VENV)
@@ -74,6 +74,10 @@ test-compose: $(INSTALLED) ## docker-compose.yml end to end in Docker (root inst
 bench-stack: $(INSTALLED) ## time the stack: run throughput, API vs CLI wall time, SSE fan-out (benchmarks/bench_stack.py)
 	$(BIN)/python tools/devstack.py up
 	$(BIN)/python benchmarks/bench_stack.py $(BENCH_ARGS)
+
+bench-figure1: $(INSTALLED) ## Calvano et al.'s Figure 1 sweep (10 x 10 cells x 100 sessions) through the stack, timed; its heatmap in out/bench/
+	$(BIN)/python tools/devstack.py up
+	$(BIN)/python benchmarks/bench_stack.py --only figure1 $(BENCH_ARGS)
 
 bench-load: $(INSTALLED) ## load on the API (benchmarks/bench_load.py), then the fault scenarios (bench-faults)
 	$(BIN)/python tools/devstack.py up

@@ -1,6 +1,6 @@
 """Time the service stack end to end, through its HTTP API (`make bench-stack`; the stack must be up).
 
-    python benchmarks/bench_stack.py [--api URL] [--quick] [--only throughput,scaleout,fanout]
+    python benchmarks/bench_stack.py [--api URL] [--quick] [--only throughput,scaleout,fanout,sweep,figure1]
 
 Three measurements, each against a target:
 
@@ -15,6 +15,10 @@ Three measurements, each against a target:
               the ratio of the wall times (target <= 1.25: the stack's overhead is small).
   fanout      C concurrent SSE clients on one run each receive every event, in order, ending with the terminal
               event (target: all of them).
+
+  figure1     the built-in sweep calvano-2020-figure1 (Calvano et al.'s Figure 1: 10 x 10 cells of beta x alpha,
+              100 sessions each) from the POST until it has ended (target < 10 minutes); its Delta heatmap is
+              written to --heatmap. Only when named in --only (`make bench-figure1`).
 
 --quick shrinks them (50 tiny runs, 10 x 10 sessions vs 100 sessions, 20 clients) to a minute or so.
 """
@@ -32,6 +36,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -349,6 +354,53 @@ def bench_sweep(api: str, side: int, sessions: int, max_periods: int) -> Measure
     )
 
 
+FIGURE1 = "calvano-2020-figure1"
+FIGURE1_TARGET_S = 600.0
+
+
+def bench_figure1(api: str, sessions: int | None, heatmap: Path) -> Measurement:
+    """The built-in sweep calvano-2020-figure1 (Calvano et al.'s Figure 1: 10 x 10 cells of beta x alpha, 100
+    sessions each unless `sessions` says otherwise) through the stack, timed from the POST until the sweep has
+    ended; its Delta heatmap, drawn by the aggregator, is then fetched and written to `heatmap`. The time leaves
+    out the aggregator's metrics and heatmap (a few seconds after the sweep ends)."""
+    with Client(api) as client:
+        started = time.monotonic()
+        sweep = client.create_sweep(sweep_preset=FIGURE1, sessions=sessions)
+        sweep_id = str(sweep["id"])
+        runs = int(sweep["runs"])
+        shown = {"done": -1}
+
+        def progress(data: dict[str, Any]) -> None:
+            counts = data.get("counts") or {}
+            done = sum(counts.get(status, 0) for status in TERMINAL_STATUSES)
+            if done != shown["done"]:
+                shown["done"] = done
+                print(f"  figure1: {done}/{runs} runs over after {time.monotonic() - started:.0f} s", file=sys.stderr)
+
+        final = client.wait_sweep(sweep_id, progress, timeout=TIMEOUT_S * 4)
+        wall = time.monotonic() - started
+        deadline = time.monotonic() + 180
+        while "delta_heatmap" not in (client.get_sweep(sweep_id).get("files") or {}):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"sweep {sweep_id}: no delta_heatmap 180 s after it ended")
+            time.sleep(1.0)
+        heatmap.parent.mkdir(parents=True, exist_ok=True)
+        heatmap.write_bytes(client.sweep_file(sweep_id, "delta_heatmap"))
+        cells = client.sweep_metrics_json(sweep_id)["cells"]
+    gains = [
+        c["metrics"]["profit_gain_mean"] for c in cells if (c.get("metrics") or {}).get("profit_gain_mean") is not None
+    ]
+    per_run = sessions if sessions is not None else 100
+    return Measurement(
+        f"Figure 1 sweep ({len(cells)} cells x {per_run} sessions)",
+        f"{wall:.0f} s",
+        f"< {FIGURE1_TARGET_S:.0f} s",
+        wall < FIGURE1_TARGET_S and final.get("status") == "succeeded",
+        f"sweep {sweep_id} {final.get('status')}; mean Delta by cell {min(gains):.2f} to {max(gains):.2f}; "
+        f"heatmap written to {heatmap}",
+    )
+
+
 def wait_until_idle(timeout_s: float = 600.0) -> float:
     """Wait until the workers' queues are empty (runs, plots and the runs' follow-ups), so that one measurement's
     leftover work does not slow the next; returns how long that took."""
@@ -369,7 +421,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--api", default=os.environ.get(API_URL_ENV, DEFAULT_BASE_URL))
     parser.add_argument("--quick", action="store_true", help="smaller numbers: about a minute")
-    parser.add_argument("--only", default="throughput,scaleout,fanout,sweep", help="comma-separated subset")
+    parser.add_argument(
+        "--only",
+        default="throughput,scaleout,fanout,sweep",
+        help="comma-separated subset; figure1 (Calvano et al.'s Figure 1 sweep, ~10 minutes) runs only when named",
+    )
+    parser.add_argument(
+        "--figure1-sessions", type=int, default=None, help="sessions per cell of the figure1 sweep (default: its 100)"
+    )
+    parser.add_argument(
+        "--heatmap", type=Path, default=Path("out/bench/figure1-delta-heatmap.png"), help="where figure1's heatmap goes"
+    )
     args = parser.parse_args(argv)
     chosen = {name.strip() for name in args.only.split(",") if name.strip()}
 
@@ -397,6 +459,11 @@ def main(argv: list[str] | None = None) -> int:
     if "sweep" in chosen:
         print("sweep: a grid of cells through the stack, then the library ...", file=sys.stderr, flush=True)
         measurements.append(bench_sweep(args.api, 4 if args.quick else 10, 10, 100_000))
+
+    if "figure1" in chosen:
+        wait_until_idle()
+        print("figure1: Calvano et al.'s Figure 1 sweep through the stack ...", file=sys.stderr, flush=True)
+        measurements.append(bench_figure1(args.api, args.figure1_sessions, args.heatmap))
 
     print(format_table(measurements))
     return 0

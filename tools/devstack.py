@@ -39,6 +39,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 ALEMBIC_INI = REPO_ROOT / "alembic.ini"
 
 
+def worker_processes() -> int:
+    """Pool processes of the run worker: $WORKER_CONCURRENCY (as in docker-compose.yml), default 2."""
+    raw = os.environ.get("WORKER_CONCURRENCY", "2")
+    try:
+        processes = int(raw)
+    except ValueError:
+        raise SystemExit(f"WORKER_CONCURRENCY={raw!r}: give a whole number of processes (1 or more)") from None
+    if processes < 1:
+        raise SystemExit(f"WORKER_CONCURRENCY={raw!r}: give a whole number of processes (1 or more)")
+    return processes
+
+
 def venv_bin(name: str) -> Path:
     """A console script installed next to this interpreter (rclone, celery, alembic, mlflow, ...)."""
     return Path(sys.executable).parent / name
@@ -330,7 +342,7 @@ def services(settings: Settings) -> list[Service]:
                 "-Q",
                 WORKER_QUEUES,
                 "-c",
-                "2",
+                str(worker_processes()),
                 "--loglevel",
                 "INFO",
                 "-n",

@@ -283,7 +283,7 @@ def test_a_built_in_sweep_is_listed_and_launched_by_name_with_fields_that_replac
     assert listed.status_code == 200, listed.text
     figure1 = next(p for p in listed.json() if p["name"] == "calvano-2020-figure1")
     assert figure1["scenario"] == "calvano-2020-baseline"
-    assert list(figure1["grid"]) == ["agents.alpha", "agents.beta"]
+    assert list(figure1["grid"]) == ["agents.beta", "agents.alpha"]
     assert (figure1["cells"], figure1["runs"], figure1["sessions"]) == (100, 100, 100)
 
     before = row_counts(db_engine)
