@@ -14,7 +14,7 @@ INSTALLED = $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install test test-slow bench demo dev stop up down bench-stack bench-figure1 bench-load bench-faults clean distclean
+.PHONY: help install test test-slow bench demo dev stop up down bench-stack bench-figure1 bench-scaling bench-load bench-faults clean distclean
 .PHONY: test-compose constraints lint
 
 help: ## list the targets
@@ -78,6 +78,9 @@ bench-stack: $(INSTALLED) ## time the stack: run throughput, API vs CLI wall tim
 bench-figure1: $(INSTALLED) ## Calvano et al.'s Figure 1 sweep (10 x 10 cells x 100 sessions) through the stack, timed; its heatmap in out/bench/
 	$(BIN)/python tools/devstack.py up
 	$(BIN)/python benchmarks/bench_stack.py --only figure1 $(BENCH_ARGS)
+
+bench-scaling: $(INSTALLED) ## a sweep's wall time with 1, 2 and 4 run-worker processes (benchmarks/bench_scaling.py; restarts `make dev`)
+	$(BIN)/python benchmarks/bench_scaling.py $(BENCH_ARGS)
 
 bench-load: $(INSTALLED) ## load on the API (benchmarks/bench_load.py), then the fault scenarios (bench-faults)
 	$(BIN)/python tools/devstack.py up

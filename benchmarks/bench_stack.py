@@ -71,6 +71,7 @@ class Measurement:
     target: str
     met: bool | None
     detail: str = ""
+    seconds: float | None = None  # the wall time measured, where the figure is one
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -398,6 +399,7 @@ def bench_figure1(api: str, sessions: int | None, heatmap: Path) -> Measurement:
         wall < FIGURE1_TARGET_S and final.get("status") == "succeeded",
         f"sweep {sweep_id} {final.get('status')}; mean Delta by cell {min(gains):.2f} to {max(gains):.2f}; "
         f"heatmap written to {heatmap}",
+        seconds=wall,
     )
 
 
