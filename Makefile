@@ -88,7 +88,7 @@ bench-load: $(INSTALLED) ## load on the API (benchmarks/bench_load.py), then the
 
 # Its own stack (database, Redis, S3, API, worker, aggregator, beat on free ports), never `make dev`'s: it kills
 # and stops those processes. FAULT_ARGS e.g. --scenarios worker-kill,api-kill
-bench-faults: $(INSTALLED) ## kills and outages during 30-run sweeps, checked run by run (benchmarks/bench_faults.py; ~12 min)
+bench-faults: $(INSTALLED) ## kills and outages during 30-run sweeps, checked run by run (benchmarks/bench_faults.py; ~17 min)
 	$(BIN)/python benchmarks/bench_faults.py $(FAULT_ARGS)
 
 clean: ## remove outputs and caches (keeps .venv)
