@@ -179,6 +179,7 @@ def test_specialised_loop_matches_the_general_loop():
     [
         (),  # joint, joint
         ("market.n_firms=3", "prices.m=6"),  # three firms: two draws a period
+        ("market.n_firms=5", "prices.m=3"),  # five: three draws, each firm on its half of one
         ("regulation.hide_rival_prices=true",),  # own, own
         ("agents.memory=2", "prices.m=5"),  # joint_lags
         ("agents.memory=2", "prices.m=5", "regulation.hide_rival_prices=true"),  # own_lags
