@@ -27,7 +27,7 @@ from algocomp.agents.base import AgentKind, PackContext, PackedFirm
 from algocomp.agents.catalog import I_KIND, I_QOFF, I_SOFF, kind_param
 from algocomp.agents.layout import F_DELTA
 from algocomp.agents.tabular import greedy_or_explore, refresh_greedy
-from algocomp.engine import dispatch
+from algocomp.engine import dispatch, specialised
 from algocomp.engine import kernel as K
 from algocomp.engine.build import compile_scenario
 from algocomp.engine.experiment import run_experiment
@@ -375,6 +375,7 @@ def test_the_compiled_loops_unpack_the_records_in_their_field_order():
     """The records cross into compiled code as plain tuples (numba types those fast), so each loop unpacks them by
     position: the names must be the records' fields in order, or arrays would be swapped."""
     sources = [dispatch.source(), *(inspect.getsource(f.py_func) for f in (K.run_qlearning, K.play_qlearning))]
+    sources += [specialised.source(shape) for shape in (("joint", "joint"), ("own", "none", "joint_lags"))]
     for source in sources:
         assert _unpacked(source, "mk") == [list(Market._fields)]
         assert _unpacked(source, "st") == [list(Tables._fields)]

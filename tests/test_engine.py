@@ -174,6 +174,35 @@ def test_specialised_loop_matches_the_general_loop():
         np.testing.assert_array_equal(a.state, b.state)
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        (),  # joint, joint
+        ("market.n_firms=3", "prices.m=6"),  # three firms: two draws a period
+        ("market.n_firms=5", "prices.m=3"),  # five: three draws, each firm on its half of one
+        ("regulation.hide_rival_prices=true",),  # own, own
+        ("agents.memory=2", "prices.m=5"),  # joint_lags
+        ("agents.memory=2", "prices.m=5", "regulation.hide_rival_prices=true"),  # own_lags
+        ("agents=[{type: qlearning, memory: 0, beta: 3e-5}, {type: qlearning, alpha: 0.3, beta: 3e-5}]",),
+        ("agents.q_init={uniform: [0, 10]}", "prices.m=5", "logging.interval=50"),  # interval sums, no visits
+        ("logging.tail=0",),
+    ],
+)
+def test_the_loop_written_out_per_shape_is_run_qlearning_bit_for_bit(overrides):
+    """engine.specialised writes kernel.run_qlearning out for each population shape; the two (and so the general
+    loop, held to run_qlearning above) must agree on every array, in chunks and with logging off."""
+    settings = ("horizon.max_periods=300000", "horizon.convergence_periods=2000", "agents.beta=3e-5")
+    cs = compile_scenario(baseline(*settings, *overrides))
+    assert cs.qlearning_only
+    for log in (True, False):
+        fast, reference = new_state(cs, 7), new_state(cs, 7)
+        for chunk in (1, 0, 99_999, 200_000):
+            assert advance(cs, fast, chunk, log=log) == advance(cs, reference, chunk, log=log, reference=True)
+        assert fast.converged_at >= 0  # the convergence test ran too
+        for name in fast.__dataclass_fields__:
+            np.testing.assert_array_equal(getattr(fast, name), getattr(reference, name), err_msg=name)
+
+
 # --------------------------------------------------------------------------------------------- regulation
 
 

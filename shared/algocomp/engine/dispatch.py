@@ -305,10 +305,15 @@ def source() -> str:
 
 def _fingerprint(text: str) -> str:
     """Hash of the generated source and of the source of every module its compiled code comes from."""
-    digest = hashlib.sha256(text.encode())
-    digest.update(numba.__version__.encode())
     modules = {"algocomp.engine.primitives", "algocomp.agents.tabular", "algocomp.agents.layout"}
     modules.update(_module_of(kind) for kind in registry.kinds() if kind.compiled)
+    return source_fingerprint(text, modules)
+
+
+def source_fingerprint(text: str, modules: set[str]) -> str:
+    """Hash of a generated source, numba's version and the source of the modules its compiled code imports."""
+    digest = hashlib.sha256(text.encode())
+    digest.update(numba.__version__.encode())
     for name in sorted(modules):
         module = sys.modules.get(name)
         try:
@@ -341,24 +346,29 @@ _LOADED: dict[str, ModuleType] = {}
 def general_module() -> ModuleType:
     """The generated module for the kinds registered now (written and imported once per set of kinds)."""
     text = source()
-    key = _fingerprint(text)
-    module = _LOADED.get(key)
+    return load_generated("general", text, _fingerprint(text))
+
+
+def load_generated(stem: str, text: str, key: str) -> ModuleType:
+    """Import the generated source `text` from the cache folder as <stem>_<key>.py (writing it first if it is not
+    there), once per process; key must change whenever anything it is compiled from does (source_fingerprint)."""
+    module = _LOADED.get(f"{stem}_{key}")
     if module is not None:
         return module
     folder = cache_folder()
     if not _writable(folder):
         folder = Path(tempfile.gettempdir()) / f"algocomp-kernels-{os.getuid() if hasattr(os, 'getuid') else 0}"
         folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"general_{key}.py"
+    path = folder / f"{stem}_{key}.py"
     if not path.exists() or path.read_text(encoding="utf-8") != text:
         partial = path.with_suffix(f".{os.getpid()}.tmp")
         partial.write_text(text, encoding="utf-8")
         os.replace(partial, path)
-    name = f"algocomp_general_{key}"
+    name = f"algocomp_{stem}_{key}"
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
-    _LOADED[key] = module
+    _LOADED[f"{stem}_{key}"] = module
     return module

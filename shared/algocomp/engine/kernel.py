@@ -2,10 +2,11 @@
 
 The general loop (run_periods) advances a session of any agents by a number of periods; it is generated from the
 agent registry (engine.dispatch), one branch per kind calling that kind's hooks (agents/<kind>.py). Populations of
-plain Q-learners take the specialised loops below (run_qlearning, play_qlearning). All work on two records of
-flat arrays (engine.primitives.Market, the constants engine.build prepares, and Tables, the mutable state of
-engine.session), so that a session can be run in chunks (for progress and cancellation) and copied to replay its
-converged strategies without disturbing it. The records cross into compiled code as plain tuples, in their
+plain Q-learners take the specialised loops below (run_qlearning, play_qlearning); sessions run run_qlearning as
+engine.specialised writes it out for their population's shape, bit-identical to it and faster. All work on two
+records of flat arrays (engine.primitives.Market, the constants engine.build prepares, and Tables, the mutable
+state of engine.session), so that a session can be run in chunks (for progress and cancellation) and copied to
+replay its converged strategies without disturbing it. The records cross into compiled code as plain tuples, in their
 fields' order: numba types a plain tuple of arrays in its C fast path, a named one in Python (some 40 us a call).
 
 Hot-path choices, each measured with benchmarks/bench_engine.py:
@@ -13,7 +14,7 @@ Hot-path choices, each measured with benchmarks/bench_engine.py:
   profiles;
 - every stateful learner caches, per state, its greedy action and its largest Q-value, so choosing the greedy
   price, the max in the Q-update and the convergence test are O(1) (a row is rescanned only when its best
-  value falls);
+  value falls below the bound on the rest, in one pass without branches: primitives._row_top2);
 - randomness is a counter-based splitmix64 stream per session, kept in a register; an exploring firm draws a
   second number only when it explores;
 - the exploration rate exp(-beta t) is carried multiplicatively, one multiply per firm per period (the

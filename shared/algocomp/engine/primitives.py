@@ -202,15 +202,24 @@ def _greedy_after_update_random(Q, base, allowed, n_allowed, i, G, V, row, a, ne
     return rs, g2 != g
 
 
-@njit(cache=True)
+@njit(inline="always")
 def _row_top2(Q, base, allowed, n_allowed, i):
-    """First maximum over firm i's allowed prices, its value and the largest value among the other prices."""
-    best, best_v = _row_argmax(Q, base, allowed, n_allowed, i)
+    """First maximum over firm i's allowed prices, its value and the largest value among the other prices.
+
+    One pass with selects instead of branches: a row is rescanned when its greedy value has just fallen, and
+    where the maximum lies is then unpredictable, so the two branchy scans this replaces mispredicted several
+    times per row (it was most of the learning phase's time). A later price must be strictly larger to take
+    over, so the first maximum wins ties, and a price tying the maximum makes it the second value too."""
+    best = allowed[i, 0]
+    best_v = Q[base + best]
     second = -np.inf
-    for k in range(n_allowed[i]):
+    for k in range(1, n_allowed[i]):
         a = allowed[i, k]
-        if a != best and Q[base + a] > second:
-            second = Q[base + a]
+        v = Q[base + a]
+        above = v > best_v
+        second = best_v if above else max(second, v)
+        best = a if above else best
+        best_v = v if above else best_v
     return best, best_v, second
 
 

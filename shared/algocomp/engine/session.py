@@ -29,6 +29,7 @@ from algocomp.agents.catalog import (
     I_TIE,
 )
 from algocomp.engine import kernel as K
+from algocomp.engine import specialised
 from algocomp.engine.build import QLEARNING_ALPHA, CompiledScenario
 from algocomp.engine.deviations import DeviationCheck, applies, check_cycle
 from algocomp.engine.primitives import Tables
@@ -245,13 +246,15 @@ def advance(
     force_firm: int = 0,
     general: bool = False,
     log: bool = True,
+    reference: bool = False,
 ) -> int:
     """Run the kernel on this session for up to `periods` periods; returns how many it ran.
 
     Populations of plain Q-learners take the specialised loops (learning and frozen) unless general=True
-    (tests use it to hold them to the general loop's results); log=False skips the panel and tail there (benchmarks
-    use it to
-    measure what logging costs)."""
+    (tests use it to hold them to the general loop's results). Their learning loop is kernel.run_qlearning
+    written out for the population's shape (engine.specialised), or kernel.run_qlearning itself with
+    reference=True (tests hold the two together). log=False skips the panel and tail there (benchmarks use it
+    to measure what logging costs)."""
     h = cs.scenario.horizon
     mk, tables = cs.market, st.record()
     if cs.qlearning_only and not general:
@@ -259,10 +262,16 @@ def advance(
         fast_mk, fast_tables = tuple(mk), tuple(tables)
         if not learn:
             return int(K.play_qlearning(fast_mk, fast_tables, record, periods, force_step, force_firm))
-        return int(
-            K.run_qlearning(
-                fast_mk, fast_tables, QLEARNING_ALPHA, periods, h.convergence_periods, h.stop_at_convergence, log
+        if reference:
+            return int(
+                K.run_qlearning(
+                    fast_mk, fast_tables, QLEARNING_ALPHA, periods, h.convergence_periods, h.stop_at_convergence, log
+                )
             )
+        # kernel.run_qlearning written out for this population's shape (engine.specialised), bit-identical to it
+        loop = specialised.module_for(specialised.shape_of(cs.ipar, cs.n_prices)).run_qlearning
+        return int(
+            loop(fast_mk, fast_tables, QLEARNING_ALPHA, periods, h.convergence_periods, h.stop_at_convergence, log)
         )
     return int(
         K.run_periods(
