@@ -38,8 +38,9 @@ def test_figure1_covers_the_papers_ranges() -> None:
     alphas, betas = preset.grid["agents.alpha"], preset.grid["agents.beta"]
     assert (len(alphas), len(betas), preset.sessions) == (10, 10, 100)
     assert (min(alphas), max(alphas)) == (0.025, 0.25)
-    assert (min(betas), max(betas)) == (2e-7, 2e-5)
+    assert (min(betas), max(betas)) == (2e-6, 2e-5)
     assert alphas == sorted(alphas) and betas == sorted(betas)
+    assert 0.15 in alphas and 4e-6 in betas  # the baseline is one of its cells
 
 
 @pytest.mark.parametrize("name", ["calvano-2020-figure9", "../presets/calvano-2020-baseline", "", ".hidden"])
