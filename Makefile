@@ -35,10 +35,10 @@ install: $(INSTALLED) $(DASHBOARD) ## create .venv and install algocomp (editabl
 
 # npm ci (exactly package-lock.json's versions), tsc, vite build; installs Debian's nodejs and npm as root when missing
 $(DASHBOARD): $(DASHBOARD_SOURCES)
-	$(PY) tools/dashboard.py build
+	$(PY) tools/dashboard_build.py build
 
 dashboard: ## build the web dashboard (dashboard/ into the API's static files, served at /; needs Node.js 18+ and npm)
-	$(PY) tools/dashboard.py build
+	$(PY) tools/dashboard_build.py build
 
 constraints: ## re-resolve pyproject.toml's dependencies and extras and pin them in constraints.txt (then `make install`)
 	$(PY) scripts/lock_constraints.py

@@ -25,12 +25,11 @@ export function setToken(token: string | null): void {
   window.dispatchEvent(new Event("algocomp-token"));
 }
 
-function headers(extra: Record<string, string> = {}): Record<string, string> {
-  const token = getToken();
+function headers(extra: Record<string, string> = {}, token = getToken()): Record<string, string> {
   return { ...(token ? { Authorization: `Bearer ${token}` } : {}), ...extra };
 }
 
-async function failure(response: Response): Promise<ApiError> {
+async function failure(response: Response, signOutOn401 = true): Promise<ApiError> {
   let code = "http_" + response.status;
   let message = `${response.status} ${response.statusText}`;
   let field: string | undefined;
@@ -44,7 +43,7 @@ async function failure(response: Response): Promise<ApiError> {
   } catch {
     // not JSON: keep the status line
   }
-  if (response.status === 401) setToken(null); // the token is unknown, revoked or expired: sign in again
+  if (response.status === 401 && signOutOn401) setToken(null); // the token is unknown, revoked or expired: sign in again
   return new ApiError(response.status, code, message, field);
 }
 
@@ -53,6 +52,8 @@ export interface RequestOptions {
   body?: unknown;
   signal?: AbortSignal;
   idempotencyKey?: string;
+  /** a token to try instead of the session's (the sign-in page checks one before keeping it) */
+  token?: string;
 }
 
 export async function api<T>(path: string, options: RequestOptions = {}): Promise<T> {
@@ -63,7 +64,7 @@ export async function api<T>(path: string, options: RequestOptions = {}): Promis
   try {
     response = await fetch(path, {
       method: options.method ?? "GET",
-      headers: headers(extra),
+      headers: headers(extra, options.token ?? getToken()),
       body: options.body === undefined ? undefined : JSON.stringify(options.body),
       signal: options.signal,
     });
@@ -71,7 +72,7 @@ export async function api<T>(path: string, options: RequestOptions = {}): Promis
     if (error instanceof DOMException && error.name === "AbortError") throw error;
     throw new ApiError(0, "network", "the API did not answer: is the stack running?");
   }
-  if (!response.ok) throw await failure(response);
+  if (!response.ok) throw await failure(response, options.token === undefined);
   return (await response.json()) as T;
 }
 
@@ -287,7 +288,11 @@ export interface MetricsCell {
   runs: number;
   runs_succeeded: number;
   metrics: Record<string, number | null> | null;
-  regulation_effect: Record<string, Interval> | null;
+  regulation_effect: {
+    control_cell: number | null;
+    effects: Record<string, Interval> | null;
+    reason?: string;
+  } | null;
 }
 
 export interface SweepMetrics {

@@ -20,11 +20,10 @@ function SignIn() {
     event.preventDefault();
     setBusy(true);
     setError(null);
-    setToken(value.trim());
     try {
-      await api("/runs?limit=1");
+      await api("/runs?limit=1", { token: value.trim() });
+      setToken(value.trim());
     } catch (problem) {
-      setToken(null);
       setError(
         problem instanceof ApiError && problem.status === 401
           ? new Error("This token is unknown, revoked or expired; ask an operator for a new one.")

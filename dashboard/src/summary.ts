@@ -42,6 +42,6 @@ export function summaryRows(s: Record<string, any>): SummaryRow[] {
     { label: "Mean punishment length", value: num(s.mean_punishment_length, 1) },
     { label: "Deviation pays", value: pct(s.deviation_pays_share) },
     { label: "Cycle lengths (sessions)", value: cycles.join(", ") || "–" },
-    { label: "Sessions", value: String((s.sessions ?? []).length || s.sessions_requested || "–") },
+    { label: "Sessions", value: String(Array.isArray(s.sessions) ? s.sessions.length : s.sessions ?? s.sessions_requested ?? "–") },
   ];
 }

@@ -54,11 +54,10 @@ export function benchmarkLines(x: number[], nash: (number | null)[], monopoly: (
   return lines;
 }
 
-function PriceChart({ runId, summary }: { runId: string; summary: Record<string, any> }) {
+function PriceChart({ runId, sessions }: { runId: string; sessions: number }) {
   const [session, setSession] = useState("");
   const [paths, setPaths] = useState<PricePaths | null>(null);
   const [error, setError] = useState<unknown>(null);
-  const sessions: number = (summary.sessions ?? []).length;
   useEffect(() => {
     setPaths(null);
     setError(null);
@@ -150,10 +149,11 @@ function ImpulseChart({ summary }: { summary: Record<string, any> }) {
   );
 }
 
-function DeltaDistribution({ summary }: { summary: Record<string, any> }) {
-  const gains: number[] = (summary.sessions ?? []).map((s: any) => s.profit_gain);
-  const { x, counts } = useMemo(() => histogram(gains, Math.max(5, Math.min(30, Math.ceil(Math.sqrt(gains.length)) * 2))), [summary]);
+function DeltaDistribution({ sessions }: { sessions: Record<string, any>[] | null }) {
+  const gains: number[] = (sessions ?? []).map((s) => s.profit_gain);
+  const { x, counts } = useMemo(() => histogram(gains, Math.max(5, Math.min(30, Math.ceil(Math.sqrt(gains.length)) * 2))), [sessions]);
   const lines = useMemo(() => [{ label: "sessions", values: counts, color: PALETTE[0], bars: true }], [counts]);
+  if (!sessions) return <Section title="Δ across sessions" id="delta"><Loading what="the sessions" /></Section>;
   if (!x.length) return null;
   return (
     <Section title="Δ across sessions" id="delta">
@@ -164,8 +164,8 @@ function DeltaDistribution({ summary }: { summary: Record<string, any> }) {
 
 const SESSION_COLUMNS = ["session", "seed", "periods", "converged", "convergence_period", "profit_gain", "mean_price", "price_index", "consumer_surplus", "consumer_surplus_loss", "cycle_length", "cycle_label", "ir_punishment", "ir_punishment_length"];
 
-function sessionsCsv(summary: Record<string, any>): Blob {
-  const rows = (summary.sessions ?? []).map((s: any) =>
+function sessionsCsv(sessions: Record<string, any>[]): Blob {
+  const rows = sessions.map((s) =>
     SESSION_COLUMNS.map((c) => (s[c] === null || s[c] === undefined ? "" : String(s[c]))).join(","),
   );
   return new Blob([[SESSION_COLUMNS.join(","), ...rows].join("\n") + "\n"], { type: "text/csv" });
@@ -182,7 +182,7 @@ const FILES: [string, string][] = [
   ["impulse_plot", "Impulse plot (PNG)"],
 ];
 
-function Downloads({ result }: { result: Result }) {
+function Downloads({ result, sessions }: { result: Result; sessions: Record<string, any>[] | null }) {
   const [error, setError] = useState<unknown>(null);
   return (
     <Section title="Downloads" id="downloads">
@@ -207,11 +207,13 @@ function Downloads({ result }: { result: Result }) {
             </li>
           );
         })}
-        <li>
-          <button type="button" class="link" onClick={() => saveBlob(sessionsCsv(result.summary), `${result.run_id}-sessions.csv`)}>
-            Sessions (CSV)
-          </button>
-        </li>
+        {sessions ? (
+          <li>
+            <button type="button" class="link" onClick={() => saveBlob(sessionsCsv(sessions), `${result.run_id}-sessions.csv`)}>
+              Sessions (CSV)
+            </button>
+          </li>
+        ) : null}
       </ul>
       <ErrorBox error={error} />
     </Section>
@@ -224,6 +226,7 @@ export function RunPage({ runId }: { runId: string }) {
   const [live, setLive] = useState<{ progress: number; status: RunStatus; detail: string } | null>(null);
   const [result, setResult] = useState<Result | null>(null);
   const [resultError, setResultError] = useState<unknown>(null);
+  const [sessions, setSessions] = useState<Record<string, any>[] | null>(null);
   const [version, setVersion] = useState(0);
 
   useEffect(() => {
@@ -264,6 +267,11 @@ export function RunPage({ runId }: { runId: string }) {
   useEffect(() => {
     if (run?.status !== "succeeded") return;
     api<Result>(`/results/${run.id}`).then(setResult, setResultError);
+    // the per-session figures are in the run's summary.json (the database keeps the aggregates)
+    api<{ sessions?: Record<string, any>[] }>(`/results/${run.id}/artifacts/summary`).then(
+      (full) => setSessions(full.sessions ?? []),
+      setResultError,
+    );
   }, [run?.id, run?.status]);
 
   if (error && !run)
@@ -340,12 +348,12 @@ export function RunPage({ runId }: { runId: string }) {
             <Section title="Summary" id="summary">
               <SummaryTable summary={result.summary} />
             </Section>
-            <PriceChart runId={run.id} summary={result.summary} />
+            <PriceChart runId={run.id} sessions={run.sessions} />
             <div class="two">
               <ImpulseChart summary={result.summary} />
-              <DeltaDistribution summary={result.summary} />
+              <DeltaDistribution sessions={sessions} />
             </div>
-            <Downloads result={result} />
+            <Downloads result={result} sessions={sessions} />
           </>
         ) : resultError ? (
           <ErrorBox error={resultError} />

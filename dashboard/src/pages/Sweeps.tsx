@@ -182,6 +182,7 @@ function EffectBar({ effect, low, high, scale }: { effect: number | null; low: n
 
 function RegulationEffects({ metrics }: { metrics: SweepMetrics }) {
   const treated = metrics.cells.filter((c) => c.regulation_effect);
+  const effectsOf = (cell: MetricsCell) => cell.regulation_effect?.effects ?? null;
   if (!metrics.regulation_paths.length) return null;
   return (
     <Section title="Regulation effects" id="effects">
@@ -206,12 +207,22 @@ function RegulationEffects({ metrics }: { metrics: SweepMetrics }) {
           <tbody>
             {treated.map((cell) => (
               <tr key={cell.index}>
-                <th scope="row">{cell.overrides.join(", ")}</th>
-                {EFFECTS.map(([key]) => {
-                  const e = cell.regulation_effect![key];
+                <th scope="row">
+                  {cell.overrides.join(", ")}
+                  {cell.regulation_effect?.control_cell != null ? (
+                    <span class="muted"> (against cell {cell.regulation_effect.control_cell})</span>
+                  ) : null}
+                </th>
+                {!effectsOf(cell) ? (
+                  <td colSpan={EFFECTS.length} class="muted">
+                    {cell.regulation_effect?.reason ?? "not measured yet"}
+                  </td>
+                ) : null}
+                {EFFECTS.filter(() => effectsOf(cell)).map(([key]) => {
+                  const e = effectsOf(cell)![key];
                   const scale = Math.max(
                     ...treated.flatMap((c) => {
-                      const x = c.regulation_effect![key];
+                      const x = effectsOf(c)?.[key];
                       return x ? [Math.abs(x.low ?? 0), Math.abs(x.high ?? 0)] : [0];
                     }),
                   );

@@ -1,4 +1,4 @@
-"""The web dashboard's build and the browser its tests drive: `python tools/dashboard.py build|chromium`.
+"""The web dashboard's build and the browser its tests drive: `python tools/dashboard_build.py build|chromium`.
 
 `build` (what `make dashboard`, and so `make install`, runs) installs the front end's packages exactly as
 dashboard/package-lock.json pins them (`npm ci`, from the npm registry; no install script runs), type-checks the
