@@ -11,6 +11,7 @@ export interface Line {
   dash?: number[];
   width?: number;
   bars?: boolean;
+  points?: boolean;
 }
 
 export const PALETTE = ["#1f5fbf", "#d4561c", "#2a9d4b", "#8e44ad", "#b8860b", "#17a2b8", "#c0392b", "#555"];
@@ -43,7 +44,15 @@ export function Chart({
     const options: uPlot.Options = {
       width,
       height,
-      scales: { x: { time: false } },
+      scales: {
+        x: {
+          time: false,
+          // bars: half a bar's width of room at both ends, so the first and last are drawn whole
+          ...(lines.some((l) => l.bars) && x.length > 1
+            ? { range: (): uPlot.Range.MinMax => [x[0] - (x[1] - x[0]) / 2, x[x.length - 1] + (x[1] - x[0]) / 2] }
+            : {}),
+        },
+      },
       axes: [
         { label: xLabel, stroke: "#333" },
         { label: yLabel, stroke: "#333", size: 60 },
@@ -56,7 +65,8 @@ export function Chart({
           width: line.width ?? 2,
           dash: line.dash,
           spanGaps: true,
-          ...(line.bars ? { paths: bars, fill: line.color + "99", points: { show: false } } : {}),
+          points: { show: line.points ?? false },
+          ...(line.bars ? { paths: bars, fill: line.color + "99" } : {}),
         })),
       ],
       cursor: { drag: { x: true, y: false } },

@@ -73,7 +73,7 @@ function PriceChart({ runId, sessions }: { runId: string; sessions: number }) {
   const tailLines = useMemo(() => {
     if (!paths?.tail) return [];
     return [
-      ...paths.tail.price.map((values, firm) => ({ label: `firm ${firm + 1}`, values, color: PALETTE[firm % PALETTE.length] })),
+      ...paths.tail.price.map((values, firm) => ({ label: `firm ${firm + 1}`, values, color: PALETTE[firm % PALETTE.length], points: true })),
       ...benchmarkLines(paths.tail.period, paths.nash_price, paths.monopoly_price),
     ];
   }, [paths]);
