@@ -19,7 +19,7 @@ DASHBOARD_SOURCES = $(wildcard dashboard/src/*.ts dashboard/src/*.tsx dashboard/
 .DEFAULT_GOAL := help
 
 .PHONY: help install test test-slow bench demo dev stop up down bench-stack bench-load bench-faults clean distclean
-.PHONY: test-compose constraints lint dashboard
+.PHONY: test-compose constraints lint dashboard bench-dashboard
 
 help: ## list the targets
 	@echo "algocomp: make TARGET"
@@ -89,6 +89,11 @@ bench-stack: $(INSTALLED) ## time the stack: run throughput, API vs CLI wall tim
 bench-load: $(INSTALLED) ## load on the API (benchmarks/bench_load.py), then the fault scenarios (bench-faults)
 	$(BIN)/python tools/devstack.py up
 	$(BIN)/python benchmarks/bench_load.py $(BENCH_ARGS); load=$$?; $(MAKE) bench-faults && exit $$load
+
+bench-dashboard: $(INSTALLED) $(DASHBOARD) ## time the dashboard's runs page with 1,000 runs in the database (benchmarks/bench_dashboard.py)
+	$(BIN)/python tools/devstack.py up
+	$(BIN)/python tools/dashboard_build.py chromium
+	$(BIN)/python benchmarks/bench_dashboard.py $(BENCH_ARGS)
 
 # Its own stack (database, Redis, S3, API, worker, aggregator, beat on free ports), never `make dev`'s: it kills
 # and stops those processes. FAULT_ARGS e.g. --scenarios worker-kill,api-kill

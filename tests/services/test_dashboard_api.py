@@ -189,6 +189,7 @@ def test_the_dashboard_has_its_own_policy_and_says_when_it_is_not_built(
     monkeypatch.setattr(dashboard_routes, "STATIC_DIR", tmp_path)
     with TestClient(create_app(service_env)) as client:
         page = client.get("/")
+        head = client.head("/")
         script = client.get("/assets/app-1.js")
         unknown = client.get("/assets/nothing.js")
         sneaky = client.get("/assets/..%2F..%2Fmain.py")
@@ -196,6 +197,7 @@ def test_the_dashboard_has_its_own_policy_and_says_when_it_is_not_built(
         monkeypatch.setattr(dashboard_routes, "STATIC_DIR", tmp_path / "absent")
         not_built = client.get("/")
     assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+    assert head.status_code == 200 and head.headers["content-security-policy"] == DASHBOARD_CSP
     assert page.headers["content-security-policy"] == DASHBOARD_CSP
     assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
     assert script.headers["content-security-policy"] == DASHBOARD_CSP and "immutable" in script.headers["cache-control"]

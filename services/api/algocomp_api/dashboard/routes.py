@@ -42,7 +42,7 @@ def _not_built() -> ApiError:
     )
 
 
-@router.get("/")
+@router.api_route("/", methods=["GET", "HEAD"])
 def index() -> Response:
     page = STATIC_DIR / "index.html"
     if not page.is_file():
@@ -50,7 +50,7 @@ def index() -> Response:
     return FileResponse(page, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
 
 
-@router.get(ASSETS_PREFIX + "{name}")
+@router.api_route(ASSETS_PREFIX + "{name}", methods=["GET", "HEAD"])
 def asset(name: str) -> Response:
     path = STATIC_DIR / "assets" / name
     media_type = _MEDIA_TYPES.get(Path(name).suffix)
