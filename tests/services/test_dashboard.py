@@ -180,6 +180,7 @@ def test_launch_the_baseline_and_watch_it_live(page: Page, stack: str) -> None:
             break
         time.sleep(0.1)
     assert seen[-1] == 100, f"the progress stopped at {seen}"
+    assert seen[0] < 100, f"the run was over before the page showed it: {seen}"  # so it moved live, no reload
     # the page was never reloaded: the sessions count comes from the stream's progress events
     expect(page.get_by_test_id("progress-detail")).to_contain_text("4 of 4 sessions")
     expect(page.locator(".status-line .status")).to_have_text("succeeded", timeout=30_000)

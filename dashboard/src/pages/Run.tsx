@@ -192,7 +192,7 @@ function Downloads({ result, sessions }: { result: Result; sessions: Record<stri
           return (
             <li key={name}>
               {artifact.presigned_url ? (
-                <a href={artifact.presigned_url} download>
+                <a href={artifact.presigned_url} download target="_blank" rel="noopener noreferrer">
                   {label}
                 </a>
               ) : (
