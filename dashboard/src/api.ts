@@ -188,6 +188,7 @@ export interface Run {
   id: string;
   scenario_id: string;
   scenario_hash: string;
+  scenario_name: string | null;
   status: RunStatus;
   seed: number;
   sessions: number;

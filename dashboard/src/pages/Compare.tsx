@@ -36,7 +36,8 @@ async function load(id: string): Promise<Loaded> {
 }
 
 function label(run: Run): string {
-  return `${shortId(run.id)}${run.overrides?.length ? ` (${run.overrides.join(", ")})` : ""}`;
+  const name = run.scenario_name ?? run.spec?.name;
+  return `${shortId(run.id)}${name ? ` ${name}` : ""}${run.overrides?.length ? ` (${run.overrides.join(", ")})` : ""}`;
 }
 
 export function ComparePage({ query }: { query: URLSearchParams }) {

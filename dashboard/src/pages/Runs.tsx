@@ -168,8 +168,11 @@ export function RunsPage({ query }: { query: URLSearchParams }) {
                       </a>
                     </th>
                     <td>
-                      <a href={params({ scenario_id: run.scenario_id, offset: 0 })} title="runs of this scenario">
-                        <code>{run.scenario_hash.slice(0, 8)}</code>
+                      <a
+                        href={params({ scenario_id: run.scenario_id, offset: 0 })}
+                        title={`runs of scenario ${run.scenario_id} (effective fingerprint ${run.scenario_hash.slice(0, 12)})`}
+                      >
+                        {run.scenario_name ?? shortId(run.scenario_id)}
                       </a>
                     </td>
                     <td>
