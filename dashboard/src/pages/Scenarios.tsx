@@ -36,7 +36,7 @@ export function ScenariosPage({ query }: { query: URLSearchParams }) {
             <tbody>
               {presets.map((p) => (
                 <tr key={p.name}>
-                  <th scope="row">
+                  <th scope="row" class="name">
                     <a href={href("scenarios", "preset", p.name)}>{p.name}</a>
                   </th>
                   <td>{p.description}</td>
