@@ -28,7 +28,7 @@ from sqlalchemy import Engine
 
 from algocomp.platform.settings import Settings
 
-from .conftest import ServiceProcess, bearer, create_user, team_of, wait_until
+from .conftest import ServiceProcess, bearer, create_user, start_api, team_of, wait_until
 
 SCREENSHOTS = dashboard_build.REPO_ROOT / "out" / "screenshots"
 RUN_TIMEOUT_MS = 180_000
@@ -70,9 +70,20 @@ def browser(chromium: Path) -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="module")
-def stack(bundle: Path, api_server: str, worker_process: ServiceProcess, aggregator_process: ServiceProcess) -> str:
-    """The API's base URL, with the workers and the aggregator running."""
-    return api_server
+def stack(
+    bundle: Path,
+    service_env: Settings,
+    worker_process: ServiceProcess,
+    aggregator_process: ServiceProcess,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    """The base URL of an API process of this module's own (its memory, grown by the price paths' reads, is not
+    the session's API's, whose peak tests/services/test_limits.py holds), with the workers and the aggregator."""
+    process, base_url = start_api(tmp_path_factory.mktemp("dashboard-api"))
+    try:
+        yield base_url
+    finally:
+        process.stop()
 
 
 @pytest.fixture(scope="module")
@@ -157,9 +168,11 @@ def test_sign_in(page: Page, stack: str, api_token: str) -> None:
 
 def test_scenarios_page_lists_presets(page: Page, stack: str) -> None:
     go(page, stack, "#/scenarios")
-    expect(page.get_by_role("link", name="calvano-2020-baseline", exact=True)).to_be_visible()
+    presets = page.get_by_role("region", name="Built-in presets")
+    expect(presets.get_by_role("link", name="calvano-2020-baseline", exact=True)).to_be_visible()
+    expect(page.get_by_role("region", name="Stored scenarios of your team")).to_be_visible()
     screenshot(page, "scenarios")
-    page.get_by_role("link", name="calvano-2020-baseline", exact=True).click()
+    presets.get_by_role("link", name="calvano-2020-baseline", exact=True).click()
     expect(page.locator("pre.spec")).to_contain_text('"alpha": 0.15')
     screenshot(page, "scenario")
 

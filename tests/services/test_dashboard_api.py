@@ -28,16 +28,27 @@ from algocomp_api.dashboard import routes as dashboard_routes
 from algocomp_api.main import create_app
 from algocomp_api.security import API_CSP, DASHBOARD_CSP
 
-from .conftest import bearer, create_user, team_of
+from .conftest import bearer, create_user, start_api, team_of
 
 PERIODS = np.arange(1000, 20001, 1000)
 SESSIONS = 3
 TAIL = 8
 
 
+@pytest.fixture(scope="module")
+def api_url(service_env: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An API process of this module's own: reading price paths grows a process (pyarrow, the arrow memory pool),
+    and tests/services/test_limits.py holds the session's API to its peak memory."""
+    process, base_url = start_api(tmp_path_factory.mktemp("dashboard-api"))
+    try:
+        yield base_url
+    finally:
+        process.stop()
+
+
 @pytest.fixture
-def client(api_server: str, api_token: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api_server, headers=bearer(api_token), timeout=30) as client:
+def client(api_url: str, api_token: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api_url, headers=bearer(api_token), timeout=30) as client:
         yield client
 
 
@@ -80,14 +91,14 @@ def test_check_names_the_field_at_fault(
 
 
 def test_check_of_another_teams_scenario_is_not_found(
-    client: httpx.Client, api_server: str, service_env: Settings
+    client: httpx.Client, api_url: str, service_env: Settings
 ) -> None:
     stranger = create_user(service_env.database_url, f"stranger-{uuid.uuid4().hex[:6]}", "other-check-team")
-    theirs = httpx.post(f"{api_server}/scenarios", json={"preset": "myopic-vs-bandit"}, headers=bearer(stranger))
+    theirs = httpx.post(f"{api_url}/scenarios", json={"preset": "myopic-vs-bandit"}, headers=bearer(stranger))
     assert theirs.status_code in (200, 201), theirs.text
     answer = client.post("/scenarios/check", json={"scenario_id": theirs.json()["id"]})
     assert answer.status_code == 404 and answer.json()["error"]["field"] == "scenario_id"
-    assert httpx.post(f"{api_server}/scenarios/check", json={"preset": "myopic-vs-bandit"}).status_code == 401
+    assert httpx.post(f"{api_url}/scenarios/check", json={"preset": "myopic-vs-bandit"}).status_code == 401
 
 
 # ------------------------------------------------------------------------------------------------ /prices
@@ -164,7 +175,7 @@ def test_prices_are_the_panels_means_binned(
 
 
 def test_prices_refuse_what_is_not_there(
-    client: httpx.Client, api_server: str, service_env: Settings, run_with_panel: tuple[uuid.UUID, pd.DataFrame]
+    client: httpx.Client, api_url: str, service_env: Settings, run_with_panel: tuple[uuid.UUID, pd.DataFrame]
 ) -> None:
     run_id, _ = run_with_panel
     missing = client.get(f"/results/{run_id}/prices", params={"session": SESSIONS})
@@ -172,8 +183,8 @@ def test_prices_refuse_what_is_not_there(
     assert client.get(f"/results/{run_id}/prices", params={"points": 5}).status_code == 422
     assert client.get(f"/results/{uuid.uuid4()}/prices").status_code == 404
     stranger = create_user(service_env.database_url, f"stranger-{uuid.uuid4().hex[:6]}", "other-prices-team")
-    assert httpx.get(f"{api_server}/results/{run_id}/prices", headers=bearer(stranger)).status_code == 404
-    assert httpx.get(f"{api_server}/results/{run_id}/prices").status_code == 401
+    assert httpx.get(f"{api_url}/results/{run_id}/prices", headers=bearer(stranger)).status_code == 404
+    assert httpx.get(f"{api_url}/results/{run_id}/prices").status_code == 401
 
 
 # ------------------------------------------------------------------------------------------- the page itself

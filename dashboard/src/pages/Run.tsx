@@ -255,7 +255,17 @@ export function RunPage({ runId }: { runId: string }) {
           });
         else if (event.event === "started") setLive({ progress: 0, status: "running", detail: "started" });
         else if (["succeeded", "failed", "cancelled"].includes(event.event)) {
-          setLive({ progress: event.event === "succeeded" ? 1 : live?.progress ?? 0, status: event.event as RunStatus, detail: "" });
+          // a success repeats the summary's highlights (a terminal event rebuilt from the database has none)
+          const s = d.summary ?? {};
+          const done =
+            event.event === "succeeded" && typeof s.sessions === "number"
+              ? `${s.sessions} of ${run.sessions} sessions${typeof s.profit_gain === "number" ? `, Δ = ${s.profit_gain.toFixed(3)}` : ""}`
+              : null;
+          setLive((previous) => ({
+            progress: event.event === "succeeded" ? 1 : previous?.progress ?? 0,
+            status: event.event as RunStatus,
+            detail: done ?? previous?.detail ?? "",
+          }));
           setVersion((v) => v + 1);
         }
       },

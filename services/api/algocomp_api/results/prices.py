@@ -8,7 +8,8 @@ session's series also carries its tail (the limit cycle), its last `points` peri
 
 Bounded: the panel is spooled from S3 (to a temporary file past SPOOL_BYTES) and read by record batches of a few
 columns, so memory stays a few batches whatever the run's size; the answer has at most `points` values per firm
-(plus the tail). A succeeded run's panel never changes, so answers are kept in a small per-process cache.
+(plus the tail). A succeeded run's panel never changes, so answers are kept in a small per-process cache. pyarrow is
+imported on the first such request, not with the API.
 """
 
 from __future__ import annotations
@@ -22,9 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from algocomp.platform.db import Result
 from algocomp.platform.storage import Storage
@@ -33,8 +31,8 @@ from algocomp_api.results.service import artifact_key
 
 DEFAULT_POINTS = 500
 MAX_POINTS = 2000
-SPOOL_BYTES = 32 * 2**20
-BATCH_ROWS = 262_144
+SPOOL_BYTES = 8 * 2**20
+BATCH_ROWS = 65_536
 CACHE_ENTRIES = 64
 
 _cache: OrderedDict[tuple[uuid.UUID, int | None, int], dict[str, Any]] = OrderedDict()
@@ -82,6 +80,12 @@ def price_paths(storage: Storage, source: PanelSource, *, session: int | None, p
 
 
 def _compute(storage: Storage, source: PanelSource, *, session: int | None, points: int) -> dict[str, Any]:
+    # imported on the first request for a price path, not with the API: pyarrow adds ~45 MB to a process, which
+    # every API process would carry otherwise (tests/services/test_limits.py holds the API's memory)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
     n_firms = source.n_firms
     try:
         chunks, _, _ = storage.open_stream(source.key)
