@@ -107,11 +107,7 @@ const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
  * Reconnects after a dropped connection with Last-Event-ID, so no event is missed, until a terminal event
  * arrives, the stream ends after one, or `signal` aborts. Resolves when the stream is over.
  */
-export async function follow(
-  path: string,
-  onEvent: (event: StreamEvent) => void,
-  signal: AbortSignal,
-): Promise<void> {
+export async function follow(path: string, onEvent: (event: StreamEvent) => void, signal: AbortSignal): Promise<void> {
   let lastId: string | undefined;
   let pause = 500;
   while (!signal.aborted) {

@@ -66,9 +66,7 @@ export function Pager({
       <button type="button" disabled={offset <= 0} onClick={() => onPage(Math.max(0, offset - limit))}>
         ← Previous
       </button>
-      <span aria-live="polite">
-        {total ? `${count(offset + 1)}–${count(last)} of ${count(total)}` : "none"}
-      </span>
+      <span aria-live="polite">{total ? `${count(offset + 1)}–${count(last)} of ${count(total)}` : "none"}</span>
       <button type="button" disabled={last >= total} onClick={() => onPage(offset + limit)}>
         Next →
       </button>

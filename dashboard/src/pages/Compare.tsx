@@ -23,7 +23,13 @@ async function load(id: string): Promise<Loaded> {
   } catch (error) {
     return { run: { id } as Run, result: null, paths: null, error };
   }
-  if (run.status !== "succeeded") return { run, result: null, paths: null, error: new Error(`run ${shortId(id)} is ${run.status}: it has no results to compare`) };
+  if (run.status !== "succeeded")
+    return {
+      run,
+      result: null,
+      paths: null,
+      error: new Error(`run ${shortId(id)} is ${run.status}: it has no results to compare`),
+    };
   try {
     const [result, paths] = await Promise.all([
       api<Result>(`/results/${id}`),
@@ -50,7 +56,10 @@ export function ComparePage({ query }: { query: URLSearchParams }) {
     Promise.all(ids.map(load)).then(setLoaded);
   }, [ids.join(",")]);
   useEffect(() => {
-    api<Page<Run>>("/runs?status=succeeded&limit=50").then((p) => setRecent(p.items), () => undefined);
+    api<Page<Run>>("/runs?status=succeeded&limit=50").then(
+      (p) => setRecent(p.items),
+      () => undefined,
+    );
   }, []);
 
   const ok = (loaded ?? []).filter((l) => l.result && l.paths);
@@ -96,11 +105,15 @@ export function ComparePage({ query }: { query: URLSearchParams }) {
         <button type="submit" disabled={!adding}>
           Add
         </button>
-        <span class="muted">or tick runs in the <a href={href("runs")}>runs list</a> and press Compare.</span>
+        <span class="muted">
+          or tick runs in the <a href={href("runs")}>runs list</a> and press Compare.
+        </span>
       </form>
       {ids.length < 2 ? <p>Choose at least two runs to compare.</p> : null}
       {!loaded ? (
-        ids.length ? <Loading what="the runs" /> : null
+        ids.length ? (
+          <Loading what="the runs" />
+        ) : null
       ) : (
         <>
           {loaded

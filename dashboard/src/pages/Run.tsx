@@ -37,7 +37,9 @@ export function SummaryTable({ summary }: { summary: Record<string, any> }) {
 /** Flat lines at each distinct benchmark value (one when the firms are symmetric). */
 export function benchmarkLines(x: number[], nash: (number | null)[], monopoly: (number | null)[]): Line[] {
   const lines: Line[] = [];
-  const distinct = (values: (number | null)[]) => [...new Set(values.filter((v): v is number => v !== null).map((v) => +v.toFixed(6)))];
+  const distinct = (values: (number | null)[]) => [
+    ...new Set(values.filter((v): v is number => v !== null).map((v) => +v.toFixed(6))),
+  ];
   for (const [name, values, color] of [
     ["Nash", nash, NASH_COLOR],
     ["monopoly", monopoly, MONOPOLY_COLOR],
@@ -66,14 +68,23 @@ function PriceChart({ runId, sessions }: { runId: string; sessions: number }) {
   const lines = useMemo(() => {
     if (!paths) return [];
     return [
-      ...paths.price.map((values, firm) => ({ label: `firm ${firm + 1}`, values, color: PALETTE[firm % PALETTE.length] })),
+      ...paths.price.map((values, firm) => ({
+        label: `firm ${firm + 1}`,
+        values,
+        color: PALETTE[firm % PALETTE.length],
+      })),
       ...benchmarkLines(paths.period, paths.nash_price, paths.monopoly_price),
     ];
   }, [paths]);
   const tailLines = useMemo(() => {
     if (!paths?.tail) return [];
     return [
-      ...paths.tail.price.map((values, firm) => ({ label: `firm ${firm + 1}`, values, color: PALETTE[firm % PALETTE.length], points: true })),
+      ...paths.tail.price.map((values, firm) => ({
+        label: `firm ${firm + 1}`,
+        values,
+        color: PALETTE[firm % PALETTE.length],
+        points: true,
+      })),
       ...benchmarkLines(paths.tail.period, paths.nash_price, paths.monopoly_price),
     ];
   }, [paths]);
@@ -105,7 +116,14 @@ function PriceChart({ runId, sessions }: { runId: string; sessions: number }) {
           {paths.tail && paths.tail.period.length ? (
             <>
               <h3>Last periods of session {paths.session}, one by one (the limit cycle)</h3>
-              <Chart x={paths.tail.period} lines={tailLines} xLabel="period" yLabel="price" height={220} label="Prices in the last periods of the session" />
+              <Chart
+                x={paths.tail.period}
+                lines={tailLines}
+                xLabel="period"
+                yLabel="price"
+                height={220}
+                label="Prices in the last periods of the session"
+              />
             </>
           ) : null}
         </>
@@ -141,28 +159,67 @@ function ImpulseChart({ summary }: { summary: Record<string, any> }) {
   return (
     <Section title="Impulse response to a forced deviation" id="impulse">
       <p class="muted">
-        Mean prices over sessions around a one-period deviation to the static best response at τ = 0 (dotted: the
-        same periods without the deviation).
+        Mean prices over sessions around a one-period deviation to the static best response at τ = 0 (dotted: the same
+        periods without the deviation).
       </p>
-      <Chart x={ir.tau} lines={lines} xLabel="τ (periods after the deviation)" yLabel="price" height={260} label="Impulse response: each firm's mean price around the forced deviation" testId="impulse-chart" />
+      <Chart
+        x={ir.tau}
+        lines={lines}
+        xLabel="τ (periods after the deviation)"
+        yLabel="price"
+        height={260}
+        label="Impulse response: each firm's mean price around the forced deviation"
+        testId="impulse-chart"
+      />
     </Section>
   );
 }
 
 function DeltaDistribution({ sessions }: { sessions: Record<string, any>[] | null }) {
   const gains: number[] = (sessions ?? []).map((s) => s.profit_gain);
-  const { x, counts } = useMemo(() => histogram(gains, Math.max(5, Math.min(30, Math.ceil(Math.sqrt(gains.length)) * 2))), [sessions]);
+  const { x, counts } = useMemo(
+    () => histogram(gains, Math.max(5, Math.min(30, Math.ceil(Math.sqrt(gains.length)) * 2))),
+    [sessions],
+  );
   const lines = useMemo(() => [{ label: "sessions", values: counts, color: PALETTE[0], bars: true }], [counts]);
-  if (!sessions) return <Section title="Δ across sessions" id="delta"><Loading what="the sessions" /></Section>;
+  if (!sessions)
+    return (
+      <Section title="Δ across sessions" id="delta">
+        <Loading what="the sessions" />
+      </Section>
+    );
   if (!x.length) return null;
   return (
     <Section title="Δ across sessions" id="delta">
-      <Chart x={x} lines={lines} xLabel="Δ (profit gain)" yLabel="sessions" height={220} label={`Histogram of the profit gain Δ over ${gains.length} sessions`} testId="delta-chart" />
+      <Chart
+        x={x}
+        lines={lines}
+        xLabel="Δ (profit gain)"
+        yLabel="sessions"
+        height={220}
+        label={`Histogram of the profit gain Δ over ${gains.length} sessions`}
+        testId="delta-chart"
+      />
     </Section>
   );
 }
 
-const SESSION_COLUMNS = ["session", "seed", "periods", "converged", "convergence_period", "profit_gain", "mean_price", "price_index", "consumer_surplus", "consumer_surplus_loss", "cycle_length", "cycle_label", "ir_punishment", "ir_punishment_length"];
+const SESSION_COLUMNS = [
+  "session",
+  "seed",
+  "periods",
+  "converged",
+  "convergence_period",
+  "profit_gain",
+  "mean_price",
+  "price_index",
+  "consumer_surplus",
+  "consumer_surplus_loss",
+  "cycle_length",
+  "cycle_label",
+  "ir_punishment",
+  "ir_punishment_length",
+];
 
 function sessionsCsv(sessions: Record<string, any>[]): Blob {
   const rows = sessions.map((s) =>
@@ -209,7 +266,11 @@ function Downloads({ result, sessions }: { result: Result; sessions: Record<stri
         })}
         {sessions ? (
           <li>
-            <button type="button" class="link" onClick={() => saveBlob(sessionsCsv(sessions), `${result.run_id}-sessions.csv`)}>
+            <button
+              type="button"
+              class="link"
+              onClick={() => saveBlob(sessionsCsv(sessions), `${result.run_id}-sessions.csv`)}
+            >
               Sessions (CSV)
             </button>
           </li>
@@ -262,7 +323,7 @@ export function RunPage({ runId }: { runId: string }) {
               ? `${s.sessions} of ${run.sessions} sessions${typeof s.profit_gain === "number" ? `, Δ = ${s.profit_gain.toFixed(3)}` : ""}`
               : null;
           setLive((previous) => ({
-            progress: event.event === "succeeded" ? 1 : previous?.progress ?? 0,
+            progress: event.event === "succeeded" ? 1 : (previous?.progress ?? 0),
             status: event.event as RunStatus,
             detail: done ?? previous?.detail ?? "",
           }));
@@ -315,11 +376,7 @@ export function RunPage({ runId }: { runId: string }) {
             {live?.detail ?? ""}
           </span>
           {active(run.status) ? (
-            <button
-              type="button"
-              disabled={run.cancel_requested}
-              onClick={() => cancelRun(run).then(setRun, setError)}
-            >
+            <button type="button" disabled={run.cancel_requested} onClick={() => cancelRun(run).then(setRun, setError)}>
               {run.cancel_requested ? "Cancelling…" : "Cancel run"}
             </button>
           ) : null}

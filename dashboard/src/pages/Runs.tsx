@@ -70,7 +70,7 @@ export function RunsPage({ query }: { query: URLSearchParams }) {
           setLive((current) => ({
             ...current,
             [id]: {
-              progress: event.event === "succeeded" ? 1 : data.share_done ?? current[id]?.progress ?? 0,
+              progress: event.event === "succeeded" ? 1 : (data.share_done ?? current[id]?.progress ?? 0),
               status: (data.status as RunStatus) ?? (event.event === "progress" ? "running" : current[id]?.status),
             },
           }));
@@ -204,7 +204,12 @@ export function RunsPage({ query }: { query: URLSearchParams }) {
             </tbody>
           </table>
           {!page.items.length ? <p>No runs{status ? ` ${status}` : ""} yet.</p> : null}
-          <Pager offset={offset} limit={PAGE} total={page.total} onPage={(next) => navigate(params({ offset: next }))} />
+          <Pager
+            offset={offset}
+            limit={PAGE}
+            total={page.total}
+            onPage={(next) => navigate(params({ offset: next }))}
+          />
         </>
       )}
     </>

@@ -41,7 +41,11 @@ export function ScenariosPage({ query }: { query: URLSearchParams }) {
                   </th>
                   <td>{p.description}</td>
                   <td class="actions">
-                    <a class="button" href={href("editor", { preset: p.name })} aria-label={`Open ${p.name} in the editor`}>
+                    <a
+                      class="button"
+                      href={href("editor", { preset: p.name })}
+                      aria-label={`Open ${p.name} in the editor`}
+                    >
                       Open in editor
                     </a>
                   </td>
@@ -156,13 +160,17 @@ function lines(text: string): string[] {
 }
 
 /** Where an error of the API belongs in the form: an override's path, sessions, seed, grid, or the document. */
-function placeOf(field: string | null, overrides: string[]): "overrides" | "sessions" | "seed" | "grid" | "seeds" | "document" {
+function placeOf(
+  field: string | null,
+  overrides: string[],
+): "overrides" | "sessions" | "seed" | "grid" | "seeds" | "document" {
   if (!field) return "document";
   if (field === "sessions" || field === "seed" || field === "seeds") return field;
   if (field.startsWith("overrides")) return "overrides";
   if (field.startsWith("grid")) return "grid";
   const paths = overrides.map((o) => o.split("=", 1)[0].trim());
-  if (paths.some((p) => p && (field === p || field.startsWith(p + ".") || p.startsWith(field + ".")))) return "overrides";
+  if (paths.some((p) => p && (field === p || field.startsWith(p + ".") || p.startsWith(field + "."))))
+    return "overrides";
   return "document";
 }
 
@@ -171,14 +179,18 @@ function parseGrid(text: string): { grid: Record<string, unknown[]>; error: stri
   const rows = lines(text);
   for (const [index, row] of rows.entries()) {
     const equals = row.indexOf("=");
-    if (equals <= 0) return { grid, error: `line ${index + 1}: write PATH = [VALUE, ...], e.g. agents.alpha = [0.05, 0.15]` };
+    if (equals <= 0)
+      return { grid, error: `line ${index + 1}: write PATH = [VALUE, ...], e.g. agents.alpha = [0.05, 0.15]` };
     const path = row.slice(0, equals).trim();
     try {
       const values = JSON.parse(row.slice(equals + 1));
       if (!Array.isArray(values) || !values.length) throw new Error("not a list");
       grid[path] = values;
     } catch {
-      return { grid, error: `line ${index + 1} (${path}): the values must be a JSON list, e.g. [0.05, 0.15] or [null, {"basis": "absolute", "value": 1.75}]` };
+      return {
+        grid,
+        error: `line ${index + 1} (${path}): the values must be a JSON list, e.g. [0.05, 0.15] or [null, {"basis": "absolute", "value": 1.75}]`,
+      };
     }
   }
   if (!rows.length) return { grid, error: "give at least one axis" };
@@ -229,13 +241,10 @@ export function EditorPage({ query }: { query: URLSearchParams }) {
       setSource("a new scenario");
       return;
     }
-    loadSpec(preset, scenarioId).then(
-      ({ name, spec }) => {
-        setText(JSON.stringify(spec, null, 2));
-        setSource(preset ? `preset ${preset}` : `stored scenario ${name}`);
-      },
-      setLoadError,
-    );
+    loadSpec(preset, scenarioId).then(({ name, spec }) => {
+      setText(JSON.stringify(spec, null, 2));
+      setSource(preset ? `preset ${preset}` : `stored scenario ${name}`);
+    }, setLoadError);
   }, [preset, scenarioId]);
 
   const overrideList = useMemo(() => lines(overrides), [overrides]);
@@ -438,7 +447,9 @@ export function EditorPage({ query }: { query: URLSearchParams }) {
                 class="code"
                 rows={3}
                 spellcheck={false}
-                placeholder={'agents.alpha = [0.05, 0.15]\nregulation.price_cap = [null, {"basis": "absolute", "value": 1.75}]'}
+                placeholder={
+                  'agents.alpha = [0.05, 0.15]\nregulation.price_cap = [null, {"basis": "absolute", "value": 1.75}]'
+                }
                 value={gridText}
                 aria-describedby="grid-error"
                 onInput={(e) => setGridText((e.target as HTMLTextAreaElement).value)}

@@ -68,7 +68,12 @@ export function SweepsPage({ query }: { query: URLSearchParams }) {
             </tbody>
           </table>
           {!page.items.length ? <p>No sweeps yet.</p> : null}
-          <Pager offset={offset} limit={PAGE} total={page.total} onPage={(next) => navigate(href("sweeps", { offset: next }))} />
+          <Pager
+            offset={offset}
+            limit={PAGE}
+            total={page.total}
+            onPage={(next) => navigate(href("sweeps", { offset: next }))}
+          />
         </>
       )}
     </>
@@ -168,13 +173,26 @@ const EFFECTS: [string, string][] = [
   ["consumer_surplus", "consumer surplus"],
 ];
 
-function EffectBar({ effect, low, high, scale }: { effect: number | null; low: number | null; high: number | null; scale: number }) {
+function EffectBar({
+  effect,
+  low,
+  high,
+  scale,
+}: {
+  effect: number | null;
+  low: number | null;
+  high: number | null;
+  scale: number;
+}) {
   if (effect === null || low === null || high === null || !scale) return null;
   const at = (v: number) => `${50 + (v / scale) * 50}%`;
   return (
     <span class="effect-bar" aria-hidden="true">
       <span class="effect-zero" />
-      <span class="effect-ci" style={{ left: at(Math.min(low, high)), width: `${(Math.abs(high - low) / scale) * 50}%` }} />
+      <span
+        class="effect-ci"
+        style={{ left: at(Math.min(low, high)), width: `${(Math.abs(high - low) / scale) * 50}%` }}
+      />
       <span class="effect-point" style={{ left: at(effect) }} />
     </span>
   );
@@ -257,13 +275,10 @@ export function SweepPage({ sweepId }: { sweepId: string }) {
   const [version, setVersion] = useState(0);
 
   useEffect(() => {
-    api<Sweep>(`/sweeps/${encodeURIComponent(sweepId)}`).then(
-      (s) => {
-        setSweep(s);
-        setSucceeded(s.counts.succeeded ?? 0);
-      },
-      setError,
-    );
+    api<Sweep>(`/sweeps/${encodeURIComponent(sweepId)}`).then((s) => {
+      setSweep(s);
+      setSucceeded(s.counts.succeeded ?? 0);
+    }, setError);
   }, [sweepId, version]);
 
   // live progress per cell
@@ -275,17 +290,18 @@ export function SweepPage({ sweepId }: { sweepId: string }) {
       (event) => {
         const d = event.data;
         if (!d || !d.cells) return;
-        setSweep((current) =>
-          current && {
-            ...current,
-            status: d.status,
-            counts: d.counts,
-            progress: d.progress,
-            per_cell: (current.per_cell ?? []).map((cell) => {
-              const update = d.cells.find((c: any) => c.index === cell.index);
-              return update ? { ...cell, counts: update.counts, progress: update.progress } : cell;
-            }),
-          },
+        setSweep(
+          (current) =>
+            current && {
+              ...current,
+              status: d.status,
+              counts: d.counts,
+              progress: d.progress,
+              per_cell: (current.per_cell ?? []).map((cell) => {
+                const update = d.cells.find((c: any) => c.index === cell.index);
+                return update ? { ...cell, counts: update.counts, progress: update.progress } : cell;
+              }),
+            },
         );
         setSucceeded(d.counts?.succeeded ?? 0);
         if (["succeeded", "failed", "cancelled"].includes(event.event)) setVersion((v) => v + 1);
@@ -332,7 +348,10 @@ export function SweepPage({ sweepId }: { sweepId: string }) {
             <button
               type="button"
               onClick={() =>
-                api<Sweep>(`/sweeps/${sweep.id}/cancel`, { method: "POST" }).then(() => setVersion((v) => v + 1), setError)
+                api<Sweep>(`/sweeps/${sweep.id}/cancel`, { method: "POST" }).then(
+                  () => setVersion((v) => v + 1),
+                  setError,
+                )
               }
             >
               Cancel sweep
@@ -341,7 +360,9 @@ export function SweepPage({ sweepId }: { sweepId: string }) {
           <button
             type="button"
             disabled={!metrics}
-            onClick={() => download(`/sweeps/${sweep.id}/metrics`, `sweep-${sweep.id}-metrics.csv`, "text/csv").catch(setError)}
+            onClick={() =>
+              download(`/sweeps/${sweep.id}/metrics`, `sweep-${sweep.id}-metrics.csv`, "text/csv").catch(setError)
+            }
           >
             Download metrics (CSV)
           </button>
@@ -392,7 +413,11 @@ export function SweepPage({ sweepId }: { sweepId: string }) {
         </table>
       </Section>
       <Section title="Δ heatmap" id="heatmap">
-        {metrics ? <Heatmap metrics={metrics} /> : <p class="muted">{metricsNote || "The heatmap fills in as the runs succeed."}</p>}
+        {metrics ? (
+          <Heatmap metrics={metrics} />
+        ) : (
+          <p class="muted">{metricsNote || "The heatmap fills in as the runs succeed."}</p>
+        )}
       </Section>
       {metrics ? <RegulationEffects metrics={metrics} /> : null}
     </>
