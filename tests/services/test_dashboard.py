@@ -32,7 +32,8 @@ from .conftest import ServiceProcess, bearer, create_user, start_api, team_of, w
 
 SCREENSHOTS = dashboard_build.REPO_ROOT / "out" / "screenshots"
 RUN_TIMEOUT_MS = 180_000
-SHORT_RUN = ["horizon.max_periods=20000", "logging.interval=1000"]
+# long enough (about 2 s of simulation on a busy core) for the page to show it running before it succeeds
+SHORT_RUN = ["horizon.max_periods=4000000", "logging.interval=20000"]
 RUN_ID = re.compile(r"#/runs/([0-9a-f-]{36})$")
 SWEEP_ID = re.compile(r"#/sweeps/([0-9a-f-]{36})$")
 

@@ -54,7 +54,7 @@ export function Chart({
         },
       },
       axes: [
-        { label: xLabel, stroke: "#333" },
+        { label: xLabel, stroke: "#333", space: 70, values: (_: uPlot, ticks: number[]) => ticks.map(compact) },
         { label: yLabel, stroke: "#333", size: 60 },
       ],
       series: [
@@ -84,6 +84,14 @@ export function Chart({
     };
   }, [x, lines, height, xLabel, yLabel]);
   return <div class="chart" ref={box} role="img" aria-label={label} data-testid={testId} />;
+}
+
+/** 1200000 -> "1.2M", 25000 -> "25k": tick labels that stay apart on a period axis. */
+export function compact(value: number): string {
+  const size = Math.abs(value);
+  if (size >= 1e6) return `${+(value / 1e6).toPrecision(3)}M`;
+  if (size >= 1e4) return `${+(value / 1e3).toPrecision(3)}k`;
+  return `${+value.toPrecision(4)}`;
 }
 
 /** Counts of `values` in `bins` equal bins: x = the bins' centres. */
