@@ -42,7 +42,10 @@ RUN python -c "import tomllib; project = tomllib.load(open('pyproject.toml', 'rb
     && pip install -c constraints.txt -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
-# The library and the services, installed as a regular (not editable) package.
+# The library and the services, installed as a regular (not editable) package. services/ carries the web
+# dashboard's bundle (services/api/algocomp_api/dashboard/static/, package data of algocomp_api) when it was built
+# before the image: `make up` and `make test-compose` run `make dashboard` first (Node.js is needed on the machine
+# that builds, not in the image). Without it the API answers / with 404 dashboard_not_built saying so.
 COPY README.md ./
 COPY shared ./shared
 COPY services ./services

@@ -11,15 +11,19 @@ EXTRAS = server,client,devstack,test,lint
 CONSTRAINTS = constraints.txt
 # Stamp of the last install: redone whenever the dependencies (pyproject.toml) or their pins change.
 INSTALLED = $(VENV)/.installed
+# The web dashboard's bundle (generated, git-ignored), rebuilt when a source of dashboard/ or its lock file changes.
+DASHBOARD = services/api/algocomp_api/dashboard/static/index.html
+DASHBOARD_SOURCES = $(wildcard dashboard/src/*.ts dashboard/src/*.tsx dashboard/src/*.css dashboard/src/*/*.tsx) \
+	dashboard/index.html dashboard/package.json dashboard/package-lock.json dashboard/vite.config.ts dashboard/tsconfig.json
 
 .DEFAULT_GOAL := help
 
 .PHONY: help install test test-slow bench demo dev stop up down bench-stack bench-figure1 bench-scaling bench-load bench-faults clean distclean
-.PHONY: test-compose constraints lint
+.PHONY: test-compose constraints lint dashboard bench-dashboard
 
 help: ## list the targets
 	@echo "algocomp: make TARGET"
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(INSTALLED): pyproject.toml $(CONSTRAINTS)
 	$(PY) -m venv $(VENV)
@@ -27,7 +31,14 @@ $(INSTALLED): pyproject.toml $(CONSTRAINTS)
 	$(BIN)/python -m pip install -c $(CONSTRAINTS) -e '.[$(EXTRAS)]'
 	touch $@
 
-install: $(INSTALLED) ## create .venv and install algocomp (editable) with what these targets need, pinned by constraints.txt
+install: $(INSTALLED) $(DASHBOARD) ## create .venv and install algocomp (editable) with what these targets need, pinned by constraints.txt; build the dashboard
+
+# npm ci (exactly package-lock.json's versions), tsc, vite build; installs Debian's nodejs and npm as root when missing
+$(DASHBOARD): $(DASHBOARD_SOURCES)
+	$(PY) tools/dashboard_build.py build
+
+dashboard: ## build the web dashboard (dashboard/ into the API's static files, served at /; needs Node.js 18+ and npm)
+	$(PY) tools/dashboard_build.py build
 
 constraints: ## re-resolve pyproject.toml's dependencies and extras and pin them in constraints.txt (then `make install`)
 	$(PY) scripts/lock_constraints.py
@@ -37,7 +48,7 @@ lint: $(INSTALLED) ## ruff (lint, format check) on everything; mypy on the libra
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: $(INSTALLED) lint ## lint, then the test suite (the slow reproduction tests excluded); starts Postgres and Redis if needed
+test: $(INSTALLED) $(DASHBOARD) lint ## lint, then the test suite (the slow reproduction tests excluded); starts Postgres and Redis if needed
 	$(BIN)/python tools/devstack.py servers
 	$(BIN)/pytest -q
 
@@ -47,17 +58,17 @@ test-slow: $(INSTALLED) ## run the tests that hold the README's reproduction tab
 bench: $(INSTALLED) ## time the simulation engine (benchmarks/bench_engine.py)
 	$(BIN)/python benchmarks/bench_engine.py
 
-dev: $(INSTALLED) ## start the native stack (api, worker, aggregator, beat, Flower, MLflow, S3) and print its URLs
+dev: $(INSTALLED) $(DASHBOARD) ## start the native stack (api, worker, aggregator, beat, Flower, MLflow, S3) and print its URLs
 	$(BIN)/python tools/devstack.py up
 
 stop: ## stop the native stack started by `make dev`
 	$(BIN)/python tools/devstack.py down
 
-demo: $(INSTALLED) ## through the API: the Calvano baseline and myopic-vs-bandit, 3 seeds each, live, then a table; ends with a sweep (opponents x price cap)
+demo: $(INSTALLED) $(DASHBOARD) ## through the API: the Calvano baseline and myopic-vs-bandit, 3 seeds each, live, then a table; ends with a sweep (opponents x price cap)
 	$(BIN)/python tools/devstack.py up
 	$(BIN)/python scripts/demo.py
 
-up: .env ## start the whole stack in Docker (docker compose up -d --build); creates .env with random secrets first
+up: .env $(DASHBOARD) ## start the whole stack in Docker (docker compose up -d --build); creates .env with random secrets first
 	docker compose up -d --build
 
 # The Docker stack's secrets: made once from .env.example with fresh random values, never overwritten, never
@@ -68,7 +79,7 @@ up: .env ## start the whole stack in Docker (docker compose up -d --build); crea
 down: .env ## stop the Docker stack (data stays in its volumes)
 	docker compose down
 
-test-compose: $(INSTALLED) ## docker-compose.yml end to end in Docker (root installs Docker; stand-in images when none can be pulled)
+test-compose: $(INSTALLED) $(DASHBOARD) ## docker-compose.yml end to end in Docker (root installs Docker; stand-in images when none can be pulled)
 	$(BIN)/python tests/compose/compose_e2e.py
 
 bench-stack: $(INSTALLED) ## time the stack: run throughput, API vs CLI wall time, SSE fan-out (benchmarks/bench_stack.py)
@@ -86,13 +97,18 @@ bench-load: $(INSTALLED) ## load on the API (benchmarks/bench_load.py), then the
 	$(BIN)/python tools/devstack.py up
 	$(BIN)/python benchmarks/bench_load.py $(BENCH_ARGS); load=$$?; $(MAKE) bench-faults && exit $$load
 
+bench-dashboard: $(INSTALLED) $(DASHBOARD) ## time the dashboard's runs page with 1,000 runs in the database (benchmarks/bench_dashboard.py)
+	$(BIN)/python tools/devstack.py up
+	$(BIN)/python tools/dashboard_build.py chromium
+	$(BIN)/python benchmarks/bench_dashboard.py $(BENCH_ARGS)
+
 # Its own stack (database, Redis, S3, API, worker, aggregator, beat on free ports), never `make dev`'s: it kills
 # and stops those processes. FAULT_ARGS e.g. --scenarios worker-kill,api-kill
 bench-faults: $(INSTALLED) ## kills and outages during 30-run sweeps, checked run by run (benchmarks/bench_faults.py; ~17 min)
 	$(BIN)/python benchmarks/bench_faults.py $(FAULT_ARGS)
 
 clean: ## remove outputs and caches (keeps .venv)
-	rm -rf out/ build/ dist/ .pytest_cache/ .numba_cache/
+	rm -rf out/ build/ dist/ .pytest_cache/ .numba_cache/ dashboard/node_modules/ services/api/algocomp_api/dashboard/static/
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
 
 distclean: clean ## also remove .venv and the packaging metadata

@@ -495,6 +495,12 @@ def scenario(stack: Stack, ports: dict[str, int], timings: dict[str, float]) -> 
     api.sign_in(created.stdout.strip().splitlines()[-1])
     check(api.get("/runs").status_code == 200, "GET /runs with the operator-issued token")
     log("  `algocomp users create` in the api container issued a token; 401 without it")
+    page = api.get("/")
+    check(page.status_code == 200 and 'id="app"' in page.text, f"the dashboard at / ({page.status_code})")
+    script = page.text.split('src="', 1)[-1].split('"', 1)[0]
+    check(script.startswith("/assets/") and api.get(script).status_code == 200, f"the dashboard's bundle {script}")
+    check("script-src 'self'" in page.headers.get("content-security-policy", ""), "the dashboard's policy")
+    log(f"  the image serves the dashboard at / (its bundle {script})")
     done()
 
     done = step("a scenario and a small sweep through the API")

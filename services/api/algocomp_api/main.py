@@ -17,6 +17,7 @@ from algocomp.platform.logs import configure_logging
 from algocomp.platform.settings import Settings, get_settings
 from algocomp_api.aggregates.routes import router as aggregates_router
 from algocomp_api.auth import bearer_token, current_principal
+from algocomp_api.dashboard.routes import router as dashboard_router
 from algocomp_api.deps import ApiResources, size_thread_pool
 from algocomp_api.errors import install_error_handlers
 from algocomp_api.health.routes import router as health_router
@@ -43,7 +44,8 @@ DESCRIPTION = """Simulate AI-driven pricing in oligopoly markets as a service.
 3. **GET /streams/{id}** follows its progress as Server-Sent Events (resumable with Last-Event-ID);
 4. **GET /results/{id}** returns the summary and links to the panel (Parquet), plots and logs on S3.
 
-Every route but the health probes and these docs needs an API token: `Authorization: Bearer TOKEN` (an operator
+The web dashboard is at **/** (it asks for your token). Every route but the health probes, the dashboard's page
+and these docs needs an API token: `Authorization: Bearer TOKEN` (an operator
 issues one with `algocomp users create NAME --team TEAM`). Scenarios, runs and sweeps belong to the caller's
 team; another team's ids answer 404.
 
@@ -116,6 +118,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (scenarios_router, runs_router, sweeps_router, aggregates_router, results_router, streams_router):
         app.include_router(router, dependencies=[Depends(current_principal)])
     app.include_router(health_router)
+    # the dashboard's page and bundle: static, no token (the page asks for it before it calls the API)
+    app.include_router(dashboard_router)
     return app
 
 

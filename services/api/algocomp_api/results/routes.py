@@ -24,7 +24,7 @@ from algocomp_api.auth import BearerToken, Caller, authenticate
 from algocomp_api.deps import OneTrip, OneTripDep, SettingsDep, StorageDep, UnitOfWorkDep
 from algocomp_api.errors import ApiError, error_responses
 from algocomp_api.files import stream_object
-from algocomp_api.results import service
+from algocomp_api.results import prices, service
 from algocomp_api.results.schemas import ResultOut
 
 router = APIRouter(prefix="/results", tags=["results"])
@@ -57,6 +57,59 @@ _PLOTS: dict[int, dict[str, Any]] = {
 def get_result(uow: UnitOfWorkDep, caller: Caller, storage: StorageDep, run_id: uuid.UUID) -> ResultOut:
     with bind_run(run_id):
         return service.result_out(service.get_result(uow, caller, run_id), storage)
+
+
+@read_router.get(
+    "/{run_id}/prices",
+    responses=error_responses(
+        {
+            200: {
+                "description": "the price paths: `period` (x), `price` (one list per firm, null where undefined), "
+                "the benchmarks `nash_price` and `monopoly_price` per firm, and for one session its `tail`",
+                "content": {
+                    "application/json": {
+                        "example": {
+                            "session": None,
+                            "sessions": 4,
+                            "n_firms": 2,
+                            "period": [1000.0, 2000.0],
+                            "price": [[1.61, 1.6], [1.59, 1.6]],
+                            "nash_price": [1.47, 1.47],
+                            "monopoly_price": [1.92, 1.92],
+                            "tail": None,
+                        }
+                    }
+                },
+            },
+            404: {"description": "no run with this id, no panel, or no such session (error.field = session)"},
+            409: {"description": "the run has not succeeded (error.code = not_ready, error.status = its status)"},
+        }
+    ),
+    summary="A succeeded run's price paths, binned for charts",
+)
+async def get_prices(
+    trip: OneTripDep,
+    token: BearerToken,
+    storage: StorageDep,
+    run_id: uuid.UUID,
+    session: Annotated[int | None, Query(ge=0, description="one session's path (default: the mean of all)")] = None,
+    points: Annotated[
+        int, Query(ge=10, le=prices.MAX_POINTS, description="at most this many points per firm")
+    ] = prices.DEFAULT_POINTS,
+) -> dict[str, Any]:
+    """The mean price of each firm over the logged intervals, binned on the period axis into at most `points`
+    values, averaged over all sessions or over `session` alone (whose answer adds its `tail`: its last periods one
+    by one, the limit cycle). Read from the run's panel; bounded in memory and size whatever the run's size. The
+    database is read in one trip to a thread; the panel is read afterwards, holding no database connection."""
+
+    def find(uow: UnitOfWork) -> prices.PanelSource:
+        caller = authenticate(uow, token)
+        with bind_run(run_id):
+            return prices.PanelSource.of(service.get_result(uow, caller, run_id))
+
+    source = await trip(find)
+    with bind_run(run_id):
+        return await run_in_threadpool(prices.price_paths, storage, source, session=session, points=points)
 
 
 def _answer(storage: Storage, run_id: uuid.UUID, name: str, key: str, redirect: bool) -> Response:

@@ -65,6 +65,7 @@ class RunOut(BaseModel):
     id: uuid.UUID
     scenario_id: uuid.UUID
     scenario_hash: str
+    scenario_name: str | None = Field(description="the scenario's name (its `name` field)")
     status: RunStatus
     seed: int
     sessions: int

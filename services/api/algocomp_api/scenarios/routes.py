@@ -17,6 +17,8 @@ from algocomp_api.scenarios import service
 from algocomp_api.scenarios.schemas import (
     EXAMPLE_INLINE_SCENARIO,
     PresetOut,
+    ScenarioCheck,
+    ScenarioChecked,
     ScenarioOut,
     ScenarioSource,
 )
@@ -62,6 +64,22 @@ def create_scenario(
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     response.headers["Location"] = f"/scenarios/{record.id}"
     return service.scenario_out(record)
+
+
+@router.post(
+    "/check",
+    response_model=ScenarioChecked,
+    responses=error_responses({404: {"description": "scenario_id names no stored scenario"}, **_ERRORS}),
+    summary="Validate a scenario and a run's changes without storing anything",
+)
+def check_scenario(
+    uow: UnitOfWorkDep, caller: Caller, settings: SettingsDep, request: ScenarioCheck
+) -> ScenarioChecked:
+    """The effective scenario of a run of this request (a preset, a stored or an inline scenario, then
+    `overrides`, `seed` and `sessions`), validated as POST /runs validates it: 200 with its full specification, or
+    422 whose `error.field` names the field at fault (the dashboard's editor calls it as the user types). Nothing
+    is stored and nothing is queued."""
+    return service.check_scenario(uow, caller, request, settings)
 
 
 @router.get(

@@ -54,3 +54,32 @@ class ScenarioOut(BaseModel):
 class PresetOut(BaseModel):
     name: str
     description: str
+
+
+class ScenarioCheck(BaseModel):
+    """A scenario to validate without storing it: exactly one of `scenario_id`, `scenario` or `preset`, then the
+    changes a run would apply (`overrides`, `seed`, `sessions`), so an editor can show the field at fault as the
+    user types."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"preset": "calvano-2020-baseline", "overrides": ["agents.alpha=0.1"], "sessions": 4}]
+        },
+    )
+
+    scenario_id: uuid.UUID | None = Field(None, description="id of a scenario stored with POST /scenarios")
+    scenario: dict[str, Any] | None = Field(None, description="an inline scenario document")
+    preset: str | None = Field(None, max_length=MAX_NAME_CHARS, description="name of a built-in preset")
+    overrides: list[str] = Field(default_factory=list, description='"PATH=VALUE" changes, as for POST /runs')
+    seed: int | None = Field(None, ge=0, lt=2**63, description="master seed")
+    sessions: int | None = Field(None, ge=1, description="independent sessions")
+
+
+class ScenarioChecked(BaseModel):
+    """A scenario that validates: its name, fingerprint and full specification (every default spelt out), as
+    POST /scenarios would store it; nothing is stored."""
+
+    name: str
+    scenario_hash: str
+    spec: dict[str, Any]

@@ -7,10 +7,12 @@ import uuid
 
 from algocomp.platform.db import ScenarioRecord
 from algocomp.platform.db.accounts import Principal
+from algocomp.platform.settings import Settings
 from algocomp.platform.unit_of_work import UnitOfWork
-from algocomp.scenarios import Scenario, ScenarioError, load_scenario
+from algocomp.scenarios import Scenario, ScenarioError, apply_overrides, load_scenario, scenario_hash
+from algocomp_api import limits
 from algocomp_api.errors import ApiError, not_found
-from algocomp_api.scenarios.schemas import ScenarioLinks, ScenarioOut
+from algocomp_api.scenarios.schemas import ScenarioCheck, ScenarioChecked, ScenarioLinks, ScenarioOut
 
 
 def resolve_source(preset: str | None, document: dict | None) -> Scenario:
@@ -81,4 +83,36 @@ def scenario_out(record: ScenarioRecord) -> ScenarioOut:
         spec=record.spec,
         created_at=record.created_at,
         links=ScenarioLinks(self=f"/scenarios/{record.id}", runs=f"/runs?scenario_id={record.id}"),
+    )
+
+
+def check_scenario(uow: UnitOfWork, caller: Principal, request: ScenarioCheck, settings: Settings) -> ScenarioChecked:
+    """The effective scenario a run of `request` would have (overrides, then seed and sessions), validated and held
+    to the run limits like POST /runs, without storing anything: 422 naming the field at fault otherwise."""
+    limits.check_sessions(request.sessions, settings)
+    if request.scenario is not None:
+        limits.check_document(request.scenario, settings, "scenario")
+    limits.check_overrides(request.overrides, settings)
+    given = [name for name in ("scenario_id", "scenario", "preset") if getattr(request, name) is not None]
+    if len(given) != 1:
+        raise ApiError(
+            422,
+            "invalid_request",
+            "give exactly one of 'scenario_id', 'scenario' or 'preset'"
+            + (f" (got {', '.join(given)})" if given else ""),
+            field=given[-1] if given else "scenario_id",
+        )
+    if request.scenario_id is not None:
+        base = load_scenario(get_scenario(uow, caller, request.scenario_id, field="scenario_id").spec)
+    else:
+        base = resolve_source(request.preset, request.scenario)
+    scenario = apply_overrides(base, request.overrides)
+    explicit = {
+        key: value for key, value in (("seed", request.seed), ("sessions", request.sessions)) if value is not None
+    }
+    scenario = apply_overrides(scenario, explicit)
+    limits.check_run_size(scenario, settings)
+    limits.check_agent_classes(scenario, settings)
+    return ScenarioChecked(
+        name=scenario.name, scenario_hash=scenario_hash(scenario), spec=scenario.model_dump(mode="json")
     )

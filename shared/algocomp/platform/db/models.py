@@ -148,6 +148,12 @@ class Run(Base):
     result: Mapped[Result | None] = relationship(back_populates="run")
     sweep: Mapped[Sweep | None] = relationship(back_populates="runs")
 
+    @property
+    def scenario_name(self) -> str | None:
+        """The effective scenario's `name` (what db.runs' read-only views select as the column scenario_name)."""
+        name = (self.spec or {}).get("name")
+        return None if name is None else str(name)
+
 
 class Sweep(Base):
     """A grid of runs of one base scenario: every cell of the cartesian product of `grid` ({dotted path: values})

@@ -102,7 +102,9 @@ def _owned(claim: Claim) -> ColumnElement[bool]:
 
 
 def _run_view(*, with_spec: bool) -> Select[Any]:
-    return select(*(getattr(Run, column.key) for column in Run.__table__.columns if with_spec or column.key != "spec"))
+    columns = [getattr(Run, column.key) for column in Run.__table__.columns if with_spec or column.key != "spec"]
+    # the scenario's name for lists (Run.scenario_name on an ORM object), without the whole document
+    return select(*columns, Run.spec["name"].astext.label("scenario_name"))
 
 
 # A run as the API shows it: its columns as one plain row (a Core query: no ORM object to build, which costs more
