@@ -26,6 +26,7 @@ from algocomp.platform.db.follow_ups import FollowUpRepository
 from algocomp.platform.db.runs import RunRepository
 from algocomp.platform.progress import STREAM_START, ProgressChannel, ProgressEvent
 from algocomp.platform.queue import (
+    ARTIFACTS_QUEUE,
     DRAW_TASK,
     FINISH_TASK,
     PLOTS_QUEUE,
@@ -465,3 +466,34 @@ def test_the_aggregator_receives_every_finished_run(
 
     assert failed_row.status == "failed"
     assert failed_row.profit_gain is None and failed_row.indicators == {}
+
+
+def test_the_sweeper_deletes_only_the_records_of_follow_ups_done_long_ago(db_engine: Engine) -> None:
+    """Done records older than follow_up_keep_s go (a batch per pass); pending, failed and recent done ones stay."""
+    old_done, recent_done, old_pending, old_failed = (
+        create_run(db_engine, baseline(sessions=1, max_periods=1_000, seed=seed)) for seed in (901, 902, 903, 904)
+    )
+    with Session(db_engine) as session, session.begin():
+        follow_ups = FollowUpRepository(session)
+        for run_id in (old_done, recent_done, old_pending, old_failed):
+            follow_ups.add(run_id, FINISH_TASK, ARTIFACTS_QUEUE)
+        follow_ups.done(old_done, FINISH_TASK)
+        follow_ups.done(recent_done, FINISH_TASK)
+        follow_ups.failed(old_failed, FINISH_TASK, "an error no retry mends")
+    with Session(db_engine) as session, session.begin():
+        session.execute(
+            update(FollowUp)
+            .where(FollowUp.run_id.in_([old_done, old_pending, old_failed]))
+            .values(updated_at=func.now() - timedelta(days=8))
+        )
+    week = 7 * 86_400.0
+    with Session(db_engine) as session, session.begin():
+        assert FollowUpRepository(session).purge_done(older_than_s=week, limit=1) == 1  # one batch of one
+    for _ in range(100):  # the next passes take what is left (of this test's or any other's)
+        with Session(db_engine) as session, session.begin():
+            if FollowUpRepository(session).purge_done(older_than_s=week) == 0:
+                break
+    assert follow_up_record(db_engine, old_done, FINISH_TASK) is None
+    assert follow_up_record(db_engine, recent_done, FINISH_TASK).status == "done"
+    assert follow_up_record(db_engine, old_pending, FINISH_TASK).status == "pending"
+    assert follow_up_record(db_engine, old_failed, FINISH_TASK).status == "failed"

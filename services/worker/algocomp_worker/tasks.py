@@ -107,20 +107,26 @@ def register_tasks(app: Celery) -> None:
 
     @app.task(name=REQUEUE_TASK)
     def requeue_stale() -> list[str]:
-        """Re-send the tasks of runs stuck queued (lost enqueue) or running without a heartbeat (dead worker)."""
+        """Re-send the tasks of runs stuck queued (lost enqueue) or running without a heartbeat (dead worker), and
+        the follow-ups still pending; delete the records of follow-ups done longer ago than follow_up_keep_s."""
         context = context_for(app)
         settings = context.settings
 
-        def requeue(uow: UnitOfWork) -> tuple[list[uuid.UUID], list[tuple[uuid.UUID, str, str]]]:
+        def requeue(uow: UnitOfWork) -> tuple[list[uuid.UUID], list[tuple[uuid.UUID, str, str]], int]:
             run_ids = uow.runs.stale(requeue_after_s=settings.requeue_after_s, lease_s=settings.lease_s)
             for run_id in run_ids:
                 uow.enqueue_run(run_id)
             follow_ups = uow.follow_ups.due(resend_after_s=settings.requeue_after_s)
             for run_id, task, queue in follow_ups:
                 uow.send_task(task, run_id, queue, description=f"re-send {task} of run {run_id}")
-            return run_ids, follow_ups
+            purged = uow.follow_ups.purge_done(older_than_s=settings.follow_up_keep_s)
+            return run_ids, follow_ups, purged
 
-        run_ids, follow_ups = context.units_of_work.run(requeue, what="re-send stale runs and follow-ups")
+        run_ids, follow_ups, purged = context.units_of_work.run(requeue, what="re-send stale runs and follow-ups")
+        if purged:
+            log.info(
+                "deleted the records of %d follow-ups done more than %.0f s ago", purged, settings.follow_up_keep_s
+            )
         if run_ids:
             log.info("re-sent %d stale runs: %s", len(run_ids), ", ".join(map(str, run_ids)))
         for run_id, task, _ in follow_ups:

@@ -121,6 +121,12 @@ class Settings(BaseSettings):
         description="how many times a follow-up (a run's plots, its MLflow logging, the aggregator's notice) is sent "
         "again after a transient fault outlasted retry_budget_s, waiting 2 s, 4 s, ... (at most 300 s, jittered)",
     )
+    follow_up_keep_s: float = Field(
+        7 * 86_400.0,
+        ge=60,
+        description="how long the record of a done follow-up is kept; the stale-run sweeper then deletes it (a "
+        "failed one is kept, with its error)",
+    )
     plot_wait_s: float = Field(
         10.0,
         gt=0,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -29,6 +29,8 @@ FAILED = "failed"
 MAX_SENDS = 5
 # rows the sweeper re-sends in one pass (the rest wait for the next)
 RESEND_BATCH = 500
+# done records the sweeper deletes in one pass (the rest go in the next: one pass every sweep_interval_s)
+PURGE_BATCH = 1000
 
 
 class FollowUpRepository:
@@ -78,6 +80,22 @@ class FollowUpRepository:
 
     def get(self, run_id: uuid.UUID, task: str) -> FollowUp | None:
         return self.session.get(FollowUp, (run_id, task))
+
+    def purge_done(self, *, older_than_s: float, limit: int = PURGE_BATCH) -> int:
+        """Delete up to `limit` records of follow-ups done more than `older_than_s` ago (they matter only until done:
+        a re-send of a done follow-up does nothing, and a plot asked for again after its record is gone is claimed
+        afresh and finds the plots stored). Pending and failed records stay. Rows another transaction holds are
+        skipped. Returns how many were deleted."""
+        old = (
+            select(FollowUp.run_id, FollowUp.task)
+            .where(FollowUp.status == DONE, FollowUp.updated_at < func.now() - timedelta(seconds=older_than_s))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        deleted = self.session.execute(
+            delete(FollowUp).where(tuple_(FollowUp.run_id, FollowUp.task).in_(old)).returning(FollowUp.run_id)
+        )
+        return len(deleted.all())
 
     def due(self, *, resend_after_s: float) -> list[tuple[uuid.UUID, str, str]]:
         """(run_id, task, queue) of the follow-ups to send again: pending since their last send more than
