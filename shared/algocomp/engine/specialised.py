@@ -52,14 +52,7 @@ _UNIT32 = 1.0 / 4294967296.0
 @njit(cache=True)
 def run_qlearning(mk, st, alpha_column, n_periods, convergence_periods, stop_at_convergence, log):
     # engine.kernel.run_qlearning for this shape (same arguments, same effect, same return value)
-    (
-        profit, quantity, cs_table, expected_fine, grid, costs, powers, allowed, n_allowed, ipar, fpar,
-        sequential, reprice_every, noise_kind, noise_sd, audit_prob, audit_fine, audit_thr,
-    ) = mk
-    (
-        Q, N, S2, V, U2, G, eps, act, state, last_change, flags, seq_acc, seq_disc, prev_state, prev_act,
-        rng, clock, scratch, log_f, log_i, acc_f, tail_a, tail_q, tail_pi, visits,
-    ) = st
+{records}
     m = grid.shape[1]
 {setup}
     rs = rng[0]
@@ -203,6 +196,7 @@ def source(shape: Shape) -> str:
     choose = [_CHOOSE.format(i=i, bits=f"(d{i >> 1} >> np.uint64(32))" if i % 2 == 0 else f"d{i >> 1}") for i in firms]
     next_states = [_NEXT_STATE[shape[i]].format(i=i) for i in firms]
     return _HEAD.format(
+        records=dispatch.unpack_records(),
         n=n,
         shape=", ".join(shape),
         setup="\n".join(setup),

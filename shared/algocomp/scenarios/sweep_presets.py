@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from algocomp.aggregate.grid import cell_overrides, cell_values
-from algocomp.scenarios.loader import PRESETS_DIR, format_validation_error, list_presets, load_scenario, parse_yaml
+from algocomp.scenarios.loader import PRESETS_DIR, format_validation_error, load_scenario, parse_yaml
 from algocomp.scenarios.overrides import apply_overrides
 from algocomp.spec import ScenarioError
 
@@ -109,7 +109,7 @@ def load_sweep_preset(name: str) -> SweepPreset:
         raise ScenarioError(where, f"sweep preset {name}: {message}") from error
     if preset.name != name:
         raise ScenarioError("name", f"sweep preset {name}: its name field says {preset.name!r}")
-    if preset.scenario not in list_presets() or not (PRESETS_DIR / f"{preset.scenario}.yaml").is_file():
+    if not (PRESETS_DIR / f"{preset.scenario}.yaml").is_file():
         raise ScenarioError("scenario", f"sweep preset {name}: no scenario preset named {preset.scenario!r}")
     return preset
 

@@ -45,25 +45,28 @@ def source_scenario(
     """The stored scenario a run or sweep request names: exactly one of a stored id, an inline scenario or a
     preset (the latter two are stored first, once per team and fingerprint, so every run points at its
     source). A stored id of another team is answered as absent."""
-    given = [
-        name
-        for name, value in (("scenario_id", scenario_id), ("scenario", scenario), ("preset", preset))
-        if value is not None
-    ]
-    if len(given) != 1:
-        raise ApiError(
-            422,
-            "invalid_request",
-            "give exactly one of 'scenario_id', 'scenario' or 'preset'"
-            + (f" (got {', '.join(given)})" if given else ""),
-            field=given[-1] if given else "scenario_id",
-        )
+    require_one_source(scenario_id=scenario_id, scenario=scenario, preset=preset)
     if scenario_id is not None:
         record = get_scenario(uow, caller, scenario_id, field="scenario_id")
         return record, load_scenario(record.spec)
     source = resolve_source(preset, scenario)
     record, _ = uow.scenarios.store(source, team_id=caller.team_id)
     return record, source
+
+
+def require_one_source(**sources: object) -> None:
+    """422 naming the field unless exactly one of the sources (scenario_id, scenario, preset) is given."""
+    given = [name for name, value in sources.items() if value is not None]
+    if len(given) != 1:
+        raise ApiError(
+            422,
+            "invalid_request",
+            "give exactly one of "
+            + ", ".join(f"'{name}'" for name in list(sources)[:-1])
+            + f" or '{list(sources)[-1]}'"
+            + (f" (got {', '.join(given)})" if given else ""),
+            field=given[-1] if given else next(iter(sources)),
+        )
 
 
 def get_scenario(
@@ -93,15 +96,7 @@ def check_scenario(uow: UnitOfWork, caller: Principal, request: ScenarioCheck, s
     if request.scenario is not None:
         limits.check_document(request.scenario, settings, "scenario")
     limits.check_overrides(request.overrides, settings)
-    given = [name for name in ("scenario_id", "scenario", "preset") if getattr(request, name) is not None]
-    if len(given) != 1:
-        raise ApiError(
-            422,
-            "invalid_request",
-            "give exactly one of 'scenario_id', 'scenario' or 'preset'"
-            + (f" (got {', '.join(given)})" if given else ""),
-            field=given[-1] if given else "scenario_id",
-        )
+    require_one_source(scenario_id=request.scenario_id, scenario=request.scenario, preset=request.preset)
     if request.scenario_id is not None:
         base = load_scenario(get_scenario(uow, caller, request.scenario_id, field="scenario_id").spec)
     else:
