@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import select
 import socket
 import sys
@@ -156,8 +157,26 @@ def raw_upload(base_url: str, head: bytes, chunks: Iterator[bytes]) -> tuple[byt
                 sock.sendall(chunk)
             except (BrokenPipeError, ConnectionResetError):
                 break
-        answer = sock.recv(65536)
+        answer = read_answer(sock)
     return answer, time.perf_counter() - started
+
+
+def read_answer(sock: socket.socket) -> bytes:
+    """The whole HTTP answer: its head, then as many body bytes as its Content-Length says (it may come in parts)."""
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        part = sock.recv(65536)
+        if not part:
+            return answer
+        answer += part
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = re.search(rb"(?im)^content-length:\s*(\d+)\s*$", head)
+    while length is not None and len(body) < int(length.group(1)):
+        part = sock.recv(65536)
+        if not part:
+            break
+        body += part
+    return head + b"\r\n\r\n" + body
 
 
 def parse_answer(answer: bytes) -> tuple[int, dict[str, Any]]:
