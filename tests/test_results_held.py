@@ -6,12 +6,24 @@ with the engine before the registry (commit 25e7e57); each is held by sha256 of 
 and its panel. The DQN presets, which came with the Python path, are held to main's engine before the registry
 was merged into it (commit fbb141c). The scenarios' fingerprints (scenario_hash) are held too: moving the agent
 specs must not change a stored scenario's identity.
+
+The summaries are the same bits on every machine: one summary figure, the comovement of prices, was computed with
+np.corrcoef, whose dot products go to the BLAS, and the BLAS picks its kernels by CPU, which round differently (the
+recorded digests came from machines with AVX-512; an AVX2 machine gave other last digits). It is now computed from
+numpy's own sums, and the digests of the 23 set-ups that have it were recorded again; nothing else changed (the
+panels and every other figure are as before). A test runs every set-up again under another BLAS kernel
+(OPENBLAS_CORETYPE) and must get the same digests.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -76,34 +88,34 @@ EXTRA = {  # set-ups no preset has: every agent kind, option and lever
 
 SUMMARIES = {
     "actor-critic": "dadcf43b649801305baf0b224e2649fff7670b56c7ca3b9add7c7d526b3efa9c",
-    "asker-2022-calvano-market-synchronous": "07ff93b103cfdeb3be9048fcd1f8a492554a45e8fd32352793d56e9734ac1ff0",
+    "asker-2022-calvano-market-synchronous": "15ea65331d02c5c32efc2a21dff128ec0f67d098963e31e4f3093ef6ba2dd8a3",
     "asker-2022-unit-demand-synchronous": "a730df3a3ba8c847167e95167df95651fd02d15a9d9f0ee45151e376f7d8e586",
-    "asker-2022-unit-demand-synchronous-delta95": "f95bc7a064971e0e3a623ce49322f30b4972858aa60b555d5668cac0fe360d5e",
-    "calvano-2020-baseline": "d0cb6502d2ee9ee7369f8e59f438e4df9427136079effdd3a68fe6a130f64b6e",
-    "calvano-2020-n3": "1582237a609a0e52fe569e0b59e8b998daabf2bd5d03c53884b29e9e0480f3d3",
-    "calvano-2020-n4": "8acfdd993e9ac47227827da11dd856264f4552ddbe0035d6187405cccb02cc36",
+    "asker-2022-unit-demand-synchronous-delta95": "8083fbdcc5b06bdb416b664cc939693afc14bb4f2c085d8be77e5e2f7f33a234",
+    "calvano-2020-baseline": "416ae5233250059ac19e2878fea913ca208bc9eb394f751a86801631c48888ae",
+    "calvano-2020-n3": "200c23e23873fb4650b9cbedb37d8e0c2bb4ab73731f8f125c9e4a8a435b9c2f",
+    "calvano-2020-n4": "75985677d981c942f78bbfdf3b997b6f54fa733b159031b074780d5eec536f20",
     "calvano-2020-price-cap": "8da35cc5be8822c3fbc3461528af58d9e93a9aeed03d0747df834c7cce92816c",
     "dqn-vs-dqn": "5d085ee18b302fe9e85b6cc972cfebf55dbbe4713bf98fb7b0cfe8f596bece54",  # main, fbb141c
-    "dqn-vs-qlearning": "fde28c5238daa282d28035043f05b9b874f177f86a6b14bcdb15e8860ca3a000",  # main, fbb141c
-    "epsilon-greedy-poly-random": "fa233809a79752c9a416ca3d4b1e7d44d0c0f6e32945f7fa5a5f7472360e35db",
-    "expected-sarsa-random": "03c856b823fb1b7ef942d4b0b8ca7fcf2bcbbf10080d47e1cafa8376e0527cfe",
+    "dqn-vs-qlearning": "a302846b2e035708afaac604bf8ac2d40f8e8c1e7c54013d064334dc5de3b80e",  # main, fbb141c
+    "epsilon-greedy-poly-random": "a1f77782de881c72a0ee661cc09dc75da6488aaa433869dd1aed7d4e693dc9a2",
+    "expected-sarsa-random": "5347e398918349dc8167a40e23325fd0d5b23c669808874f421dc090e197cabc",
     "fixed-vs-nash": "2686cf6e90a92ad5e4ef71f495d0370e7eeefe9f31ff1b5be44ac8ea15da109b",
-    "grim-vs-q": "64daba01460699c2d7d558c76a6fc5ddb4409711b6d8cdf44688dc8ce004e345",
-    "hansen-2021-ucb": "7346456a1588b31c6ff4bf93f84eb34ddc50c5f670fdf76c339c10b5d92db240",
-    "johnson-2023-steering": "8593a16d977f11c7b8dafb63b0e427eb368ab840a53f54c89082e19edf46c60b",
-    "klein-2021-sequential": "12bc3eba632710f9ad74f3d96c030a9c965f6d19c1ee054d85198b6a15819677",
-    "klein-poly-random": "d308b36349dab7466497b476dbd2427ac9fecac33e08dabf4298a9de3009d76d",
+    "grim-vs-q": "e2220269e047c2fd65d306cc096a91d270a325c3d19be82b16ebff7a823f1e1e",
+    "hansen-2021-ucb": "779fdba2e4974c82401e69af41552d909aee2190c2619d2f45d7251a28f3c362",
+    "johnson-2023-steering": "faf06c276012b4dd6982a68b27e1035b4b1f2845007b8c419368e2ed891666ed",
+    "klein-2021-sequential": "7fe90597614e93133363cc9eda64f32f4a0a82184576f1a2c908ff178483d90c",
+    "klein-poly-random": "0f50bbb872e1b857fcabe3e279fde741a3aa44e298bdab588db74379e2b932b8",
     "monopoly-vs-myopic": "7ff6f5c866d2d8a806e3a8f628b3b46829d8dd7d4f441e3ab52f4fc82f423fa9",
-    "myopic-vs-bandit": "bbe57a10808a4a8f45955c6bd77562582298118cd845289482dd557b0a1aade5",
-    "profit-uniform-ucbt": "7346456a1588b31c6ff4bf93f84eb34ddc50c5f670fdf76c339c10b5d92db240",
-    "qlearning-poly-random-noise": "8f7af2eaa5cc126d657f0ada64c1fc5cfa2d60368bf145e76915398c9e640a6d",
-    "qlearning-reprice-hidden": "35da06579fb89e16be80a65536113834f4c1c764a3b2723571958d8143aadf41",
-    "qlearning-sync": "ab8cbc658e3d543587d93cb79de1bc8e2f2f4a02563345e3a8535e33aee1bc88",
-    "qlearning-uniform-audit": "f7bbdaac9a4668585891c688fa62c77af97ec32a988356dfe2a6701b1c72236e",
-    "sequential-bandits": "99b03b8127b068d81b35e0438c39d9dbbccfd709a966bf149e66774de852f982",
-    "sequential-eps-ucbt": "77c109bd2bb47835e0e5c931ad20108e6291bb5a79d8810420b87c55af75805f",
-    "tft-vs-eps": "c596c493ef91023f6e59a102649dd88fa3b1cb7f1bd5cb82d4a8adacd539815a",
-    "thompson": "639df96f3dca8bfdb0b45f3df395b1abcca26d5a53504ef483b7380ba0cb5fd9",
+    "myopic-vs-bandit": "774c04106c1eed3e4b5e602d190b4d287543920b4845339bfe8cfc4f74ec7045",
+    "profit-uniform-ucbt": "779fdba2e4974c82401e69af41552d909aee2190c2619d2f45d7251a28f3c362",
+    "qlearning-poly-random-noise": "013a29e24cbaa2f055c6ef9ad6370c40c792fc643dc9854b33a8178db0af3235",
+    "qlearning-reprice-hidden": "c2476a39c1fd2969acccec9af20fb1fca75b626452c233848257962b6475149b",
+    "qlearning-sync": "ccea94058611e4a85fe59d90b8d5904ac7eb6457338b0e74689e727081d64c25",
+    "qlearning-uniform-audit": "7f2bb06bc8777f9ccc698235b3848795380dbc7345f4e8974844424d790fbe02",
+    "sequential-bandits": "266cf113fde557ee560bb6adf08b689e2ed4726994627905b9c2346cb5fe09ee",
+    "sequential-eps-ucbt": "61a65da9f5098efaa83c9c7ea180eeda5fd812040dc77086e43a20689b8e8080",
+    "tft-vs-eps": "efe4c7404729637415d06f735f321eb20f49ee4039bf0c73e680a9b3ee6c0a09",
+    "thompson": "37420af67d74d84c2281d85cf6d6ca25bf8896357025f1c7b3d3d3e0a6a89f71",
     "ucb-tuned-raw": "d5a38724aadaefc2ea0d09661b44b7636b7c970b26be1599f92f700b058c8a4a",
     "ucb1": "a5cbdeb639e3242a65c6cfd9616d05364b352b3a9ec90c0b37af12e6ad4b6e0d",
 }
@@ -172,3 +184,30 @@ def test_scenario_hash_is_unchanged(name):
     preset, overrides = _case(name)
     scenario = load_scenario(preset) if name in list_presets() else apply_overrides(load_scenario(preset), overrides)
     assert scenario_hash(scenario) == SCENARIO_HASHES[name]
+
+
+def digests() -> dict[str, str]:
+    """Every set-up's digest, as the test above computes it."""
+    found = {}
+    for name in sorted(SUMMARIES):
+        preset, overrides = _case(name)
+        found[name] = _digest(run_experiment(apply_overrides(load_scenario(preset), [*overrides, *SHORT]), workers=1))
+    return found
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="OpenBLAS's Nehalem kernels are x86-64's")
+def test_summaries_do_not_depend_on_the_cpus_blas_kernels():
+    """The digests again with OpenBLAS told to use its Nehalem kernels (SSE only, so they run on any x86-64 CPU and
+    differ from the AVX2 or AVX-512 ones it picks itself): a result computed through the BLAS would change."""
+    program = (
+        "import json, numpy, threadpoolctl, test_results_held as held; "
+        "blas = [i.get('architecture') for i in threadpoolctl.threadpool_info() if i['user_api'] == 'blas']; "
+        "print(json.dumps({'blas': blas, 'digests': held.digests()}))"
+    )
+    path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "OPENBLAS_CORETYPE": "Nehalem", "PYTHONPATH": path}
+    done = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["blas"] == ["Nehalem"], f"numpy's BLAS did not take the Nehalem kernels: {found['blas']}"
+    assert {name: digest for name, digest in found["digests"].items() if digest != SUMMARIES[name]} == {}

@@ -87,8 +87,17 @@ def comovement(interval_prices: np.ndarray) -> float | None:
         for b in range(a + 1, n_firms):
             x, y = changes[:, a], changes[:, b]
             if x.std() > 0 and y.std() > 0:
-                pairs.append(float(np.corrcoef(x, y)[0, 1]))
+                pairs.append(correlation(x, y))
     return _finite(np.mean(pairs)) if pairs else None
+
+
+def correlation(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson's correlation of two series, from elementwise products and numpy's sums only: np.corrcoef's dot
+    products go to the BLAS, whose kernels (chosen by the CPU) round differently, and a summary must be the same
+    bits on every machine."""
+    dx, dy = x - x.mean(), y - y.mean()
+    r = np.sum(dx * dy) / np.sqrt(np.sum(dx * dx) * np.sum(dy * dy))
+    return float(np.clip(r, -1.0, 1.0))
 
 
 def impulse_metrics(
