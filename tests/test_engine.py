@@ -21,6 +21,7 @@ from algocomp.engine.session import (
     play_greedy,
     run_session,
 )
+from algocomp.metrics.session import correlation
 from algocomp.scenarios import ScenarioError, apply_overrides, load_scenario
 
 TIMING_KEYS = {"elapsed_s", "periods_per_second"}
@@ -555,3 +556,11 @@ def test_mean_impulse_path_fast_layout_matches_the_group_by(calvano_16):
     assert fast["tau"] == shuffled["tau"]
     np.testing.assert_allclose(fast["price"], shuffled["price"], rtol=1e-12)
     np.testing.assert_allclose(fast["counterfactual_price"], shuffled["counterfactual_price"], rtol=1e-12)
+
+
+def test_price_comovement_is_pearsons_correlation():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=200)
+    for y in (x + rng.normal(size=200), -2.0 * x + 1.0, rng.normal(size=200)):
+        assert correlation(x, y) == pytest.approx(np.corrcoef(x, y)[0, 1], rel=1e-12, abs=1e-15)
+    assert correlation(x, 3.0 * x) == 1.0  # clipped to [-1, 1] whatever the rounding
