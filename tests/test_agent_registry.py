@@ -375,7 +375,8 @@ def test_the_compiled_loops_unpack_the_records_in_their_field_order():
     """The records cross into compiled code as plain tuples (numba types those fast), so each loop unpacks them by
     position: the names must be the records' fields in order, or arrays would be swapped."""
     sources = [dispatch.source(), *(inspect.getsource(f.py_func) for f in (K.run_qlearning, K.play_qlearning))]
-    sources += [specialised.source(shape) for shape in (("joint", "joint"), ("own", "none", "joint_lags"))]
+    shapes = [specialised.Shape(("joint", "joint"), 15), specialised.Shape(("own", "none", "joint_lags"))]
+    sources += [specialised.source(shape) for shape in shapes]
     for source in sources:
         assert _unpacked(source, "mk") == [list(Market._fields)]
         assert _unpacked(source, "st") == [list(Tables._fields)]

@@ -10,10 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from numba import njit
 from published import CALVANO_A4_N3, CALVANO_A11, report, within_sampling_error
 
+from algocomp.engine import specialised
 from algocomp.engine.build import compile_scenario
 from algocomp.engine.experiment import run_experiment
+from algocomp.engine.primitives import _row_top2
 from algocomp.engine.session import (
     advance,
     find_cycle,
@@ -187,6 +190,9 @@ def test_specialised_loop_matches_the_general_loop():
         ("agents=[{type: qlearning, memory: 0, beta: 3e-5}, {type: qlearning, alpha: 0.3, beta: 3e-5}]",),
         ("agents.q_init={uniform: [0, 10]}", "prices.m=5", "logging.interval=50"),  # interval sums, no visits
         ("logging.tail=0",),
+        ("agents.q_init=zero",),  # rows of ties: the rescan's first maximum
+        ("regulation.price_cap={basis: absolute, value: 1.75}",),  # some prices barred: no written-out rescan
+        ("prices.m=33",),  # wider than UNROLL_MAX: no written-out rescan
     ],
 )
 def test_the_loop_written_out_per_shape_is_run_qlearning_bit_for_bit(overrides):
@@ -202,6 +208,22 @@ def test_the_loop_written_out_per_shape_is_run_qlearning_bit_for_bit(overrides):
         assert fast.converged_at >= 0  # the convergence test ran too
         for name in fast.__dataclass_fields__:
             np.testing.assert_array_equal(getattr(fast, name), getattr(reference, name), err_msg=name)
+
+
+@pytest.mark.parametrize("width", [1, 2, 3, 7, 15, 16, specialised.UNROLL_MAX])
+def test_the_written_out_rescan_is_row_top2(width):
+    """The tournament rescan gives primitives._row_top2's price, value and second value on every row, ties (the
+    first maximum wins, and a tie makes the second value the maximum) and infinities included."""
+    namespace: dict = {}
+    exec(specialised.top2_source(width), {"np": np, "njit": njit}, namespace)  # noqa: S102 - the generated source
+    top2_row = namespace["_top2_row"]
+    rng = np.random.default_rng(width)
+    allowed, n_allowed = np.tile(np.arange(width), (1, 1)), np.array([width])
+    rows = [rng.integers(-3, 4, size=width).astype(float) for _ in range(300)]  # many ties
+    rows += [rng.normal(size=width) for _ in range(100)]
+    rows += [np.full(width, 2.5), np.r_[np.full(width - 1, -np.inf), 1.0], np.linspace(1, 0, width)]
+    for row in rows:
+        assert top2_row(row, 0) == _row_top2(row, 0, allowed, n_allowed, 0), row
 
 
 # --------------------------------------------------------------------------------------------- regulation

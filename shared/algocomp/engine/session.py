@@ -269,7 +269,8 @@ def advance(
                 )
             )
         # kernel.run_qlearning written out for this population's shape (engine.specialised), bit-identical to it
-        loop = specialised.module_for(specialised.shape_of(cs.ipar, cs.n_prices)).run_qlearning
+        shape = specialised.shape_of(cs.ipar, cs.n_prices, mk.allowed, mk.n_allowed)
+        loop = specialised.module_for(shape).run_qlearning
         return int(
             loop(fast_mk, fast_tables, QLEARNING_ALPHA, periods, h.convergence_periods, h.stop_at_convergence, log)
         )
