@@ -75,7 +75,10 @@ from devstack import (  # noqa: E402 - tools/ is not a package: its path is adde
     port_open,
     rclone_s3_argv,
     rclone_s3_env,
+    spawn,
+    stop_group,
     wait_for,
+    wait_until_ready,
 )
 
 T = TypeVar("T")
@@ -101,13 +104,6 @@ def say(message: str) -> None:
 # ------------------------------------------------------------------------------------------------ processes
 
 
-def _probe(ready: Callable[[], bool]) -> bool:
-    try:
-        return bool(ready())
-    except Exception:  # noqa: BLE001 - a probe that raises (refused, half-started) means not ready yet
-        return False
-
-
 class Proc:
     """A child process of the harness in its own process group, its output appended to a log file."""
 
@@ -122,21 +118,10 @@ class Proc:
         with self.log_path.open("ab") as log:
             log.write(f"\n==== {time.strftime('%H:%M:%S')} start\n".encode())
             log.flush()
-            self.popen = subprocess.Popen(
-                self.argv,
-                cwd=REPO_ROOT,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        while not _probe(ready):
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"{self.name} exited ({self.popen.returncode}); see {self.log_path}")
-            if time.monotonic() - started > timeout_s:
-                raise RuntimeError(f"{self.name} not ready after {timeout_s:.0f} s; see {self.log_path}")
-            time.sleep(0.2)
+            self.popen = spawn(self.argv, log, self.env)
+        failed = wait_until_ready(self.popen, ready, timeout_s, interval_s=0.2)
+        if failed is not None:
+            raise RuntimeError(f"{self.name} {failed}; see {self.log_path}")
         return time.monotonic() - started
 
     @property
@@ -161,16 +146,8 @@ class Proc:
         """SIGTERM the group, SIGKILL it after `grace_s`."""
         if self.popen is None:
             return
-        if self.popen.poll() is None:
-            try:
-                os.killpg(self.popen.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.popen.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                pass
-        self.kill()
+        stop_group(self.popen.pid, grace_s if self.alive() else 0.0, lambda: not self.alive())
+        self.popen.wait(timeout=10)
 
     def children(self) -> set[int]:
         """Pids whose parent is this process (a Celery worker's pool processes)."""

@@ -30,6 +30,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
 from algocomp.platform.queue import WORKER_QUEUES
@@ -84,6 +85,59 @@ def wait_for(ready: Callable[[], bool], timeout_s: float, interval_s: float = 0.
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval_s)
+
+
+def spawn(argv: list[str], log: BinaryIO, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start `argv` from the repository root in a process group of its own, so that stop_group reaches whatever it
+    starts (a Celery worker's pool), with stdin closed and stdout and stderr into `log`."""
+    return subprocess.Popen(
+        argv,
+        cwd=REPO_ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def wait_until_ready(
+    process: subprocess.Popen[bytes], ready: Callable[[], bool], timeout_s: float, interval_s: float = 0.3
+) -> str | None:
+    """Wait until `ready()` (a probe that raises counts as not yet); None then, else why not: the process exited
+    first, or `timeout_s` passed."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if process.poll() is not None:
+            return f"exited with code {process.returncode}"
+        try:
+            if ready():
+                return None
+        except Exception:  # noqa: BLE001, S110 - a probe that raises (refused, 503, half-started) means not ready yet
+            pass
+        if time.monotonic() > deadline:
+            return f"not ready after {timeout_s:.0f} s"
+        time.sleep(interval_s)
+
+
+def stop_group(pid: int, grace_s: float, exited: Callable[[], bool]) -> bool:
+    """SIGTERM the process group `pid` leads (a warm shutdown), wait up to `grace_s` for `exited()`, then SIGKILL
+    the group, whose children may outlive their leader. Whether it exited within the grace period."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while not exited() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    in_time = exited()
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    return in_time
 
 
 def rclone_s3_argv(folder: Path, port: int, host: str = "127.0.0.1") -> list[str]:
@@ -716,32 +770,15 @@ def _start(service: Service, env: dict[str, str]) -> None:
     with service.log_file.open("ab") as log:
         log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(service.argv)}\n".encode())
         log.flush()
-        process = subprocess.Popen(
-            service.argv,
-            cwd=REPO_ROOT,
-            env={**env, **service.env},
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # survives this command; `down` signals its whole process group
-        )
+        process = spawn(service.argv, log, {**env, **service.env})  # survives this command; `down` stops its group
     service.pid_file.write_text(str(process.pid))
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while True:
-        if process.poll() is not None:
-            service.pid_file.unlink(missing_ok=True)
-            tail = service.log_file.read_text(errors="replace")[-3000:]
-            raise DevStackError(
-                f"{service.name} exited with code {process.returncode}:\n{tail}\n(log: {service.log_file})"
-            )
-        try:
-            if service.ready():
-                break
-        except Exception:  # noqa: BLE001, S110 - a probe that raises (refused, 503, half-started) means not ready yet
-            pass
-        if time.monotonic() > deadline:
-            raise DevStackError(f"{service.name} not ready after {READY_TIMEOUT_S:.0f} s; see {service.log_file}")
-        time.sleep(0.5)
+    failed = wait_until_ready(process, service.ready, READY_TIMEOUT_S, interval_s=0.5)
+    if failed is not None and process.poll() is not None:
+        service.pid_file.unlink(missing_ok=True)
+        tail = service.log_file.read_text(errors="replace")[-3000:]
+        raise DevStackError(f"{service.name} {failed}:\n{tail}\n(log: {service.log_file})")
+    if failed is not None:
+        raise DevStackError(f"{service.name} {failed}; see {service.log_file}")
     say(f"{service.name}: started (pid {process.pid}, log {service.log_file})")
 
 
@@ -763,22 +800,8 @@ def up(settings: Settings) -> None:
 
 
 def _stop_pid(name: str, pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    except PermissionError:
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_S
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if _alive(pid):
-        say(f"{name}: still running after {STOP_GRACE_S:.0f} s; killing it")
-    # the group may hold pool children even after the leader left
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    if not stop_group(pid, STOP_GRACE_S, lambda: not _alive(pid)):
+        say(f"{name}: still running after {STOP_GRACE_S:.0f} s; killed it")
 
 
 def down(settings: Settings) -> None:

@@ -25,7 +25,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -49,7 +48,6 @@ from algocomp.platform import db as algocomp_db
 from algocomp.platform.queue import WORKER_QUEUES
 from algocomp.platform.settings import Settings, get_settings
 from devstack import (
-    REPO_ROOT,
     DevStackError,
     ensure_postgres_server,
     ensure_redis_server,
@@ -58,6 +56,9 @@ from devstack import (
     port_open,
     rclone_s3_argv,
     rclone_s3_env,
+    spawn,
+    stop_group,
+    wait_until_ready,
 )
 
 # A role that can log in with its password and create databases: by default `algocomp_test` with a password of
@@ -88,15 +89,7 @@ class ServiceProcess:
         self.argv = argv
         self.log_path = log_path
         self._log = log_path.open("wb")
-        self.popen = subprocess.Popen(
-            argv,
-            cwd=REPO_ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: stop() reaches Celery's pool children too
-        )
+        self.popen = spawn(argv, self._log, {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
 
     @property
     def pid(self) -> int:
@@ -113,20 +106,7 @@ class ServiceProcess:
 
     def stop(self, grace_s: float = 15.0) -> None:
         """SIGTERM the process group (warm shutdown), SIGKILL it after `grace_s`."""
-        if self.alive():
-            try:
-                os.killpg(self.popen.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.popen.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                pass
-        # the leader may be gone while pool children linger in its group
-        try:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        stop_group(self.popen.pid, grace_s if self.alive() else 0.0, lambda: not self.alive())
         try:
             self.popen.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -150,23 +130,12 @@ def start_process(
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="algocomp-test-proc-"))
     name = Path(argv[0]).name + "-" + "-".join(a for a in argv[1:4] if not a.startswith("-"))[:60]
     process = ServiceProcess(argv, log_dir / f"{name.replace('/', '_')}-{uuid.uuid4().hex[:6]}.log", env)
-    deadline = time.monotonic() + timeout
-    while True:
-        if not process.alive():
-            code = process.popen.returncode
-            output = process.output()
-            process.stop()
-            raise ServiceStartError(f"{' '.join(argv)} exited with code {code} before it was ready:\n{output}")
-        try:
-            if ready():
-                return process
-        except Exception:  # noqa: BLE001, S110 - a probe that raises (refused, 503, half-started) means not ready yet
-            pass
-        if time.monotonic() > deadline:
-            output = process.output()
-            process.stop()
-            raise ServiceStartError(f"{' '.join(argv)} was not ready after {timeout:.0f} s:\n{output}")
-        time.sleep(0.3)
+    failed = wait_until_ready(process.popen, ready, timeout)
+    if failed is None:
+        return process
+    output = process.output()
+    process.stop()
+    raise ServiceStartError(f"{' '.join(argv)} {failed}:\n{output}")
 
 
 def wait_until(
