@@ -59,5 +59,15 @@ COPY migrations ./migrations
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin algocomp
 USER algocomp
 
+# The engine compiled once here, as the user the services run as, so that a new worker container (`docker compose
+# up --scale worker=N`) starts with numba's cache and the generated loops (~/.cache/algocomp/kernels) warm instead
+# of compiling them on its first run, about 10 s of CPU each: short runs of the Calvano baseline (the Q-learning
+# loop written out for two firms) and of Hansen et al.'s UCB (the general loop). numba checks the CPU a cached
+# entry was compiled for, so an image built on one machine and run on another compiles again, correctly.
+RUN for preset in calvano-2020-baseline hansen-2021-ucb; do \
+        algocomp simulate "$preset" --sessions 1 --workers 1 --set horizon.max_periods=5000 --out /tmp/warm-up >/dev/null \
+        && rm -rf /tmp/warm-up || exit 1; \
+    done
+
 EXPOSE 8000 5555
 CMD ["python", "-m", "algocomp_api.serve", "--host", "0.0.0.0", "--port", "8000", "--processes", "2"]

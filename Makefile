@@ -18,7 +18,7 @@ DASHBOARD_SOURCES = $(wildcard dashboard/src/*.ts dashboard/src/*.tsx dashboard/
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install test test-slow bench demo dev stop up down bench-stack bench-figure1 bench-scaling bench-load bench-faults clean distclean
+.PHONY: help install test test-slow bench demo dev stop up down bench-stack bench-figure1 bench-scaling bench-scaling-compose bench-load bench-faults clean distclean
 .PHONY: test-compose constraints lint dashboard bench-dashboard
 
 help: ## list the targets
@@ -92,6 +92,9 @@ bench-figure1: $(INSTALLED) ## Calvano et al.'s Figure 1 sweep (10 x 10 cells x 
 
 bench-scaling: $(INSTALLED) ## a sweep's wall time with 1, 2 and 4 run-worker processes (benchmarks/bench_scaling.py; restarts `make dev`)
 	$(BIN)/python benchmarks/bench_scaling.py $(BENCH_ARGS)
+
+bench-scaling-compose: $(INSTALLED) $(DASHBOARD) ## the same on the Docker stack with 1, 2 and 4 worker containers (docker compose --scale)
+	$(BIN)/python benchmarks/bench_scaling.py --compose $(BENCH_ARGS)
 
 bench-load: $(INSTALLED) ## load on the API (benchmarks/bench_load.py), then the fault scenarios (bench-faults)
 	$(BIN)/python tools/devstack.py up
