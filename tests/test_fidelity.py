@@ -104,7 +104,9 @@ FINGERPRINTS = {
 # The same engine (59f1508, checked out and run there) on another machine (AMD EPYC, numpy at its X86_V3 SIMD
 # level, 2026-12-03): three cases come out different in their last bits, through the floating point of the
 # libraries below the engine (numba compiling for a generic CPU changed nothing); either fingerprint is the engine
-# of before on its machine.
+# of before on its machine. The likely cause, numpy's own AVX-512 exp and log in the market's tables, is gone since
+# 2026-12-04 (markets.libm: the C library's, which numpy uses on X86_V3), so every machine should now give these
+# fingerprints; the first ones stay accepted until a machine with AVX-512 has confirmed it.
 OTHER_MACHINE_FINGERPRINTS = {
     "calvano-2020-n3/0": "5d28e7d3c3200b54a265a4c68b68f94555beaf2ace274df8f5896fcea479f5ca",
     "calvano-2020-n3/1": "e5a59405c28e87c9fd28b2f5dee0275a3db6fa70d70567c7d8cb347dee5eee85",

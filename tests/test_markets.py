@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from algocomp.markets import (
     Benchmarks,
     compute_benchmarks,
     consumer_surplus,
+    libm,
     nearest_index,
     price_grid,
     profits,
@@ -451,3 +453,13 @@ def test_nearest_index(baseline: Benchmarks) -> None:
     assert nearest_index(np.array([0.0, 1.0]), 0.5) == 0  # a midpoint goes to the lower price
     with pytest.raises(ValueError):
         nearest_index(np.zeros((2, 2)), 0.5)
+
+
+def test_libm_functions_are_the_c_librarys_with_numpys_edge_values():
+    x = np.array([-800.0, -1.5, 0.0, 0.3, 709.0, 710.0])
+    assert libm.exp(x).tolist() == [math.exp(-800.0), math.exp(-1.5), 1.0, math.exp(0.3), math.exp(709.0), math.inf]
+    logs = libm.log(np.array([0.0, -1.0, 1e-300, 2.0]))
+    assert logs[0] == -math.inf and math.isnan(logs[1]) and logs[2:].tolist() == [math.log(1e-300), math.log(2.0)]
+    assert libm.power(0.95, np.arange(4)).tolist() == [math.pow(0.95, k) for k in range(4)]
+    assert libm.power(10.0, 400.0) == math.inf and math.isnan(libm.power(-8.0, 1 / 3))
+    assert isinstance(libm.exp(1.0), np.float64) and libm.exp(np.ones((2, 3))).shape == (2, 3)

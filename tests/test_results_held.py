@@ -12,7 +12,9 @@ np.corrcoef, whose dot products go to the BLAS, and the BLAS picks its kernels b
 recorded digests came from machines with AVX-512; an AVX2 machine gave other last digits). It is now computed from
 numpy's own sums, and the digests of the 23 set-ups that have it were recorded again; nothing else changed (the
 panels and every other figure are as before). A test runs every set-up again under another BLAS kernel
-(OPENBLAS_CORETYPE) and must get the same digests.
+(OPENBLAS_CORETYPE) and must get the same digests. numpy's exp, log and pow are CPU-dependent too (its own SIMD
+code with AVX-512): the market's tables, benchmarks and metrics take them from the C library (markets.libm), which
+on this AVX2 machine gave the same bits as numpy, so no digest changed; a test fails any run that calls them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from algocomp.engine.experiment import run_experiment
@@ -211,3 +214,39 @@ def test_summaries_do_not_depend_on_the_cpus_blas_kernels():
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert found["blas"] == ["Nehalem"], f"numpy's BLAS did not take the Nehalem kernels: {found['blas']}"
     assert {name: digest for name, digest in found["digests"].items() if digest != SUMMARIES[name]} == {}
+
+
+# numpy's own SIMD implementations (on CPUs with AVX-512, or through SVML) of these round differently from the C
+# library in the last bit; markets.libm is the engine's way to them.
+NUMPY_SIMD_MATH = ("exp", "log", "power", "exp2", "expm1", "log2", "log10", "log1p", "tanh", "sinh", "cosh", "cbrt")
+ONE_PER_PATH = [  # each market model and each way agents run, and the DQN's Python path
+    "calvano-2020-baseline",
+    "calvano-2020-n3",
+    "hansen-2021-ucb",
+    "asker-2022-unit-demand-synchronous",
+    "klein-2021-sequential",
+    "johnson-2023-steering",
+    "myopic-vs-bandit",
+    "actor-critic",
+    "dqn-vs-qlearning",
+]
+
+
+def test_no_result_goes_through_numpys_own_math_functions(monkeypatch):
+    """The same set-up on another machine must give the same bits, so no figure may come from numpy's exp, log, pow
+    and the like, whose results depend on the CPU's SIMD level. Each set-up runs once (compiling what it needs),
+    then again with those functions made to fail."""
+
+    def refuse(name):
+        def call(*args, **kwargs):
+            raise AssertionError(f"np.{name} was called: use algocomp.markets.libm (numpy's result depends on the CPU)")
+
+        return call
+
+    scenarios = [apply_overrides(load_scenario(_case(n)[0]), [*_case(n)[1], *SHORT]) for n in ONE_PER_PATH]
+    for scenario in scenarios:
+        run_experiment(scenario, workers=1)
+    for name in NUMPY_SIMD_MATH:
+        monkeypatch.setattr(np, name, refuse(name))
+    for name, scenario in zip(ONE_PER_PATH, scenarios, strict=True):
+        assert _digest(run_experiment(scenario, workers=1)) == SUMMARIES[name], name

@@ -17,6 +17,7 @@ reports a change then, and never between refreshes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Literal
 
@@ -113,7 +114,7 @@ class DQNAgent:
     def act(self, observation: Observation) -> int:
         if self.learning:
             t = observation.period
-            eps = self.spec.epsilon_end + (1.0 - self.spec.epsilon_end) * np.exp(-self.spec.beta * t)
+            eps = self.spec.epsilon_end + (1.0 - self.spec.epsilon_end) * math.exp(-self.spec.beta * t)
             if self.gen.random() < eps:
                 return int(self.allowed[self.gen.integers(self.allowed.shape[0])])
         q = self._forward(self.params, self._encode(observation.prices)[None, :])[0]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from algocomp.markets import libm
 from algocomp.markets.demand import (
     consumer_surplus,
     cost_array,
@@ -177,13 +178,14 @@ def _lambert_w_of_exp(z: np.ndarray) -> np.ndarray:
     Writing x = e^y turns it into g(y) = e^y + y - z = 0; g is increasing and convex, so Newton's method
     converges from any start (monotonically after at most one overshoot).
     """
-    y = np.where(z > 1.0, np.log(np.maximum(z, 1.0)), z)
+    y = np.where(z > 1.0, libm.log(np.maximum(z, 1.0)), z)
     for _ in range(100):
-        step = (np.exp(y) + y - z) / (np.exp(y) + 1.0)
+        grown = libm.exp(y)
+        step = (grown + y - z) / (grown + 1.0)
         y = y - step
         if np.all(np.abs(step) <= 1e-15 * np.maximum(1.0, np.abs(y))):
             break
-    return np.exp(y)
+    return libm.exp(y)
 
 
 def _logit_best_response(market: MarketSpec, costs: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -205,7 +207,7 @@ def _logit_best_response(market: MarketSpec, costs: np.ndarray, p: np.ndarray) -
     np.fill_diagonal(terms, -np.inf)
     terms = np.concatenate([terms, np.full((market.n_firms, 1), outside)], axis=1)
     shift = terms.max(axis=1)
-    log_rest = shift + np.log(np.exp(terms - shift[:, None]).sum(axis=1))
+    log_rest = shift + libm.log(libm.exp(terms - shift[:, None]).sum(axis=1))
     z = (quality - costs) / mu - 1.0 - log_rest
     return costs + mu * (1.0 + _lambert_w_of_exp(z))
 
@@ -254,7 +256,7 @@ def _logit_joint_profit(market: MarketSpec, costs: np.ndarray, mu: float, p: np.
     """
     q = quantities(market, p)
     markup = p - costs
-    total = float(markup @ q)
+    total = float(np.sum(markup * q))  # not a dot product: the BLAS's rounding depends on the CPU
     gradient = q * (1.0 - (markup - total) / mu)
     return -total, -gradient
 

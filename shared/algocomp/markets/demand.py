@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from algocomp.markets import libm
 from algocomp.scenarios.model import (
     BertrandDemand,
     LinearDemand,
@@ -64,8 +65,8 @@ def _logit_terms(demand: LogitDemand, n_firms: int, p: np.ndarray) -> tuple[np.n
     utilities = (quality_array(demand, n_firms) - p) / mu
     outside = demand.outside_quality / mu
     shift = np.maximum(utilities.max(axis=-1, keepdims=True), outside)
-    inside = np.exp(utilities - shift)
-    denominator = inside.sum(axis=-1, keepdims=True) + np.exp(outside - shift)
+    inside = libm.exp(utilities - shift)
+    denominator = inside.sum(axis=-1, keepdims=True) + libm.exp(outside - shift)
     return inside, denominator, shift
 
 
@@ -129,7 +130,7 @@ def outside_share(market: MarketSpec, prices: np.ndarray) -> np.ndarray:
     if not isinstance(demand, LogitDemand):
         raise TypeError("only logit demand has an outside good")
     _, denominator, shift = _logit_terms(demand, market.n_firms, p)
-    return np.exp(demand.outside_quality / demand.mu - shift[..., 0]) / denominator[..., 0]
+    return libm.exp(demand.outside_quality / demand.mu - shift[..., 0]) / denominator[..., 0]
 
 
 def consumer_surplus(market: MarketSpec, prices: np.ndarray) -> np.ndarray:
@@ -151,7 +152,7 @@ def consumer_surplus(market: MarketSpec, prices: np.ndarray) -> np.ndarray:
     demand = market.demand
     if isinstance(demand, LogitDemand):
         _, denominator, shift = _logit_terms(demand, market.n_firms, p)
-        return demand.mu * (shift[..., 0] + np.log(denominator[..., 0]))
+        return demand.mu * (shift[..., 0] + libm.log(denominator[..., 0]))
     if isinstance(demand, LinearDemand):
         b, d, n = demand.own_slope, demand.cross_slope, market.n_firms
         q = np.maximum(0.0, _linear_interior_quantities(demand, p))

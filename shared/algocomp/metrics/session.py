@@ -12,6 +12,7 @@ import numpy as np
 
 from algocomp.engine.build import CompiledScenario
 from algocomp.engine.deviations import DeviationCheck
+from algocomp.markets import libm
 
 # Klein's label: a focal price if p_t == p_{t-2} throughout the last this many periods, otherwise a cycle.
 FOCAL_WINDOW = 50
@@ -127,7 +128,7 @@ def impulse_metrics(
     punishment_length = int(after[0]) if after.size else horizon
     agent = cs.scenario.agent_list()[deviating_firm]
     delta = float(getattr(agent, "delta", 0.95))
-    discount = delta ** np.arange(price.shape[0] - 1)
+    discount = libm.power(delta, np.arange(price.shape[0] - 1))
     gain = float(np.sum(discount * (profit[1:, deviating_firm] - cf_profit[1:, deviating_firm])))
     return {
         "ir_deviation_price_change": float(price[1, deviating_firm] - cf_price[1, deviating_firm]),
