@@ -230,12 +230,12 @@ def top2_source(width: int) -> str:
         lines.append(f"    o{k} = -np.inf if {best} == {k} else v{k}")
         others.append(f"o{k}")
     while len(others) > 1:
-        paired = []
+        larger = []
         for left, right in zip(others[0::2], others[1::2]):
             lines.append(f"    m{node} = {right} if {right} > {left} else {left}")
-            paired.append(f"m{node}")
+            larger.append(f"m{node}")
             node += 1
-        others = paired + others[len(paired) * 2 :]
+        others = larger + others[len(larger) * 2 :]
     lines.append(f"    return {best}, {best_v}, {others[0]}")
     return "\n".join(lines) + "\n\n\n"
 

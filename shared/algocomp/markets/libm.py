@@ -43,21 +43,20 @@ _LOG = np.frompyfunc(_log, 1, 1)
 _POW = np.frompyfunc(_pow, 2, 1)
 
 
-def _floats(values: object) -> np.ndarray | np.float64:
-    out = np.asarray(values, dtype=np.float64)
-    return out[()] if out.ndim == 0 else out
+def _floats(values: object) -> np.ndarray:
+    return np.asarray(values, dtype=np.float64)
 
 
-def exp(x: np.ndarray | float) -> np.ndarray | np.float64:
-    """e**x elementwise (inf where it overflows), as math.exp."""
+def exp(x: np.ndarray | float) -> np.ndarray:
+    """e**x elementwise (inf where it overflows), as math.exp; an array (0-d for a number)."""
     return _floats(_EXP(np.asarray(x, dtype=np.float64)))
 
 
-def log(x: np.ndarray | float) -> np.ndarray | np.float64:
-    """The natural log elementwise (-inf at 0, nan below), as math.log."""
+def log(x: np.ndarray | float) -> np.ndarray:
+    """The natural log elementwise (-inf at 0, nan below), as math.log; an array (0-d for a number)."""
     return _floats(_LOG(np.asarray(x, dtype=np.float64)))
 
 
-def power(x: np.ndarray | float, y: np.ndarray | float) -> np.ndarray | np.float64:
-    """x**y elementwise, as math.pow (inf where it overflows, nan where it is undefined)."""
+def power(x: np.ndarray | float, y: np.ndarray | float) -> np.ndarray:
+    """x**y elementwise, as math.pow (inf where it overflows, nan where it is undefined); an array."""
     return _floats(_POW(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)))
