@@ -27,6 +27,7 @@ from algocomp.engine.session import advance, new_state
 from algocomp.scenarios import apply_overrides, load_scenario
 
 BASELINE = "calvano-2020-baseline"
+SIMULATE_BASELINE = [sys.executable, "-m", "algocomp.cli.main", "simulate", BASELINE]  # the CLI both CLI figures time
 
 
 def complete_baseline_sessions(sessions: int = 48, repeats: int = 3) -> dict[str, object]:
@@ -40,11 +41,7 @@ def complete_baseline_sessions(sessions: int = 48, repeats: int = 3) -> dict[str
     that) and every session's analysis after learning. It leaves out the interpreter's start and the imports, and
     writing the output folder (the panel, tables and plots), which happen outside that interval."""
     command = [
-        sys.executable,
-        "-m",
-        "algocomp.cli.main",
-        "simulate",
-        BASELINE,
+        *SIMULATE_BASELINE,
         "--sessions",
         str(sessions),
         "--workers",
@@ -132,11 +129,7 @@ def full_experiment(sessions: int, workers: int) -> dict[str, object]:
 def cli_start(repeats: int) -> dict[str, object]:
     """Wall time of `algocomp simulate` for one short session: cold (empty compile cache) and warm."""
     command = [
-        sys.executable,
-        "-m",
-        "algocomp.cli.main",
-        "simulate",
-        BASELINE,
+        *SIMULATE_BASELINE,
         "--sessions",
         "1",
         "--set",
