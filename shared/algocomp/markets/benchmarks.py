@@ -346,12 +346,10 @@ def _linear_prices(market: MarketSpec) -> tuple[np.ndarray, np.ndarray]:
     assert isinstance(demand, LinearDemand)
     a, b, d, n = demand.intercept, demand.own_slope, demand.cross_slope, market.n_firms
     costs = cost_array(market)
-    identity, ones = np.eye(n), np.ones((n, n))
-    demand_matrix = (b + d) * identity - d * ones
-    nash_price = np.linalg.solve((2 * b + d) * identity - d * ones, a + b * costs)
-    monopoly_price = (np.linalg.solve(demand_matrix, np.full(n, a)) + costs) / 2.0
+    nash_price = _solve_identity_minus_ones(2 * b + d, 2 * b - (n - 1) * d, a + b * costs)
+    monopoly_price = (_solve_identity_minus_ones(b + d, b - (n - 1) * d, np.full(n, a)) + costs) / 2.0
     for label, price in (("Nash", nash_price), ("joint-monopoly", monopoly_price)):
-        unfloored = a - demand_matrix @ price
+        unfloored = a - ((b + d) * price - d * np.sum(price))  # a 1 - M p
         if np.any(unfloored <= 0.0):
             firm = int(np.argmin(unfloored))
             raise ValueError(
@@ -360,6 +358,18 @@ def _linear_prices(market: MarketSpec) -> tuple[np.ndarray, np.ndarray]:
                 "firm sells, so raise the intercept or lower that firm's cost"
             )
     return nash_price, monopoly_price
+
+
+def _solve_identity_minus_ones(diagonal: float, remainder: float, v: np.ndarray) -> np.ndarray:
+    """x solving (diagonal I - off 1 1^T) x = v, where remainder = diagonal - n off > 0, written out: with m the
+    mean of v, x = (v - m) / diagonal + m / remainder (then sum x = n m / remainder, and diagonal x - off sum x
+    = v). A symmetric v is one division, m / remainder, as in the closed forms above.
+
+    Not np.linalg.solve: LAPACK's answer goes through the BLAS, whose kernels (chosen by the CPU) round
+    differently, and a summary must be the same bits on every machine (an AVX-512 machine gave other last digits
+    of the linear benchmarks than an AVX2 one)."""
+    mean = float(np.sum(v)) / len(v)
+    return (v - mean) / diagonal + mean / remainder
 
 
 # --------------------------------------------------------------------------------------------- bertrand
