@@ -149,6 +149,18 @@ def cli_start(repeats: int) -> dict[str, object]:
     return {"cold_s": statistics.median(cold), "warm_s": statistics.median(warm), "cold_all": cold, "warm_all": warm}
 
 
+def cpu_model() -> str:
+    """The processor's name and SIMD level as Linux reports them (the engine's speed differs between machines)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown CPU")
+    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{name} ({simd})"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and a 100-session experiment")
@@ -157,10 +169,10 @@ def main() -> int:
     repeats = 3 if args.quick else 7
     figures: dict[str, object] = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": f"{cpu_model()}, {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
     }
     print("complete baseline sessions, one worker ...", file=sys.stderr)
-    figures["complete_sessions"] = complete_baseline_sessions(48, 3)
+    figures["complete_sessions"] = complete_baseline_sessions(48, 3 if args.quick else 5)
     print("kernel throughput (one core) ...", file=sys.stderr)
     figures["kernel"] = kernel_throughput(3_000_000, repeats)
     figures["general_loop_periods_per_second"] = general_loop_throughput(1_000_000, max(3, repeats // 2))
@@ -175,7 +187,7 @@ def main() -> int:
     low, high = w["spread"]
     rows = [
         (
-            f"complete baseline sessions ({w['sessions']}, 1 worker, median of 3)",
+            f"complete baseline sessions ({w['sessions']}, 1 worker, median of {len(w['all'])})",
             f"{w['periods_per_second'] / 1e6:.1f} M periods/s",
             f">= 40 (runs {low / 1e6:.1f}-{high / 1e6:.1f})",
         ),
