@@ -194,3 +194,22 @@ def test_sweep_cells_without_sessions_or_control_say_why():
     assert cells[0]["metrics"] is None and cells[0]["runs"] == 0
     assert cells[0]["regulation_effect"]["control_cell"] is None
     assert "no unregulated" in cells[0]["regulation_effect"]["reason"]
+
+
+def test_related_cells_are_the_cell_and_those_compared_with_it():
+    from algocomp.aggregate.grid import related_cells
+
+    cap = {"basis": "absolute", "value": 1.75}
+    plain = {"agents.alpha": [0.1, 0.15, 0.2], "agents.beta": [1e-5, 2e-5]}
+    assert [related_cells(plain, index) for index in range(6)] == [{0}, {1}, {2}, {3}, {4}, {5}]
+    # alpha x (no cap, cap, cap 2): cells 0-2 are alpha 0.1, 3-5 alpha 0.2; a control is compared with its regulated
+    # cells and each regulated cell with its control, so the three of an alpha hang together
+    regulated = {"agents.alpha": [0.1, 0.2], "regulation.price_cap": [None, cap, {**cap, "value": 1.8}]}
+    assert [related_cells(regulated, index) for index in range(6)] == [{0, 1, 2}] * 3 + [{3, 4, 5}] * 3
+    # two regulation paths: every combination of them at the same other coordinates
+    two = {
+        "agents.alpha": [0.1, 0.2],
+        "regulation.price_cap": [None, cap],
+        "regulation.hide_rival_prices": [None, True],
+    }
+    assert related_cells(two, 5) == {4, 5, 6, 7}

@@ -22,6 +22,7 @@ from algocomp.platform.queue import AGGREGATE_QUEUE, RUN_FINISHED_TASK, create_c
 from algocomp.platform.settings import Settings
 from algocomp.platform.storage import Storage, run_key
 from algocomp.platform.storage.keys import sweep_key, sweep_prefix
+from algocomp_aggregator import tasks as aggregator_tasks
 
 from .conftest import ServiceProcess, _celery_ping, bearer, wait_until
 
@@ -119,6 +120,7 @@ def test_the_aggregator_stores_sweep_metrics_writes_its_files_and_recomputes_the
     service_env: Settings,
     worker_process: Any,
     start_aggregator: Callable[[], ServiceProcess],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     aggregator = start_aggregator()
     sweep_id = launch_sweep(api, "aggregation", 3, TINY_OVERRIDES, GRID)
@@ -191,6 +193,41 @@ def test_the_aggregator_stores_sweep_metrics_writes_its_files_and_recomputes_the
     recomputed = stored_cells(db_engine, sweep_id)
     assert recomputed == rows
     assert storage.get_bytes(sweep_key(sweep_id, "delta_heatmap")).startswith(PNG_MAGIC)
+    restarted.stop()
+
+    # while a sweep is running and every cell has its row, a run's message recomputes only its cell and the
+    # cells compared with it (cell 1 is cell 0 under the price cap), reading only their runs' summaries
+    reads: list[str] = []
+
+    class CountingStorage:
+        def get_bytes(self, key: str) -> bytes:
+            reads.append(key)
+            return storage.get_bytes(key)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(storage, name)
+
+    run_of = {cell["index"]: cell["run_ids"][0] for cell in sweep["per_cell"]}
+    monkeypatch.setattr(aggregator_tasks, "storage", lambda: CountingStorage())
+    with db_engine.begin() as connection:  # the sweep is not over while a run of cell 3 runs
+        connection.execute(text("UPDATE runs SET status = 'running' WHERE id = :id"), {"id": run_of[3]})
+        connection.execute(text("UPDATE sweep_cell_metrics SET metrics = NULL WHERE sweep_id = :id"), {"id": sweep_id})
+    try:
+        outcome = aggregator_tasks.aggregate_sweep(db_engine, run_of[1])
+        assert outcome is not None and outcome["over"] is False and outcome["cells"] == 2
+        assert sorted(reads) == sorted(run_key(run_of[cell], "summary") for cell in (0, 1))
+        partial = stored_cells(db_engine, sweep_id)
+        assert partial[:2] == rows[:2]
+        assert [row["metrics"] for row in partial[2:]] == [None, None]
+    finally:
+        with db_engine.begin() as connection:
+            connection.execute(text("UPDATE runs SET status = 'succeeded' WHERE id = :id"), {"id": run_of[3]})
+    # the sweep over again, any message recomputes every cell (repairing what a lost message missed)
+    reads.clear()
+    outcome = aggregator_tasks.aggregate_sweep(db_engine, run_of[1])
+    assert outcome is not None and outcome["over"] is True and outcome["cells"] == 4
+    assert sorted(reads) == sorted(run_key(run_of[cell], "summary") for cell in range(4))
+    assert stored_cells(db_engine, sweep_id) == rows
 
 
 # sessions of 20 million periods (about a second each): a cancel sent at once finds the run queued, or running

@@ -42,6 +42,18 @@ def regulation_paths(grid: dict[str, list[Any]]) -> list[str]:
     return [path for path in grid if path.split(".", 1)[0] == REGULATION_SECTION]
 
 
+def related_cells(grid: dict[str, list[Any]], index: int) -> set[int]:
+    """The cells whose metrics depend on cell `index`'s runs: the cell itself and, in a grid with a regulation
+    axis, every cell with the same other coordinates (its control, and the regulated cells compared with it)."""
+    values = cell_values(grid)
+    regulated = regulation_paths(grid)
+    if not regulated:
+        return {index}
+    mine = values[index]
+    others = [path for path in grid if path not in regulated]
+    return {i for i, cell in enumerate(values) if all(cell[path] == mine[path] for path in others)}
+
+
 def regulation_effect(
     cell: dict[str, Any], control: dict[str, Any] | None, sessions_by_cell: Mapping[int, list[dict[str, Any]]]
 ) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Collection
 from typing import Any
 
 from algocomp.aggregate.grid import (
@@ -31,6 +32,7 @@ from algocomp.aggregate.grid import (
     regulation_effect,
     regulation_effects_png,
     regulation_paths,
+    related_cells,
     sweep_cells,
 )
 from algocomp.extras import raise_missing_extra
@@ -61,9 +63,11 @@ __all__ = [
     "regulation_effect",
     "regulation_effects_png",
     "regulation_paths",
+    "related_cells",
     "run_counts",
     "run_sessions",
     "store_sweep_metrics",
+    "stored_cell_count",
     "stored_sweep_metrics",
     "sweep_cells",
     "sweep_over",
@@ -110,18 +114,22 @@ def run_counts(session: Session, sweep_id: uuid.UUID) -> tuple[Counter[int], Cou
     return total, succeeded
 
 
-def compute_sweep_metrics(session: Session, storage: Storage, sweep_id: uuid.UUID) -> list[dict[str, Any]]:
+def compute_sweep_metrics(
+    session: Session, storage: Storage, sweep_id: uuid.UUID, *, cells: Collection[int] | None = None
+) -> list[dict[str, Any]]:
     """Per cell, in index order: index, overrides, values, runs, runs_succeeded, metrics (cell_metrics over the
     pooled sessions of its succeeded runs, None while it has none) and regulation_effect (None for an unregulated
-    cell or a grid without a regulation axis). Raises SweepDataError when a summary cannot be read."""
+    cell or a grid without a regulation axis). Raises SweepDataError when a summary cannot be read.
+
+    cells: only these cells, reading only their runs' summaries; with a regulation axis they must hold every cell
+    a regulated one is compared with (related_cells gives such a set)."""
     sweep = session.get(Sweep, sweep_id)
     if sweep is None:
         raise LookupError(f"sweep {sweep_id} does not exist")
-    succeeded = session.execute(
-        select(Run.id, Run.cell)
-        .where(Run.sweep_id == sweep_id, Run.status == RunStatus.succeeded)
-        .order_by(Run.cell, Run.seed)
-    ).all()
+    query = select(Run.id, Run.cell).where(Run.sweep_id == sweep_id, Run.status == RunStatus.succeeded)
+    if cells is not None:
+        query = query.where(Run.cell.in_(sorted(cells)))
+    succeeded = session.execute(query.order_by(Run.cell, Run.seed)).all()
     total, _ = run_counts(session, sweep_id)
     sessions_by_cell: dict[int, list[dict[str, Any]]] = defaultdict(list)
     runs_by_cell: Counter[int] = Counter()
@@ -129,7 +137,8 @@ def compute_sweep_metrics(session: Session, storage: Storage, sweep_id: uuid.UUI
         sessions_by_cell[row.cell].extend(run_sessions(storage, row.id))
         runs_by_cell[row.cell] += 1
 
-    return sweep_cells(sweep.grid, sessions_by_cell, runs=total, runs_succeeded=runs_by_cell)
+    computed = sweep_cells(sweep.grid, sessions_by_cell, runs=total, runs_succeeded=runs_by_cell)
+    return computed if cells is None else [cell for cell in computed if cell["index"] in cells]
 
 
 def store_sweep_metrics(session: Session, sweep_id: uuid.UUID, cells: list[dict[str, Any]]) -> None:
@@ -184,6 +193,12 @@ def stored_sweep_metrics(session: Session, sweep: Sweep) -> list[dict[str, Any]]
             }
         )
     return cells
+
+
+def stored_cell_count(session: Session, sweep_id: uuid.UUID) -> int:
+    """How many of the sweep's cells have a `sweep_cell_metrics` row."""
+    count = select(func.count()).select_from(SweepCellMetrics).where(SweepCellMetrics.sweep_id == sweep_id)
+    return int(session.execute(count).scalar_one())
 
 
 def sweep_over(session: Session, sweep_id: uuid.UUID) -> bool:
