@@ -41,8 +41,8 @@ def aggregate_sweep(engine: Engine, run_id: uuid.UUID | str) -> dict[str, Any] |
     the stored rows are complete from the first message on. Recomputing every cell on every message, as before,
     read every finished run's summary again each time: over the 100 runs of the Figure 1 sweep, about a second of
     the aggregator's CPU a message by its end, on the cores the runs need. The full recomputation at the end
-    repairs whatever a lost message missed, before the files are written; until then the API recomputes a cell
-    whose row is stale when it is asked for (stored_sweep_metrics).
+    repairs whatever a lost message missed, before the files are written; until then the API computes the metrics
+    afresh when it is asked for them and a row is stale (stored_sweep_metrics).
 
     The recomputation holds the sweep's advisory lock, so an older computation never overwrites a newer one; the
     files are written after the rows are committed, and every terminal run's message rewrites them (same keys),

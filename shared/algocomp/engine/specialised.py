@@ -23,12 +23,12 @@ branches and no chain from one price to the next. On the Calvano baseline (15 pr
 60% of _row_top2's, and complete sessions run about 15% faster (2026-12-04, AMD EPYC with AVX2: 21.1 M periods/s
 against 18.3, the median of five alternating runs of 48 sessions); the results are the same, bit for bit.
 
-Two more changes of form, each bit-identical (2026-12-05, Intel Xeon with AVX-512, complete baseline sessions):
+Two more changes of form, each bit-identical (2026-12-05, Intel Xeon with AVX-512; together they took complete
+baseline sessions through the CLI from 36.7 to 44.5 M periods/s, medians of alternating runs):
 - Array indices are cast to unsigned integers (`_u`): for a signed index numba adds code that wraps a negative one
-  around, on every access; without it the loop has fewer instructions and fewer values to keep (34.5 -> 38.5 M
-  periods/s end to end).
+  around, on every access; without it the loop has fewer instructions and fewer values to keep (about +12%).
 - The greedy cache's update has one branch, the rescan; its other cases are selects (see _LEARN), because whether
-  the price played was the greedy one follows the explore draw and mispredicted as a branch (-> 42.5 M periods/s).
+  the price played was the greedy one follows the explore draw and mispredicted as a branch (about +13%).
   The explore-or-not choice itself stays a branch: as a select it cost more in the long greedy phase than it saved.
 """
 
