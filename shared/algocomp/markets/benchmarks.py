@@ -361,8 +361,9 @@ def _linear_prices(market: MarketSpec) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _solve_identity_minus_ones(diagonal: float, remainder: float, v: np.ndarray) -> np.ndarray:
-    """x solving (diagonal I - off 1 1^T) x = v, where remainder = diagonal - n off > 0, written out: with m the
-    mean of v, x = (v - m) / diagonal + m / remainder (then sum x = n m / remainder, and diagonal x - off sum x
+    """x solving (diagonal I - off 1 1^T) x = v for n = len(v), given diagonal and remainder = diagonal - n off > 0
+    (the caller computes remainder from the model's parameters, so off itself is not needed), written out: with m
+    the mean of v, x = (v - m) / diagonal + m / remainder (then sum x = n m / remainder, and diagonal x - off sum x
     = v). A symmetric v is one division, m / remainder, as in the closed forms above.
 
     Not np.linalg.solve: LAPACK's answer goes through the BLAS, whose kernels (chosen by the CPU) round
